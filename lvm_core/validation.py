@@ -1,0 +1,205 @@
+"""Input checks that raise clear errors.
+
+Every message names the argument, what was expected, what was received and
+how to fix it.  These helpers never modify the caller's arrays and never use
+``assert`` (which ``python -O`` removes).  They work on any array-API backend;
+the NaN/inf checks reduce on the device and bring back one boolean.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .backend import get_namespace, namespace_name
+
+__all__ = [
+    "NotFittedError",
+    "check_array",
+    "check_finite",
+    "check_lengths",
+    "check_is_fitted",
+    "check_positive_int",
+    "check_choice",
+    "check_probability_vector",
+]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a model is used before ``fit`` (or before parameters are set)."""
+
+
+def _describe(x) -> str:
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is not None:
+        return f"{namespace_name(get_namespace(x))} array of shape {tuple(shape)} and dtype {dtype}"
+    return f"{type(x).__name__}"
+
+
+def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
+                allow_inf=False, min_rows=1, n_features=None, xp_like=None):
+    """Validate an array argument and return it as an array of its namespace.
+
+    Parameters
+    ----------
+    x : array or nested sequence
+        Lists and tuples are converted with NumPy (or with the namespace of
+        ``xp_like`` when given).
+    name : str
+        Argument name used in error messages.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    dtype_kind : {"real floating", "integral", "numeric"}, optional
+        Required dtype kind (array API ``isdtype`` kinds).
+    allow_nan, allow_inf : bool
+        Whether NaN / infinite values are allowed (floating arrays only).
+    min_rows : int
+        Minimum length of the first axis (empty data is rejected by default).
+    n_features : int, optional
+        Required size of the last axis (for 2-D data).
+    """
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        if isinstance(x, (str, bytes)) or x is None:
+            raise TypeError(
+                f"{name} must be an array; got {type(x).__name__}. "
+                f"Pass a numpy (or cupy) array."
+            )
+        if xp_like is not None:
+            xp = get_namespace(xp_like)
+            x = xp.asarray(np.asarray(x), device=getattr(xp_like, "device", None))
+        else:
+            x = np.asarray(x)
+            if x.dtype == object:
+                raise TypeError(
+                    f"{name} could not be converted to a numeric array (got a ragged "
+                    "or non-numeric sequence). Pass a rectangular numeric array."
+                )
+    xp = get_namespace(x)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            hint = ""
+            if 2 in allowed and x.ndim == 1:
+                hint = " Reshape a single feature with X.reshape(-1, 1), or one sample with X.reshape(1, -1)."
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimension(s); got "
+                f"{_describe(x)}.{hint}"
+            )
+    if dtype_kind is not None and not xp.isdtype(x.dtype, dtype_kind):
+        raise TypeError(
+            f"{name} must have a {dtype_kind} dtype; got {_describe(x)}. "
+            f"Convert it, e.g. with .astype(...)."
+        )
+    if x.ndim >= 1 and x.shape[0] < min_rows:
+        raise ValueError(
+            f"{name} must have at least {min_rows} row(s); got {_describe(x)}. "
+            "Pass non-empty data."
+        )
+    if n_features is not None and x.ndim >= 2 and x.shape[-1] != n_features:
+        raise ValueError(
+            f"{name} must have {n_features} features (last axis) to match the model; "
+            f"got {_describe(x)}. Use data with the same features the model was fitted on."
+        )
+    if xp.isdtype(x.dtype, "real floating"):
+        check_finite(x, name, allow_nan=allow_nan, allow_inf=allow_inf)
+    return x
+
+
+def check_finite(x, name, allow_nan=False, allow_inf=False):
+    """Raise ValueError if ``x`` holds NaN (unless allowed) or inf (unless allowed)."""
+    xp = get_namespace(x)
+    if not allow_nan and bool(xp.any(xp.isnan(x))):
+        raise ValueError(
+            f"{name} contains NaN; got {_describe(x)}. Remove or impute missing "
+            "values first (HMMs accept all-NaN rows with allow_missing=True)."
+        )
+    if not allow_inf and bool(xp.any(xp.isinf(x))):
+        raise ValueError(
+            f"{name} contains infinite values; got {_describe(x)}. Check the data "
+            "for overflow or division by zero."
+        )
+    return x
+
+
+def check_lengths(lengths, n_samples, name="lengths"):
+    """Validate sequence lengths; return them as a NumPy int64 array.
+
+    ``lengths=None`` means one sequence of length ``n_samples``.  Lengths must
+    be positive integers summing to ``n_samples``.
+    """
+    if lengths is None:
+        return np.array([n_samples], dtype=np.int64)
+    if hasattr(lengths, "shape") and not isinstance(lengths, np.ndarray):
+        from .backend import to_numpy
+
+        lengths = to_numpy(lengths)
+    arr = np.asarray(lengths)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D sequence of sequence lengths; got shape "
+            f"{arr.shape}. Pass e.g. lengths=[len(x1), len(x2)] for X = concat(x1, x2)."
+        )
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must contain integers; got dtype {arr.dtype}.")
+    arr = arr.astype(np.int64)
+    if np.any(arr <= 0):
+        bad = int(np.flatnonzero(arr <= 0)[0])
+        raise ValueError(
+            f"{name} must contain positive lengths; {name}[{bad}] = {int(arr[bad])}. "
+            "Drop empty sequences before fitting."
+        )
+    total = int(arr.sum())
+    if total != n_samples:
+        raise ValueError(
+            f"{name} must sum to the number of samples in X ({n_samples}); they sum to "
+            f"{total}. Check that X is the concatenation of the sequences."
+        )
+    return arr
+
+
+def check_is_fitted(model, attributes):
+    """Raise NotFittedError unless every attribute in ``attributes`` is set."""
+    if isinstance(attributes, str):
+        attributes = [attributes]
+    missing = [a for a in attributes if getattr(model, a, None) is None]
+    if missing:
+        raise NotFittedError(
+            f"This {type(model).__name__} instance is not fitted yet (missing "
+            f"{', '.join(missing)}). Call fit(X) first, or set the parameters yourself."
+        )
+
+
+def check_positive_int(value, name, minimum=1):
+    """``value`` as an int >= ``minimum``; bools and non-integers rejected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {int(value)}.")
+    return int(value)
+
+
+def check_choice(value, name, choices):
+    """``value`` if it is one of ``choices``, else ValueError listing them."""
+    if value not in choices:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}."
+        )
+    return value
+
+
+def check_probability_vector(p, name, axis=-1, atol=1e-6):
+    """Raise ValueError unless ``p`` is non-negative and sums to 1 along ``axis``."""
+    xp = get_namespace(p)
+    if bool(xp.any(p < 0)) or bool(xp.any(xp.isnan(p))):
+        raise ValueError(f"{name} must be non-negative probabilities; got negative or NaN entries.")
+    total = xp.sum(p, axis=axis)
+    if bool(xp.any(xp.abs(total - 1.0) > atol)):
+        raise ValueError(
+            f"{name} must sum to 1 along axis {axis}; got sums between "
+            f"{float(xp.min(total)):.6g} and {float(xp.max(total)):.6g}. Normalise it first."
+        )
+    return p
