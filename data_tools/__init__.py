@@ -1,0 +1,1 @@
+"""Dataset readers and writers, binarisation and synthetic generators (lvm_core never imports this package)."""

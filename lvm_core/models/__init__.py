@@ -1,0 +1,1 @@
+"""Models, one module per family; each module docstring states its math."""
