@@ -1,1 +1,27 @@
-"""functional"""
+"""Stateless forward/backward pairs with handwritten gradients.
+
+Every operation is a pair ``y, cache = f_forward(...)`` / ``d... = f_backward(dy,
+cache)`` with a named cache, or a loss-like function returning its value and
+its input gradients (log-likelihoods, KL terms).  Each function takes its
+array namespace from its inputs (NumPy, CuPy, array-api-strict, ...), keeps
+the input dtype (float32 stays float32) and is written in a numerically
+stable form.  References are given in each module: Kingma & Welling 2014
+(reparameterization, Gaussian KL), Loaiza-Ganem & Cunningham 2019 (continuous
+Bernoulli), Jang et al. 2017 / Maddison et al. 2017 (Gumbel-softmax), Bishop
+PRML (likelihoods, log-sum-exp).
+"""
+from .activations import *  # noqa: F401,F403
+from .activations import __all__ as _activations_all
+from .kl import *  # noqa: F401,F403
+from .kl import __all__ as _kl_all
+from .likelihoods import *  # noqa: F401,F403
+from .likelihoods import __all__ as _likelihoods_all
+from .linear import *  # noqa: F401,F403
+from .linear import __all__ as _linear_all
+from .reductions import *  # noqa: F401,F403
+from .reductions import __all__ as _reductions_all
+from .sampling import *  # noqa: F401,F403
+from .sampling import __all__ as _sampling_all
+
+__all__ = (_linear_all + _activations_all + _likelihoods_all + _kl_all
+           + _sampling_all + _reductions_all)
