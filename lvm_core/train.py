@@ -1,0 +1,644 @@
+"""The minibatch training loop shared by the gradient models.
+
+Stochastic optimisation of an expected loss (Robbins & Monro 1951): each
+epoch draws a fresh permutation of the N samples, cuts it into minibatches
+B_1, ..., B_S of at most ``batch_size`` rows and takes one optimizer step per
+minibatch on the batch loss
+
+    theta_{s} = update(theta_{s-1}, grad_theta L(theta_{s-1}; X[B_s]), state_s),
+
+with ``update`` one of the optimizer functions of :mod:`lvm_core.nn` (Adam,
+Kingma & Ba 2015; SGD with momentum, Polyak 1964 / Sutskever et al. 2013).
+The epoch loss reported is the sample-weighted mean of the batch losses,
+sum_s |B_s| L_s / N (batch losses are taken to be means over their rows).
+Early stopping on a held-out loss follows Prechelt (1998, "Early stopping -
+but when?"): stop after ``patience`` epochs without improvement and keep the
+best parameters.
+
+Model protocol (duck typing; nothing to inherit):
+
+* ``model.params``: dict of arrays, owned by the loop while it runs (the
+  optimizer updates them in place);
+* ``model.loss_and_grads(X_batch, rng) -> (loss, grads)``: ``loss`` a float
+  or 0-d array (mean over the batch), ``grads`` a dict with the keys and
+  shapes of ``params``;
+* optional ``model.validation_loss(X) -> float``, needed for
+  ``validation_data``;
+* optional fast path ``model.train_step(X_batch, rng, opt_state, lr,
+  **optimizer_kwargs) -> (loss, opt_state)`` doing forward, backward and the
+  Adam update in one go; used instead of ``loss_and_grads`` + :func:`adam`
+  when ``optimizer == "adam"`` and ``clip_norm`` is None.
+
+Device work stays on the device: batches are taken with ``xp.take`` on the
+data's namespace, batch losses are kept as device scalars and brought to the
+host once per epoch (and at progress-bar refreshes, at most twice a second).
+
+Non-finite values: a NaN or infinite batch loss (or gradient, on the
+``loss_and_grads`` path) raises :class:`NonFiniteLossError` (a
+``FloatingPointError``) naming the epoch and the step; before raising, the
+model's parameters are put back to their values just before that step (the
+loop replays the epoch's good steps from a snapshot taken at the start of the
+epoch, so the check needs no device sync per step).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import io as lvm_io
+from .backend import _is_array, get_namespace, item, to_numpy
+from .random import as_generator, permutation
+from .validation import check_array, check_positive_int
+
+__all__ = ["History", "NonFiniteLossError", "fit_minibatch"]
+
+_CHECKPOINT_KIND = "lvm_core.train checkpoint"
+_REFRESH_SECONDS = 0.5
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit_minibatch`.
+
+    Attributes
+    ----------
+    train_loss : list of float
+        Per epoch, the sample-weighted mean of the batch losses.
+    val_loss : list of float
+        Per epoch, ``model.validation_loss(validation_data)``; empty without
+        validation data.
+    seconds_per_epoch : list of float
+        Wall time of each epoch's optimizer steps (validation and checkpoint
+        writing excluded).
+    epochs_completed : int
+        Epochs finished, counting those done before a resume.
+    stopped_early : bool
+        True when early stopping ended the run.
+    stop_reason : str
+        ``"max_epochs: ..."``, ``"early_stopping: ..."`` or
+        ``"non_finite: ..."`` (then a :class:`NonFiniteLossError` was raised,
+        carrying this history).
+    best_epoch : int or None
+        1-based epoch with the lowest validation loss (None without validation).
+    best_val_loss : float or None
+        That lowest validation loss.
+    """
+
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    seconds_per_epoch: list = field(default_factory=list)
+    epochs_completed: int = 0
+    stopped_early: bool = False
+    stop_reason: str = ""
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A NaN or infinite loss or gradient stopped training.
+
+    ``epoch`` and ``step`` (1-based, ``step`` within the epoch) locate the bad
+    step; ``global_step`` counts optimizer steps since the start of training;
+    ``history`` is the :class:`History` up to the last completed epoch.  The
+    model holds the parameters from just before the bad step.
+    """
+
+    def __init__(self, message, epoch=None, step=None, global_step=None, history=None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.global_step = global_step
+        self.history = history
+
+
+# ----------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------
+def _copy_tree(obj):
+    """Deep copy of nested dicts/lists/tuples of arrays (arrays copied on their device)."""
+    if isinstance(obj, dict):
+        return {k: _copy_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copy_tree(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_copy_tree(v) for v in obj)
+    if _is_array(obj):
+        xp = get_namespace(obj)
+        return xp.asarray(obj, copy=True)
+    return obj
+
+
+def _assign_params(params, values):
+    """Write ``values`` into the arrays of ``params`` in place (keeps any aliasing of them)."""
+    for key, value in values.items():
+        target = params.get(key)
+        if (_is_array(target) and tuple(target.shape) == tuple(value.shape)
+                and target.dtype == value.dtype):
+            target[...] = value
+        else:
+            params[key] = value
+
+
+def _to_host(values):
+    """A list of device scalars (or floats) as a float64 NumPy vector: one transfer."""
+    if not values:
+        return np.zeros(0)
+    if all(not _is_array(v) or isinstance(v, (np.ndarray, np.generic)) for v in values):
+        return np.asarray([float(v) for v in values], dtype=np.float64)
+    if all(_is_array(v) for v in values):
+        xp = get_namespace(*values)
+        stacked = xp.stack([xp.reshape(v, ()) for v in values])
+        return to_numpy(stacked).astype(np.float64)
+    return np.asarray([item(v) for v in values], dtype=np.float64)
+
+
+def _resolve_optimizer(optimizer):
+    if callable(optimizer):
+        return optimizer, getattr(optimizer, "__name__", type(optimizer).__name__)
+    if optimizer in ("adam", "sgd"):
+        from . import nn
+
+        return getattr(nn, optimizer), optimizer
+    raise ValueError(
+        f"optimizer must be 'adam', 'sgd' or a function "
+        f"opt(params, grads, state, lr=..., inplace=..., **kwargs) -> (params, state); "
+        f"got {optimizer!r}."
+    )
+
+
+def _make_progress_bar(progress, total):
+    """A tqdm bar on stderr when asked for, tqdm is installed and stderr is a terminal."""
+    if not progress:
+        return None
+    isatty = getattr(sys.stderr, "isatty", None)
+    if isatty is None or not isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, file=sys.stderr, unit="batch", dynamic_ncols=True)
+
+
+def _check_model(model, fast):
+    params = getattr(model, "params", None)
+    if not isinstance(params, dict) or not params:
+        raise TypeError(
+            f"model must have a non-empty dict of arrays `params`; {type(model).__name__} has "
+            f"{type(params).__name__}. fit_minibatch trains gradient models "
+            "(params + loss_and_grads); EM models have their own fit()."
+        )
+    if not fast and not callable(getattr(model, "loss_and_grads", None)):
+        raise TypeError(
+            f"model must have a method loss_and_grads(X_batch, rng) -> (loss, grads); "
+            f"{type(model).__name__} has none. Implement it (or train_step for optimizer='adam')."
+        )
+
+
+# ----------------------------------------------------------------------------
+# the loop
+# ----------------------------------------------------------------------------
+class _Loop:
+    """State of one call of :func:`fit_minibatch` (private)."""
+
+    def __init__(self, model, X, rng, batch_size, opt_fn, lr, optimizer_kwargs,
+                 fast, clip_norm, transform_batch):
+        self.model = model
+        self.X = X
+        self.xp = get_namespace(X)
+        self.rng = rng
+        self.n = X.shape[0]
+        self.batch_size = min(batch_size, self.n)
+        self.n_steps = -(-self.n // self.batch_size)
+        self.opt_fn = opt_fn
+        self.lr = lr
+        self.optimizer_kwargs = optimizer_kwargs
+        self.fast = fast
+        self.clip_norm = clip_norm
+        self.transform_batch = transform_batch
+        self.opt_state = None
+        self.global_step = 0
+        self.checked_keys = False
+
+    def step(self, perm, s):
+        """Optimizer step ``s`` (0-based) of the epoch; returns (loss, grads_finite) on device.
+
+        ``grads_finite`` is AND_k all(isfinite(dtheta_k)) (None on the fast path).
+        """
+        xp = self.xp
+        idx = perm[s * self.batch_size:(s + 1) * self.batch_size]
+        X_batch = xp.take(self.X, idx, axis=0)
+        if self.transform_batch is not None:
+            X_batch = self.transform_batch(X_batch, self.rng)
+        model = self.model
+        if self.fast:
+            loss, self.opt_state = model.train_step(
+                X_batch, self.rng, self.opt_state, self.lr, **self.optimizer_kwargs
+            )
+            return loss, None
+        loss, grads = model.loss_and_grads(X_batch, self.rng)
+        if not self.checked_keys:
+            self._check_grads(grads)
+        if self.clip_norm is not None:
+            from .nn import clip_grad_norm
+
+            grads, total_norm = clip_grad_norm(grads, self.clip_norm)  # a host float
+            grads_finite = math.isfinite(total_norm)
+        else:
+            grads_finite = True
+            for g in grads.values():
+                grads_finite = grads_finite & xp.all(xp.isfinite(g))
+        params, self.opt_state = self.opt_fn(
+            model.params, grads, self.opt_state, lr=self.lr, inplace=True,
+            **self.optimizer_kwargs
+        )
+        if params is not model.params:
+            model.params.update(params)
+        return loss, grads_finite
+
+    def _check_grads(self, grads):
+        params = self.model.params
+        if not isinstance(grads, dict) or set(grads) != set(params):
+            got = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
+            raise ValueError(
+                f"{type(self.model).__name__}.loss_and_grads must return grads with the keys "
+                f"of model.params ({sorted(params)}); got {got}. Return one gradient per "
+                "parameter, with the parameter's shape."
+            )
+        for key, g in grads.items():
+            if tuple(g.shape) != tuple(params[key].shape):
+                raise ValueError(
+                    f"gradient {key!r} has shape {tuple(g.shape)} but model.params[{key!r}] "
+                    f"has shape {tuple(params[key].shape)}; loss_and_grads must return "
+                    "gradients shaped like the parameters."
+                )
+        self.checked_keys = True
+
+    def batch_sizes(self):
+        sizes = np.full(self.n_steps, self.batch_size, dtype=np.float64)
+        sizes[-1] = self.n - self.batch_size * (self.n_steps - 1)
+        return sizes
+
+
+def _first_bad(losses, grads_finite):
+    """Index of the first step whose loss or gradients are not finite, or None.
+
+    ``grads_finite`` holds 1.0 (all gradients finite) or 0.0 per step, or is None.
+    """
+    bad = ~np.isfinite(losses)
+    if grads_finite is not None:
+        bad |= grads_finite == 0.0
+    hits = np.flatnonzero(bad)
+    return int(hits[0]) if hits.size else None
+
+
+def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3,
+                  optimizer_kwargs=None, validation_data=None, random_state=None,
+                  progress=True, checkpoint=None, checkpoint_every=1, resume=False,
+                  early_stopping_patience=None, clip_norm=None, transform_batch=None):
+    """Train ``model`` on ``X`` (N, ...) by minibatch gradient descent; return a :class:`History`.
+
+    Each epoch shuffles the rows with ``lvm_core.random.permutation(rng, N,
+    like=X)`` and takes ceil(N / batch_size) optimizer steps (the last batch
+    may be smaller); see the module docstring for the model protocol.
+
+    Parameters
+    ----------
+    model : object
+        Has ``params`` (dict of arrays) and ``loss_and_grads(X_batch, rng)``;
+        optionally ``validation_loss(X)`` and ``train_step(...)``.
+    X : array (N, ...)
+        Training data on any backend; batches stay on its device.
+    epochs : int
+        Total number of epochs, *including* those already done when resuming.
+    batch_size : int
+        Rows per batch (capped at N).
+    optimizer : {"adam", "sgd"} or callable
+        :func:`lvm_core.nn.adam`, :func:`lvm_core.nn.sgd`, or a function with
+        their signature ``opt(params, grads, state, lr=..., inplace=True, **kw)``.
+    lr : float
+        Learning rate.
+    optimizer_kwargs : dict, optional
+        Extra keyword arguments of the optimizer (``betas``, ``momentum``,
+        ``weight_decay``, ...).
+    validation_data : array (N_val, ...), optional
+        Scored after each epoch with ``model.validation_loss``.
+    random_state : None, int or Generator
+        Drives shuffling and every draw of the model and ``transform_batch``;
+        ``random_state=0`` is reproducible.
+    progress : bool
+        Show a tqdm bar with the running loss, only when tqdm is installed and
+        stderr is a terminal; otherwise the loop is silent.
+    checkpoint : str or path, optional
+        File written (atomically, with :func:`lvm_core.io.save`) every
+        ``checkpoint_every`` epochs and after the last epoch: the model, the
+        optimizer state, the epoch, the history, the early-stopping state and
+        the generator's bit-generator state.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    resume : bool
+        Continue from ``checkpoint`` when that file exists (from scratch when
+        it does not).  With the same arguments, training E1 epochs, then
+        resuming up to E2 epochs gives bit for bit the parameters of one run
+        of E2 epochs.
+    early_stopping_patience : int, optional
+        With ``validation_data``: stop when the validation loss has not
+        improved (strictly) for this many epochs.  Whenever it is set, the
+        model ends with the parameters of the best validation epoch (whether
+        the run stopped early or used all its epochs).
+    clip_norm : float, optional
+        Rescale the gradients to a global L2 norm of at most ``clip_norm``
+        (:func:`lvm_core.nn.clip_grad_norm`); disables the ``train_step`` fast path.
+    transform_batch : callable, optional
+        ``transform_batch(X_batch, rng) -> X_batch`` applied to every batch
+        (e.g. dynamic binarisation); must not modify its input.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    NonFiniteLossError (a FloatingPointError)
+        When a batch loss or gradient (or the validation loss) is NaN or
+        infinite.  The message names the epoch and step; the model keeps the
+        last good parameters (those from just before the bad step; for a bad
+        validation loss, those from the end of the previous epoch).
+    """
+    # -- arguments ---------------------------------------------------------
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if early_stopping_patience is not None:
+        early_stopping_patience = check_positive_int(early_stopping_patience,
+                                                     "early_stopping_patience")
+        if validation_data is None:
+            raise ValueError(
+                "early_stopping_patience needs validation_data (early stopping watches the "
+                "validation loss); pass validation_data=X_val or leave the patience unset."
+            )
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a positive finite number; got {lr!r}.")
+    lr = float(lr)
+    if clip_norm is not None and (isinstance(clip_norm, bool)
+                                  or not isinstance(clip_norm, (int, float)) or not clip_norm > 0):
+        raise ValueError(f"clip_norm must be a positive number or None; got {clip_norm!r}.")
+    if optimizer_kwargs is None:
+        optimizer_kwargs = {}
+    elif not isinstance(optimizer_kwargs, dict):
+        raise TypeError(
+            f"optimizer_kwargs must be a dict or None; got {type(optimizer_kwargs).__name__}, "
+            "e.g. optimizer_kwargs={'betas': (0.9, 0.999)}."
+        )
+    if transform_batch is not None and not callable(transform_batch):
+        raise TypeError(
+            f"transform_batch must be a function (X_batch, rng) -> X_batch; got "
+            f"{type(transform_batch).__name__}."
+        )
+    if resume and checkpoint is None:
+        raise ValueError(
+            "resume=True needs checkpoint=<path of the checkpoint file>; got checkpoint=None."
+        )
+    X = check_array(X, "X", ndim=None)
+    if X.ndim < 1:
+        raise ValueError(f"X must have at least 1 dimension (rows are samples); got a 0-d array.")
+    if validation_data is not None:
+        validation_data = check_array(validation_data, "validation_data")
+        get_namespace(X, validation_data)  # same library and device, or TypeError
+        if not callable(getattr(model, "validation_loss", None)):
+            raise TypeError(
+                f"validation_data was given but {type(model).__name__} has no method "
+                "validation_loss(X) -> float. Implement it or drop validation_data."
+            )
+    opt_fn, opt_name = _resolve_optimizer(optimizer)
+    fast = (optimizer == "adam" and clip_norm is None
+            and callable(getattr(model, "train_step", None)))
+    _check_model(model, fast)
+    rng = as_generator(random_state)
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        if not hasattr(getattr(rng, "bit_generator", None), "state"):
+            raise TypeError(
+                f"checkpoints store the random generator's state, but {type(rng).__name__} "
+                "has no bit_generator.state. Use random_state=<int> or a "
+                "numpy.random.Generator."
+            )
+
+    loop = _Loop(model, X, rng, batch_size, opt_fn, lr, optimizer_kwargs, fast,
+                 clip_norm, transform_batch)
+    history = History()
+    best = {"val": math.inf, "epoch": None, "wait": 0, "params": None}
+
+    if resume and os.path.exists(checkpoint):
+        _resume(loop, history, best, checkpoint, opt_name)
+
+    bar = None
+    if history.epochs_completed < epochs and not history.stopped_early:
+        bar = _make_progress_bar(progress, (epochs - history.epochs_completed) * loop.n_steps)
+    try:
+        for epoch in range(history.epochs_completed + 1, epochs + 1):
+            if history.stopped_early:
+                break
+            snapshot = _run_epoch(loop, history, epoch, epochs, bar)
+            if validation_data is not None:
+                _validate(loop, history, best, epoch, validation_data,
+                          early_stopping_patience, snapshot)
+            history.epochs_completed = epoch
+            if early_stopping_patience is not None and best["wait"] >= early_stopping_patience:
+                history.stopped_early = True
+                history.stop_reason = (
+                    f"early_stopping: validation loss did not improve for "
+                    f"{early_stopping_patience} epoch(s) after epoch {best['epoch']} "
+                    f"(best {best['val']:.6g}); stopped after epoch {epoch}"
+                )
+            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
+                                           or history.stopped_early):
+                _save_checkpoint(loop, history, best, checkpoint, opt_name)
+            if bar is not None:
+                post = {"loss": f"{history.train_loss[-1]:.4g}"}
+                if history.val_loss:
+                    post["val"] = f"{history.val_loss[-1]:.4g}"
+                bar.set_postfix(post, refresh=True)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if not history.stopped_early:
+        history.stop_reason = f"max_epochs: completed {history.epochs_completed} of {epochs} epochs"
+    if early_stopping_patience is not None and best["params"] is not None:
+        _assign_params(model.params, best["params"])
+    return history
+
+
+def _run_epoch(loop, history, epoch, epochs, bar):
+    """One pass over the data; appends the epoch's loss and time to ``history``.
+
+    Returns the snapshot (params, optimizer state, rng state, step count)
+    taken at the start of the epoch, after the shuffle.
+    """
+    start = time.perf_counter()
+    perm = permutation(loop.rng, loop.n, like=loop.X)
+    snapshot = (
+        _copy_tree(loop.model.params),
+        _copy_tree(loop.opt_state),
+        loop.rng.bit_generator.state if hasattr(loop.rng, "bit_generator") else None,
+        loop.global_step,
+    )
+    pending_loss, pending_grads_ok = [], []
+    host_loss, host_grads_ok = [], []
+    last_sync = time.perf_counter()
+    sizes = loop.batch_sizes()
+    if bar is not None:
+        bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+
+    def flush():
+        host_loss.extend(_to_host(pending_loss))
+        if not loop.fast:
+            host_grads_ok.extend(_to_host(pending_grads_ok))
+        pending_loss.clear()
+        pending_grads_ok.clear()
+        bad = _first_bad(np.asarray(host_loss), None if loop.fast else np.asarray(host_grads_ok))
+        if bad is not None:
+            _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, bad, host_loss[bad])
+
+    for s in range(loop.n_steps):
+        loss, grads_finite = loop.step(perm, s)
+        loop.global_step += 1
+        pending_loss.append(loss)
+        if grads_finite is not None:
+            pending_grads_ok.append(grads_finite)
+        if bar is not None:
+            bar.update(1)
+            now = time.perf_counter()
+            if now - last_sync > _REFRESH_SECONDS:
+                flush()
+                done = len(host_loss)
+                running = float(np.dot(host_loss, sizes[:done]) / np.sum(sizes[:done]))
+                bar.set_postfix({"loss": f"{running:.4g}"}, refresh=False)
+                last_sync = now
+    flush()
+    history.train_loss.append(float(np.dot(host_loss, sizes) / loop.n))
+    history.seconds_per_epoch.append(time.perf_counter() - start)
+    return snapshot
+
+
+def _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, bad, loss_value):
+    """Put back the parameters from just before step ``bad`` and raise NonFiniteLossError."""
+    params0, opt_state0, rng_state0, global_step0 = snapshot
+    _assign_params(loop.model.params, params0)
+    loop.opt_state = opt_state0
+    if rng_state0 is not None:
+        loop.rng.bit_generator.state = rng_state0
+    for s in range(bad):  # replay the good steps of this epoch (same batches, same draws)
+        loop.step(perm, s)
+    what = (f"the loss became {loss_value}" if not math.isfinite(loss_value)
+            else "a gradient became NaN or infinite")
+    history.stop_reason = (
+        f"non_finite: {what} at epoch {epoch}/{epochs}, step {bad + 1}/{loop.n_steps} "
+        f"(optimizer step {global_step0 + bad + 1})"
+    )
+    raise NonFiniteLossError(
+        f"Training stopped: {history.stop_reason[len('non_finite: '):]}. The model keeps "
+        "the parameters from just before that step. Try a smaller lr, gradient clipping "
+        "(clip_norm=...), or check the data and the model's numerics (log-space terms).",
+        epoch=epoch, step=bad + 1, global_step=global_step0 + bad + 1, history=history,
+    )
+
+
+def _validate(loop, history, best, epoch, validation_data, patience, snapshot):
+    """Score the validation data; track the best epoch (and its params when patience is set).
+
+    A non-finite validation loss puts back the parameters of the start of the
+    epoch (``snapshot``) and raises NonFiniteLossError.
+    """
+    val = item(loop.model.validation_loss(validation_data))
+    if not math.isfinite(val):
+        _assign_params(loop.model.params, snapshot[0])
+        history.train_loss.pop()
+        history.seconds_per_epoch.pop()
+        history.stop_reason = f"non_finite: the validation loss became {val} after epoch {epoch}"
+        raise NonFiniteLossError(
+            f"Training stopped: the validation loss became {val} after epoch {epoch}. The "
+            "model keeps the parameters from the end of the previous epoch. Check "
+            "validation_data (values the model cannot explain) and the model's numerics; "
+            "try a smaller lr.",
+            epoch=epoch, step=None, global_step=loop.global_step, history=history,
+        )
+    history.val_loss.append(val)
+    if val < best["val"]:
+        best["val"], best["epoch"], best["wait"] = val, epoch, 0
+        if patience is not None:
+            best["params"] = _copy_tree(loop.model.params)
+    else:
+        best["wait"] += 1
+    history.best_epoch = best["epoch"]
+    history.best_val_loss = best["val"]
+
+
+def _save_checkpoint(loop, history, best, path, opt_name):
+    extra = {
+        "kind": _CHECKPOINT_KIND,
+        "epoch": history.epochs_completed,
+        "global_step": loop.global_step,
+        "history": asdict(history),
+        "rng_state": loop.rng.bit_generator.state,
+        "early_stopping": {"best_val": best["val"], "best_epoch": best["epoch"],
+                           "wait": best["wait"], "best_params": best["params"]},
+        "config": {"optimizer": opt_name, "batch_size": loop.batch_size, "n_samples": loop.n,
+                   "lr": loop.lr},
+    }
+    lvm_io.save(loop.model, path, optimizer_state=loop.opt_state, extra=extra)
+
+
+def _resume(loop, history, best, path, opt_name):
+    """Load a checkpoint written by :func:`_save_checkpoint` into the running loop."""
+    state = lvm_io.load_state(path, like=loop.X)
+    model = loop.model
+    cls_key = f"{type(model).__module__}:{type(model).__qualname__}"
+    extra = state["extra"]
+    if not isinstance(extra, dict) or extra.get("kind") != _CHECKPOINT_KIND:
+        raise ValueError(
+            f"{path!r} is an lvm_core model file but not a training checkpoint written by "
+            "fit_minibatch. Pass the checkpoint path used by fit_minibatch, or "
+            "resume=False to start from scratch."
+        )
+    if state["class"] != cls_key:
+        raise ValueError(
+            f"checkpoint {path!r} holds a {state['class']} model, but the model to train is "
+            f"a {cls_key}. Resume with the same kind of model, or use another checkpoint path."
+        )
+    config = extra["config"]
+    if config["optimizer"] != opt_name:
+        raise ValueError(
+            f"checkpoint {path!r} was trained with optimizer {config['optimizer']!r}, not "
+            f"{opt_name!r}; its optimizer state does not fit. Resume with "
+            f"optimizer={config['optimizer']!r} or start without resume."
+        )
+    if config["batch_size"] != loop.batch_size or config["n_samples"] != loop.n:
+        raise ValueError(
+            f"checkpoint {path!r} was trained on {config['n_samples']} samples with "
+            f"batch_size={config['batch_size']}; got {loop.n} samples and "
+            f"batch_size={loop.batch_size}. Resume with the same data and batch_size, or "
+            "start without resume."
+        )
+    if set(state["params"] or {}) != set(model.params):
+        raise ValueError(
+            f"checkpoint {path!r} has parameters {sorted(state['params'] or {})} but the model "
+            f"has {sorted(model.params)}. Resume with a model of the same architecture."
+        )
+    _assign_params(model.params, state["params"])
+    for name, value in state["fitted"].items():
+        setattr(model, name, value)
+    loop.opt_state = state["optimizer_state"]
+    loop.global_step = int(extra["global_step"])
+    loop.rng.bit_generator.state = extra["rng_state"]
+    for key, value in extra["history"].items():
+        setattr(history, key, value)
+    stopping = extra["early_stopping"]
+    best.update(val=stopping["best_val"], epoch=stopping["best_epoch"],
+                wait=stopping["wait"], params=stopping["best_params"])
