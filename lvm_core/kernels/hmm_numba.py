@@ -44,7 +44,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling"]
+__all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling", "symbol_counts"]
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
@@ -348,3 +348,21 @@ def viterbi(log_startprob, log_transmat, log_frameprob, lengths=None):
         log_startprob, log_transmat, log_frameprob, lengths)
     return _viterbi_chunks(log_startprob, log_transmat, log_frameprob, starts, ends,
                            _n_chunks(starts.shape[0]))
+
+
+@numba.njit(cache=True)
+def _symbol_counts(symbols, posteriors, n_symbols):
+    T, K = posteriors.shape
+    obs_t = np.zeros((n_symbols, K))
+    for t in range(T):
+        f = symbols[t]
+        for k in range(K):
+            obs_t[f, k] += posteriors[t, k]
+    return obs_t.T.copy()
+
+
+def symbol_counts(symbols, posteriors, n_symbols):
+    """obs[k, f] = sum_{t: x_t = f} gamma_t(k) (K, F) in one pass over T
+    (Rabiner 1989, eq. 40c numerator); symbols (T,) int in 0..F-1."""
+    return _symbol_counts(np.ascontiguousarray(symbols, dtype=np.int64),
+                          np.ascontiguousarray(posteriors, dtype=np.float64), int(n_symbols))
