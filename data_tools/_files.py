@@ -1,6 +1,12 @@
 """File helpers shared by the writers: atomic replacement (write to a temporary
 file in the destination folder, then ``os.replace``), so that an interrupted
-write never leaves a partial file under the final name."""
+write never leaves a partial file under the final name.
+
+Reference: POSIX.1-2017, rename(2): "If the link named by the new argument
+exists, it shall be removed and old renamed to new ... a link named new shall
+remain visible to other threads throughout the renaming operation" (the
+replacement is atomic within one file system, hence the temporary file is
+created in the destination folder)."""
 from __future__ import annotations
 
 import contextlib

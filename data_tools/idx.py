@@ -19,6 +19,7 @@ bytes 0x1f 0x8b, never from the file name.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -100,7 +101,7 @@ def _parse_header(data: bytes, path):
 
 
 def _check_payload(path, dtype, shape, n_payload):
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow on corrupt headers
     if n_payload < expected:
         raise ValueError(
             f"IDX file {str(path)!r} is truncated: its header announces shape {shape} of "
@@ -123,8 +124,9 @@ def read_idx(path, mmap=False) -> np.ndarray:
     path : str or os.PathLike
     mmap : bool
         If True and the file is not compressed, return a read-only
-        ``numpy.memmap`` instead of reading the payload (for files larger
-        than memory).  Ignored for gzip files (they are decompressed in memory).
+        ``numpy.memmap`` (in the file's big-endian dtype) instead of reading
+        the payload, for files larger than memory.  Ignored for gzip files
+        (they are decompressed in memory).
 
     Returns
     -------
@@ -146,7 +148,7 @@ def read_idx(path, mmap=False) -> np.ndarray:
             head = f.read(4 + 4 * 255)
         dtype, shape, header_size = _parse_header(head, path)
         _check_payload(path, dtype, shape, os.path.getsize(path) - header_size)
-        if int(np.prod(shape, dtype=np.int64)) == 0:
+        if math.prod(shape) == 0:
             return np.zeros(shape, dtype=dtype.newbyteorder("="))
         return np.memmap(path, dtype=dtype, mode="r", offset=header_size, shape=shape)
     data = _read_bytes(path)

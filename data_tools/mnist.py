@@ -9,8 +9,9 @@ of the split wins):
 
 1. ``path=`` given explicitly (a folder with the IDX files): used or an error
    is raised; nothing else is tried;
-2. the environment: ``$LVM_CORE_DATA/<name>/`` or ``$LVM_CORE_DATA/`` itself,
-   then ``$FASHION_MNIST_DIR`` (fashion-mnist) / ``$MNIST_DIR`` (mnist);
+2. the environment: ``$LVM_CORE_DATA/<name>/`` (for fashion-mnist, the
+   default, also ``$LVM_CORE_DATA/`` itself), then ``$FASHION_MNIST_DIR``
+   (fashion-mnist) or ``$MNIST_DIR`` (mnist);
 3. the user cache ``$XDG_CACHE_HOME/lvm_core/<name>/`` (default
    ``~/.cache/lvm_core/<name>/``);
 4. Debian's data package: ``/usr/share/datasets/<name>/``
@@ -188,7 +189,8 @@ def _candidates(name, path):
     root = os.environ.get("LVM_CORE_DATA")
     if root:
         out.append(("env LVM_CORE_DATA", Path(root) / name))
-        out.append(("env LVM_CORE_DATA", Path(root)))
+        if name == "fashion-mnist":  # the default data set may sit in the root itself
+            out.append(("env LVM_CORE_DATA", Path(root)))
     specific = os.environ.get(spec["env"])
     if specific:
         out.append((f"env {spec['env']}", Path(specific)))

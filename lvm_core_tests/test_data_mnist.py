@@ -83,6 +83,12 @@ def test_lvm_core_data_root_itself_and_raw_dotted_names(isolated, monkeypatch):
     monkeypatch.setenv("LVM_CORE_DATA", str(isolated / "flat"))
     X, y, source = load_mnist_like(split="test", verbose=False)
     assert _fill(X) == 7 and X.shape == (4, 784)
+    # The root itself counts only for the default data set: these are not MNIST digits.
+    with pytest.raises(FileNotFoundError, match="no copy of mnist"):
+        load_mnist_like("mnist", split="test", verbose=False)
+    _write_split(isolated / "flat" / "mnist", "test", 2, 8)
+    X, y, source = load_mnist_like("mnist", split="test", verbose=False)
+    assert _fill(X) == 8 and source == f"env LVM_CORE_DATA:{isolated / 'flat' / 'mnist'}"
 
 
 def test_cache_default_is_home_dot_cache(isolated, monkeypatch):
