@@ -135,6 +135,9 @@ def _download_file(urls, file_name, sha256, dest_folder: Path, timeout: float) -
     under the final name (temporary file + rename).  Raises OSError (with
     every mirror's failure) when no mirror succeeds.
     """
+    dest = dest_folder / file_name
+    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == sha256:
+        return dest  # verified earlier (e.g. the other file of the split failed then)
     errors = []
     for base in urls:
         url = base + file_name
@@ -150,7 +153,6 @@ def _download_file(urls, file_name, sha256, dest_folder: Path, timeout: float) -
             )
             continue
         dest_folder.mkdir(parents=True, exist_ok=True)
-        dest = dest_folder / file_name
         with atomic_path(dest) as tmp:
             tmp.write_bytes(data)
         return dest

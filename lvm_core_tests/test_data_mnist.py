@@ -190,6 +190,16 @@ def test_download_failure_mid_way_leaves_no_file(isolated, monkeypatch):
     assert all(not p.name.startswith(".") for p in cache.iterdir())
     for p in cache.iterdir():
         assert p.read_bytes() == served[p.name]
+    # Next time the verified images file is reused; only the labels are fetched.
+    fetched = []
+
+    def recording(url, timeout):
+        fetched.append(url.rsplit("/", 1)[1])
+        return served[fetched[-1]]
+
+    monkeypatch.setattr(mnist, "_fetch_url", recording)
+    X, y, source = load_mnist_like(split="test", verbose=False)
+    assert source.startswith("download:") and fetched == ["t10k-labels-idx1-ubyte.gz"]
 
 
 def test_download_disabled(isolated, monkeypatch):
