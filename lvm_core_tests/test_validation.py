@@ -1,0 +1,76 @@
+"""lvm_core.validation: errors name the argument, the expectation, what was
+received and the fix; inputs are never modified."""
+from __future__ import annotations
+
+import array_api_strict
+import numpy as np
+import pytest
+
+from lvm_core.validation import (NotFittedError, check_array, check_choice, check_is_fitted,
+                                 check_lengths, check_positive_int, check_probability_vector)
+
+
+def test_check_lengths_valid_and_default():
+    np.testing.assert_array_equal(check_lengths(None, 7), [7])
+    out = check_lengths([3, 4], 7)
+    assert out.dtype == np.int64 and out.tolist() == [3, 4]
+    assert check_lengths(np.array([2.0, 5.0]), 7).tolist() == [2, 5]
+
+
+@pytest.mark.parametrize("lengths, n, error, match", [
+    ([3, 3], 7, ValueError, "sum to the number of samples in X \\(7\\); they sum to 6"),
+    ([3, 0, 4], 7, ValueError, r"lengths\[1\] = 0"),
+    ([-1, 8], 7, ValueError, "positive lengths"),
+    ([], 0, ValueError, "non-empty 1-D"),
+    ([[3, 4]], 7, ValueError, "non-empty 1-D"),
+    ([2.5, 4.5], 7, TypeError, "integers"),
+])
+def test_check_lengths_errors(lengths, n, error, match):
+    with pytest.raises(error, match=match):
+        check_lengths(lengths, n)
+
+
+def test_check_array_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"X must have 2 dimension\(s\).*reshape\(-1, 1\)"):
+        check_array(np.ones(3), "X", ndim=2)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        check_array(np.array([[np.nan]]), "X")
+    with pytest.raises(ValueError, match="infinite"):
+        check_array(np.array([[np.inf]]), "X")
+    with pytest.raises(ValueError, match="at least 1 row"):
+        check_array(np.ones((0, 3)), "X")
+    with pytest.raises(ValueError, match="must have 4 features"):
+        check_array(np.ones((2, 3)), "X", n_features=4)
+    with pytest.raises(TypeError, match="integral"):
+        check_array(np.ones((2, 3)), "X", dtype_kind="integral")
+    with pytest.raises(TypeError, match="X must be an array"):
+        check_array("abc", "X")
+    x = np.array([[1.0, np.nan]])
+    assert check_array(x, "X", allow_nan=True) is x
+    assert np.isnan(x[0, 1])  # untouched
+
+
+def test_check_array_on_strict_device():
+    x = array_api_strict.asarray([[1.0, float("nan")]], device=array_api_strict.Device("device1"))
+    with pytest.raises(ValueError, match="NaN"):
+        check_array(x, "X")
+    assert check_array(x, "X", allow_nan=True) is x
+
+
+def test_small_checks():
+    class Model:
+        means_ = None
+
+    with pytest.raises(NotFittedError, match="not fitted yet.*means_"):
+        check_is_fitted(Model(), "means_")
+    with pytest.raises(TypeError):
+        check_positive_int(True, "n_components")
+    with pytest.raises(ValueError, match="n_components must be an integer >= 1; got 0"):
+        check_positive_int(0, "n_components")
+    assert check_positive_int(np.int64(3), "n") == 3
+    with pytest.raises(ValueError, match="covariance_type must be one of 'full', 'diag'"):
+        check_choice("tied", "covariance_type", ["full", "diag"])
+    with pytest.raises(ValueError, match="sum to 1"):
+        check_probability_vector(np.array([0.5, 0.6]), "startprob")
+    with pytest.raises(ValueError, match="non-negative"):
+        check_probability_vector(np.array([-0.1, 1.1]), "startprob")
