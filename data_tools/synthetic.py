@@ -51,6 +51,49 @@ def _weights(weights, n_components, name):
     return w.copy()
 
 
+def _override(params, given, shapes, name):
+    """Replace entries of ``params`` by the caller's ``given`` ones, checking shapes.
+
+    ``shapes``: key -> expected shape.  Unknown keys raise ValueError; the
+    given arrays are copied (the caller's arrays are never kept or mutated).
+    """
+    if given is None:
+        return params
+    if not isinstance(given, dict):
+        raise TypeError(f"{name}: params must be a dict or None; got {type(given).__name__}.")
+    unknown = sorted(set(given) - set(shapes))
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown parameter(s) {unknown}; expected keys among {sorted(shapes)}."
+        )
+    for key, value in given.items():
+        value = np.array(value, dtype=np.float64)  # a copy
+        if value.shape != shapes[key]:
+            raise ValueError(
+                f"{name}: params[{key!r}] must have shape {shapes[key]}; got {value.shape}. "
+                f"Check n_components / n_features."
+            )
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name}: params[{key!r}] contains NaN or inf.")
+        params[key] = value
+    return params
+
+
+def _check_stochastic(P, key, name):
+    """Rows of P must be probability vectors."""
+    P = np.atleast_2d(P)
+    if np.any(P < 0) or not np.allclose(P.sum(axis=-1), 1.0, rtol=0, atol=1e-8):
+        raise ValueError(
+            f"{name}: params[{key!r}] must hold non-negative rows summing to 1; got row sums "
+            f"{P.sum(axis=-1)}."
+        )
+
+
+def _check_positive(v, key, name):
+    if np.any(np.asarray(v) <= 0):
+        raise ValueError(f"{name}: params[{key!r}] must be positive; got minimum {np.min(v)}.")
+
+
 def random_spd(rng, n_features, scale=1.0, min_eig=0.1):
     """A random symmetric positive-definite (D, D) matrix.
 
@@ -86,6 +129,7 @@ def make_gmm_data(
     weights=None,
     separation=4.0,
     random_state=None,
+    params=None,
 ):
     """Draws from a Gaussian mixture with random, known parameters (Bishop 9.2).
 
@@ -102,6 +146,9 @@ def make_gmm_data(
         eigenvalues lie in [0.1, 1], so a large separation gives
         well-separated clusters.
     random_state : int, Generator or None
+    params : dict, optional
+        Known parameters to use instead of random ones: any of "weights"
+        (K,), "means" (K, D), "covariances" (shape by covariance_type).
 
     Returns
     -------
@@ -128,17 +175,27 @@ def make_gmm_data(
         covariances = rng.uniform(0.1, 1.0, size=(K, D))  # (K, D)
     else:
         covariances = rng.uniform(0.1, 1.0, size=K)  # (K,)
-    chol = _cholesky_per_component(covariances, covariance_type, K, D)  # (K, D, D)
-    labels = rng.choice(K, size=N, p=pi).astype(np.int64)  # (N,)
+    cov_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    true = _override(
+        {"weights": pi, "means": means, "covariances": covariances},
+        params,
+        {"weights": (K,), "means": (K, D), "covariances": cov_shape[covariance_type]},
+        "make_gmm_data",
+    )
+    _check_stochastic(true["weights"], "weights", "make_gmm_data")
+    if covariance_type in ("diag", "spherical"):
+        _check_positive(true["covariances"], "covariances", "make_gmm_data")
+    try:
+        chol = _cholesky_per_component(true["covariances"], covariance_type, K, D)  # (K, D, D)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            "make_gmm_data: params['covariances'] must be symmetric positive definite."
+        ) from None
+    labels = rng.choice(K, size=N, p=true["weights"]).astype(np.int64)  # (N,)
     eps = rng.standard_normal((N, D))
-    X = means[labels] + np.einsum("nij,nj->ni", chol[labels], eps)  # (N, D)
-    params = {
-        "weights": pi,
-        "means": means,
-        "covariances": covariances,
-        "covariance_type": covariance_type,
-    }
-    return X, labels, params
+    X = true["means"][labels] + np.einsum("nij,nj->ni", chol[labels], eps)  # (N, D)
+    true["covariance_type"] = covariance_type
+    return X, labels, true
 
 
 def make_fa_data(
@@ -149,6 +206,7 @@ def make_fa_data(
     noise_range=(0.1, 0.5),
     mean_scale=1.0,
     random_state=None,
+    params=None,
 ):
     """Draws from a factor-analysis model with random, known parameters (Bishop 12.2.4).
 
@@ -163,6 +221,9 @@ def make_fa_data(
     noise_range : (low, high) of the noise variances
     mean_scale : mu ~ N(0, mean_scale^2 I_D)
     random_state : int, Generator or None
+    params : dict, optional
+        Known parameters to use instead of random ones: any of "W" (D, L),
+        "noise_var" (D,) (positive), "mean" (D,).
 
     Returns
     -------
@@ -188,16 +249,19 @@ def make_fa_data(
         noise_var = rng.uniform(low, high, size=D)  # (D,)
     else:
         noise_var = np.full(D, rng.uniform(low, high))
+    true = _override(
+        {"W": W, "noise_var": noise_var, "mean": mu},
+        params,
+        {"W": (D, L), "noise_var": (D,), "mean": (D,)},
+        "make_fa_data",
+    )
+    _check_positive(true["noise_var"], "noise_var", "make_fa_data")
+    W, noise_var, mu = true["W"], true["noise_var"], true["mean"]
     Z = rng.standard_normal((N, L))  # (N, L)
     eps = rng.standard_normal((N, D)) * np.sqrt(noise_var)  # (N, D)
     X = Z @ W.T + mu + eps
-    params = {
-        "W": W,
-        "noise_var": noise_var,
-        "mean": mu,
-        "covariance": W @ W.T + np.diag(noise_var),
-    }
-    return X, Z, params
+    true["covariance"] = W @ W.T + np.diag(noise_var)
+    return X, Z, true
 
 
 def _lengths(n_sequences, length):
@@ -232,6 +296,7 @@ def make_hmm_data(
     self_transition=0.8,
     separation=3.0,
     random_state=None,
+    params=None,
 ):
     """Sequences from an HMM with random, known parameters (Rabiner 1989; Bishop 13.2).
 
@@ -250,6 +315,9 @@ def make_hmm_data(
     separation : gaussian means mu_k ~ N(0, separation^2 I_D); poisson rates
         lambda_kd ~ U[0.5, 0.5 + separation * 2]
     random_state : int, Generator or None
+    params : dict, optional
+        Known parameters to use instead of random ones (same keys and
+        shapes as the returned ``params``); missing keys are drawn at random.
 
     Returns
     -------
@@ -273,14 +341,26 @@ def make_hmm_data(
     a = float(self_transition)
     startprob = rng.dirichlet(np.ones(K))  # (K,)
     transmat = a * np.eye(K) + (1.0 - a) * rng.dirichlet(np.ones(K), size=K)  # (K, K)
-    params = {"startprob": startprob, "transmat": transmat}
+    true = {"startprob": startprob, "transmat": transmat}
+    shapes = {"startprob": (K,), "transmat": (K, K)}
     if emission == "gaussian":
-        params["means"] = float(separation) * rng.standard_normal((K, D))
-        params["covars"] = rng.uniform(0.2, 1.0, size=(K, D))
+        true["means"] = float(separation) * rng.standard_normal((K, D))
+        true["covars"] = rng.uniform(0.2, 1.0, size=(K, D))
+        shapes.update(means=(K, D), covars=(K, D))
     elif emission == "categorical":
-        params["emissionprob"] = rng.dirichlet(np.full(D, 0.5), size=K)  # (K, M)
+        true["emissionprob"] = rng.dirichlet(np.full(D, 0.5), size=K)  # (K, M)
+        shapes.update(emissionprob=(K, D))
     else:
-        params["lambdas"] = rng.uniform(0.5, 0.5 + 2.0 * float(separation), size=(K, D))
+        true["lambdas"] = rng.uniform(0.5, 0.5 + 2.0 * float(separation), size=(K, D))
+        shapes.update(lambdas=(K, D))
+    params = _override(true, params, shapes, "make_hmm_data")
+    for key in ("startprob", "transmat", "emissionprob"):
+        if key in params:
+            _check_stochastic(params[key], key, "make_hmm_data")
+    for key in ("covars", "lambdas"):
+        if key in params:
+            _check_positive(params[key], key, "make_hmm_data")
+    startprob, transmat = params["startprob"], params["transmat"]
 
     # States: all sequences advance together, one time step at a time.
     T_max = int(lengths.max())

@@ -142,3 +142,40 @@ def test_hmm_reproducible_and_errors():
         make_hmm_data(2, [5, 6, 7], 2)
     with pytest.raises(ValueError, match="self_transition"):
         make_hmm_data(1, 5, 2, self_transition=1.0)
+
+
+def test_known_params_are_used_copied_and_checked():
+    K, D = 2, 1
+    given = {"startprob": np.array([1.0, 0.0]), "transmat": np.array([[0.0, 1.0], [1.0, 0.0]]),
+             "means": np.array([[-5.0], [5.0]]), "covars": np.full((K, D), 0.01)}
+    before = {k: v.copy() for k, v in given.items()}
+    X, lengths, states, params = make_hmm_data(4, 6, K, "gaussian", n_features=D,
+                                               params=given, random_state=0)
+    # Deterministic chain 0, 1, 0, 1, ... in every sequence, emissions near -5 / +5.
+    np.testing.assert_array_equal(states, np.tile([0, 1, 0, 1, 0, 1], 4))
+    np.testing.assert_allclose(X[:, 0], np.where(states == 0, -5.0, 5.0), atol=0.5)
+    for k in given:
+        np.testing.assert_array_equal(params[k], before[k])
+        np.testing.assert_array_equal(given[k], before[k])
+        assert params[k] is not given[k]
+    with pytest.raises(ValueError, match=r"params\['means'\] must have shape \(2, 1\); got \(3, 1\)"):
+        make_hmm_data(1, 5, K, n_features=D, params={"means": np.zeros((3, 1))})
+    with pytest.raises(ValueError, match=r"params\['transmat'\] must hold non-negative rows"):
+        make_hmm_data(1, 5, K, n_features=D, params={"transmat": np.ones((2, 2))})
+    with pytest.raises(ValueError, match="unknown parameter"):
+        make_hmm_data(1, 5, K, n_features=D, params={"lambdas": np.ones((2, 1))})
+
+    W = np.array([[1.0], [2.0], [0.0]])
+    X, Z, fa = make_fa_data(20000, 3, 1, params={"W": W, "noise_var": np.full(3, 0.5)},
+                            random_state=0)
+    np.testing.assert_array_equal(fa["W"], W)
+    np.testing.assert_allclose(np.cov(X.T), W @ W.T + 0.5 * np.eye(3), atol=6 * 4.5 / np.sqrt(20000))
+    with pytest.raises(ValueError, match="noise_var.*positive"):
+        make_fa_data(10, 3, 1, params={"noise_var": np.zeros(3)})
+
+    means = np.array([[0.0, 0.0], [10.0, 10.0]])
+    X, labels, gmm = make_gmm_data(2000, 2, 2, "spherical", params={"means": means,
+                                   "covariances": np.array([1.0, 4.0])}, random_state=0)
+    np.testing.assert_allclose(X[labels == 1].var(axis=0), 4.0, rtol=0.2)
+    with pytest.raises(ValueError, match="positive definite"):
+        make_gmm_data(10, 1, 2, "tied", params={"covariances": -np.eye(2)})
