@@ -132,12 +132,12 @@ def _download_file(urls, file_name, sha256, dest_folder: Path, timeout: float) -
     """Download ``file_name`` from the first mirror that serves it with the right checksum.
 
     The bytes are verified against ``sha256`` before anything is written
-    under the final name (temporary file + rename).  Raises OSError (with
-    every mirror's failure) when no mirror succeeds.
+    under the final name (temporary file + rename).  Returns (path, url).
+    Raises OSError (with every mirror's failure) when no mirror succeeds.
     """
     dest = dest_folder / file_name
     if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == sha256:
-        return dest  # verified earlier (e.g. the other file of the split failed then)
+        return dest, "earlier download"  # verified then (the other file of the split failed)
     errors = []
     for base in urls:
         url = base + file_name
@@ -155,7 +155,7 @@ def _download_file(urls, file_name, sha256, dest_folder: Path, timeout: float) -
         dest_folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:
             tmp.write_bytes(data)
-        return dest
+        return dest, url
     raise OSError("; ".join(errors))
 
 
@@ -247,10 +247,13 @@ def load_mnist_like(
     X : (N, 784) array, grey levels x = pixel / 255 when ``normalize``
     y : (N,) int64 labels in 0..9
     source : str
-        Where the data came from, e.g. ``"debian:/usr/share/datasets/fashion-mnist"``,
-        ``"cache:..."``, ``"download:<url> -> <folder>"``,
-        ``"embedded:fashion-mnist t10k (10,000 test images)"``; the embedded
-        fallback for ``split="train"`` says so in the string.
+        ``"<kind>:<images file>"`` with kind one of ``path``, ``env
+        LVM_CORE_DATA``, ``env FASHION_MNIST_DIR``, ``env MNIST_DIR``,
+        ``cache``, ``debian``, ``download`` (``"download:<url> -> <file>"``),
+        ``embedded`` and ``embedded-fallback``.  The string starts with
+        ``"embedded-fallback:"`` exactly when ``split="train"`` was answered
+        with the embedded *test* images; test for that prefix (the two splits
+        of one folder have different strings, since they name the file).
 
     Raises
     ------
@@ -287,7 +290,7 @@ def load_mnist_like(
         images, labels = read_idx(pair[0]), read_idx(pair[1])
         _check_pair(images, labels, *pair)
         X, y = _finish(images, labels, normalize, dtype)
-        source = f"{kind}:{folder}"
+        source = f"{kind}:{pair[0]}"
         report(source, X)
         return X, y, source
 
@@ -295,7 +298,7 @@ def load_mnist_like(
     if download and not no_download:
         dest = cache_dir(name)
         try:
-            paths = [
+            (images_path, url), (labels_path, _) = [
                 _download_file(spec["urls"], f, spec["sha256"][f], dest, DOWNLOAD_TIMEOUT)
                 for f in _file_names(split)
             ]
@@ -304,10 +307,10 @@ def load_mnist_like(
             if verbose:
                 print(f"load_mnist_like: download of {name} {split} failed, moving on: {exc}")
         else:
-            images, labels = read_idx(paths[0]), read_idx(paths[1])
-            _check_pair(images, labels, *paths)
+            images, labels = read_idx(images_path), read_idx(labels_path)
+            _check_pair(images, labels, images_path, labels_path)
             X, y = _finish(images, labels, normalize, dtype)
-            source = f"download:{spec['urls'][0]} -> {dest}"
+            source = f"download:{url} -> {images_path}"
             report(source, X)
             return X, y, source
     else:
@@ -319,11 +322,11 @@ def load_mnist_like(
         images, labels = read_idx(images_path), read_idx(labels_path)
         _check_pair(images, labels, images_path, labels_path)
         X, y = _finish(images, labels, normalize, dtype)
-        source = f"embedded:{name} t10k (10,000 test images, {EMBEDDED_DIR})"
+        source = f"embedded:{images_path} ({name} test split, 10,000 images)"
         if split == "train":
             source = (
-                f"embedded-fallback:{name} t10k -- the 10,000 TEST images stand in for the "
-                f"training set because no training set was found ({EMBEDDED_DIR})"
+                f"embedded-fallback:{images_path} -- the 10,000 {name} TEST images stand in "
+                f"for the training set because no training set was found"
             )
             if verbose:
                 print("load_mnist_like: " + "; ".join(tried))

@@ -88,7 +88,8 @@ def test_lvm_core_data_root_itself_and_raw_dotted_names(isolated, monkeypatch):
         load_mnist_like("mnist", split="test", verbose=False)
     _write_split(isolated / "flat" / "mnist", "test", 2, 8)
     X, y, source = load_mnist_like("mnist", split="test", verbose=False)
-    assert _fill(X) == 8 and source == f"env LVM_CORE_DATA:{isolated / 'flat' / 'mnist'}"
+    folder = isolated / "flat" / "mnist"
+    assert _fill(X) == 8 and source == f"env LVM_CORE_DATA:{folder / 't10k-images-idx3-ubyte.gz'}"
 
 
 def test_cache_default_is_home_dot_cache(isolated, monkeypatch):
@@ -218,7 +219,8 @@ def test_train_fallback_says_it_is_the_test_set(isolated, capsys):
     X, y, source = load_mnist_like(split="train", verbose=True)
     out = capsys.readouterr().out
     assert X.shape == (10000, 784)
-    assert "fallback" in source and "TEST images" in source
+    assert source.startswith("embedded-fallback:") and "TEST images" in source
+    assert "t10k-images-idx3-ubyte.gz" in source
     assert "TEST images" in out and "download: failed" in out
 
 
@@ -270,3 +272,23 @@ def test_embedded_equals_debian_copy(isolated):
     )
     np.testing.assert_array_equal(X_emb, X_deb)
     np.testing.assert_array_equal(y_emb, y_deb)
+
+
+def test_second_mirror_used_when_first_fails(isolated, monkeypatch):
+    served, _ = _fake_official(monkeypatch, split="test")
+    monkeypatch.setitem(mnist.DATASETS["fashion-mnist"], "urls",
+                        ["http://mirror-a.invalid/", "http://mirror-b.invalid/"])
+
+    def fetch(url, timeout):
+        if "mirror-a" in url:
+            raise ConnectionError("refused")
+        return served[url.rsplit("/", 1)[1]]
+
+    monkeypatch.setattr(mnist, "_fetch_url", fetch)
+    X, y, source = load_mnist_like(split="test", verbose=False)
+    cache = isolated / "xdg" / "lvm_core" / "fashion-mnist"
+    assert source == (
+        f"download:http://mirror-b.invalid/t10k-images-idx3-ubyte.gz -> "
+        f"{cache / 't10k-images-idx3-ubyte.gz'}"
+    )
+    assert _fill(X) == 9
