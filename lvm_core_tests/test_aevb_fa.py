@@ -15,11 +15,8 @@ from numpy.testing import assert_allclose
 
 from lvm_core.backend import to_numpy
 from lvm_core.gradcheck import check_grads
-from lvm_core.models.aevb_fa import (
-    AEVBFactorAnalysis,
-    kl_q_prior,
-    softplus,
-)
+from lvm_core.functional import softplus
+from lvm_core.models.aevb_fa import AEVBFactorAnalysis, kl_q_prior
 
 from .conftest import require
 
@@ -357,6 +354,35 @@ def test_bad_inputs_raise_clear_errors():
     X_dev = xps.asarray(np.zeros((4, 3)), device=xps.Device("device1"))
     with pytest.raises(TypeError, match=r"model\.to\(X\)"):
         model.exact_elbo(X_dev)
+
+
+def test_fit_through_the_shared_minibatch_loop():
+    true_model = AEVBFactorAnalysis(3, 2, random_state=0)
+    X = true_model.sample(600, rng=1)
+    X_val = true_model.sample(300, rng=2)
+    fits = [AEVBFactorAnalysis(3, 2, random_state=3).fit(X, epochs=6, batch_size=32, lr=1e-2,
+                                                        validation_data=X_val, random_state=0)
+            for _ in range(2)]
+    history = fits[0].history_
+    assert len(history.train_loss) == 6 and len(history.val_loss) == 6
+    assert history.val_loss[-1] < history.val_loss[0]
+    assert history.val_loss[-1] == pytest.approx(fits[0].validation_loss(X_val), rel=1e-12)
+    for k in fits[0].params:  # random_state=0 reproduces the run
+        assert np.array_equal(fits[0].params[k], fits[1].params[k])
+
+
+def test_save_load_roundtrip(tmp_path):
+    from lvm_core import io
+
+    model = random_model(3, 2, 4, R=2)
+    path = tmp_path / "aevb_fa.h5"
+    io.save(model, path)
+    loaded = io.load(path, expected_type=AEVBFactorAnalysis)
+    assert loaded.get_params() == model.get_params()
+    for k in model.params:
+        assert np.array_equal(loaded.params[k], model.params[k])
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    assert np.array_equal(loaded.exact_elbo(X), model.exact_elbo(X))
 
 
 # ----------------------------------------------------------------------------

@@ -246,7 +246,8 @@ def test_fa_elbo_bounds_evidence_and_is_tight_at_posterior(D, L, seed):
 @pytest.mark.reference
 def test_fa_evidence_matches_sklearn_factor_analysis():
     decomposition = require("sklearn.decomposition")
-    from lvm_core.models.aevb_fa import AEVBFactorAnalysis, softplus
+    from lvm_core.functional import softplus
+    from lvm_core.models.aevb_fa import AEVBFactorAnalysis
 
     model = AEVBFactorAnalysis(4, 2, random_state=5)
     X = model.sample(20, rng=0)
@@ -309,6 +310,25 @@ def test_hmm_elbo_over_paths_bounds_evidence_and_is_tight_at_posterior(K, T, M, 
     for t in range(1, T):
         np.add.at(xi_paths, (paths[:, t - 1], paths[:, t]), q_star[0])
     assert_allclose(xi_sum, xi_paths, rtol=1e-9, atol=1e-12)
+
+
+def test_hmm_path_identity_matches_the_hmm_model():
+    """log p(x) = max_q Q over all K^T paths equals CategoricalHMM.score, and the
+    path posterior's marginals equal its predict_proba."""
+    from lvm_core.models.hmm import CategoricalHMM
+
+    rng = np.random.default_rng(6)
+    startprob, transmat, emissionprob = random_hmm(rng, 3, 4)
+    x = rng.integers(0, 4, size=6)
+    model = CategoricalHMM(n_components=3, n_features=4)
+    model.startprob_, model.transmat_, model.emissionprob_ = startprob, transmat, emissionprob
+    paths, log_g = hmm_log_joint_paths(x, startprob, transmat, emissionprob)
+    q_star = optimal_q(log_g[None, :])
+    assert_allclose(elbo_discrete(log_g[None, :], q_star)[0], model.score(x.reshape(-1, 1)),
+                    rtol=1e-10)
+    gamma_paths = np.stack([np.bincount(paths[:, t], weights=q_star[0], minlength=3)
+                            for t in range(len(x))])
+    assert_allclose(model.predict_proba(x.reshape(-1, 1)), gamma_paths, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.reference

@@ -48,14 +48,13 @@ import math
 import numpy as np
 
 from ..backend import asarray, device_of, get_namespace, item, namespace_name
+from ..functional import sigmoid, softplus
 from ..random import as_generator, normal
 from ..validation import check_array, check_positive_int, check_choice
 from .base import ParamsMixin
 
 __all__ = [
     "AEVBFactorAnalysis",
-    "softplus",
-    "sigmoid",
     "encoder_forward",
     "encoder_backward",
     "gaussian_decoder_forward",
@@ -67,21 +66,6 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-# ----------------------------------------------------------------------------
-# small elementwise helpers (stable on every array-API backend)
-# ----------------------------------------------------------------------------
-def softplus(x):
-    """softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), same shape as ``x``."""
-    xp = get_namespace(x)
-    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
-
-
-def sigmoid(x):
-    """sigmoid(x) = d softplus / dx = exp(-softplus(-x)) (no overflow for any x)."""
-    xp = get_namespace(x)
-    return xp.exp(-softplus(-x))
 
 
 # ----------------------------------------------------------------------------
