@@ -172,6 +172,8 @@ def test_float32_not_promoted_by_python_scalars(backend32):
     B = backend32
     x = B.asarray(np.linspace(-2.0, 2.0, 6).reshape(2, 3))
     outs = [*F.gaussian_log_likelihood(x, 0.5, -0.3),
+            *F.gaussian_log_likelihood(x, np.float64(0.5), np.float64(-0.3)),
+            *F.kl_normal_normal(x, x, np.float64(0.1), 0.2),
             *F.kl_normal_std_normal(x, x, prior_var=3.0),
             F.elu_forward(x, alpha=2.0)[0], F.leaky_relu_forward(x, 0.3)[0],
             F.gumbel_softmax_forward(x, x, 0.3)[0]]

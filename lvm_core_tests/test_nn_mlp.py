@@ -18,6 +18,15 @@ from lvm_core.nn import ACTIVATIONS, MLP, init_linear
 from .conftest import Backend, require
 
 RTOL = 1e-6
+_ERRORS = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_largest_error():
+    yield
+    if _ERRORS:
+        print(f"\n[test_nn_mlp] {len(_ERRORS)} gradient checks, largest relative error "
+              f"{max(_ERRORS):.3e}")
 activations = st.sampled_from(sorted(ACTIVATIONS))
 output_activations = st.sampled_from([None, "sigmoid", "tanh", "softplus"])
 sizes_st = st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=4)
@@ -52,6 +61,7 @@ def test_grad_mlp(sizes, activation, output_activation, N, seed, prefix):
     assert all(grads[k].shape == mlp.params[k].shape for k in grads)
     errors = check_grads(lambda p: np.sum(w * mlp.forward(x, p)[0]), mlp.params, grads, rtol=RTOL)
     errors["x"] = check_gradient(lambda a: np.sum(w * mlp.forward(a)[0]), x, dx, rtol=RTOL)
+    _ERRORS.extend(errors.values())
     assert max(errors.values()) < RTOL
 
 
@@ -70,6 +80,7 @@ def test_mlp_shared_params_dict_with_prefixes():
     grads = {**g_enc, **g_dec}
     errors = check_grads(lambda p: np.sum(dec.forward(enc.forward(x, p)[0], p)[0]), params, grads,
                          rtol=RTOL)
+    _ERRORS.extend(errors.values())
     assert max(errors.values()) < RTOL
     with pytest.raises(KeyError, match="enc_W0"):
         enc.forward(x, dec.params)

@@ -10,9 +10,11 @@ so every gradient has the shape of its input.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from ..backend import get_namespace
+from ..backend import device_of, get_namespace
 
 
 def sum_to_shape(g, shape):
@@ -33,18 +35,19 @@ def sum_to_shape(g, shape):
 def as_array_like(value, like, name):
     """``value`` as an array of ``like``'s namespace, device and float dtype.
 
-    Python scalars become 0-d arrays of ``like.dtype`` (no float64 promotion).
+    Python (or NumPy) scalars become 0-d arrays of ``like.dtype`` (no float64
+    promotion).
     Arrays of another namespace raise the namespace TypeError.
     """
     xp = get_namespace(like)
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, (bool, np.bool_)) or value is None:
         raise TypeError(f"{name} must be a real array or Python float; got {value!r}.")
-    if isinstance(value, (int, float)):
-        return xp.asarray(float(value), dtype=like.dtype, device=like.device)
-    if isinstance(value, np.generic):
+    if isinstance(value, numbers.Real):  # Python or NumPy scalar: take like's dtype
+        return xp.asarray(float(value), dtype=like.dtype, device=device_of(like))
+    if not hasattr(value, "shape"):
         raise TypeError(
-            f"{name} is a NumPy scalar ({type(value).__name__}); pass a Python float "
-            "(float(value)) or an array, so that float32 inputs stay float32."
+            f"{name} must be an array or a Python float; got {type(value).__name__}. "
+            "Convert it with lvm_core.backend.asarray(value, like=x)."
         )
     get_namespace(like, value)  # raises on mixed namespaces / devices
     return value

@@ -135,7 +135,7 @@ def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
 
 
 def sgd(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-        dampening=0.0, inplace=False):
+        inplace=False, dampening=0.0):
     """One SGD step with optional (Nesterov) momentum, as ``torch.optim.SGD``.
 
     Returns ``(params, state)``; ``state`` is ``{"step": t, "momentum_buffer": {...}}``
