@@ -128,7 +128,7 @@ def _fetch_url(url: str, timeout: float) -> bytes:
         return response.read()
 
 
-def _download_file(urls, file_name, sha256, dest_folder: Path, timeout: float) -> Path:
+def _download_file(urls, file_name, sha256, dest_folder: Path, timeout: float):
     """Download ``file_name`` from the first mirror that serves it with the right checksum.
 
     The bytes are verified against ``sha256`` before anything is written
