@@ -412,7 +412,8 @@ def test_experiment_1_elbo_reaches_true_evidence(example, fa_data):
     assert end > true_evidence - 0.05, (end, true_evidence)
     # closed-form ELBO below the learned model's exact evidence at every evaluation
     assert np.all(curves["elbo"] <= curves["evidence"] + 1e-12)
-    # the 1-sample estimate is below it up to Monte Carlo noise (sd ~ 0.05 / sqrt(1000 ...))
+    # the 1-sample estimate is below it up to Monte Carlo noise (its sd over the
+    # 1000 test points is ~0.03 nats here: 0.1 is > 3 sd)
     assert np.all(curves["elbo_mc"] <= curves["evidence"] + 0.1)
     # the learned evidence is near the truth, not above it by more than sampling noise
     assert abs(curves["evidence"][-1] - true_evidence) < 0.03

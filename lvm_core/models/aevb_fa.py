@@ -155,8 +155,9 @@ def kl_q_prior(mu, U):
     tr Sigma = sum_ij triu(U)_ij^2,   log det Sigma = 2 sum_i log|U_ii|;
     dKL/dmu = mu,   dKL/dU = triu(U) - diag(1 / U_ii)   (the same for every example).
 
-    mu: (N, L), U: (L, L).  Returns ``kl`` (N,), ``dmu`` (N, L) and ``dU``
-    (L, L) upper triangular, the gradient of a *single* example's KL.
+    mu: (N, L), U: (L, L) with a non-zero diagonal (a zero U_ii makes Sigma
+    singular and the KL infinite).  Returns ``kl`` (N,), ``dmu`` (N, L) and
+    ``dU`` (L, L) upper triangular, the gradient of a *single* example's KL.
     """
     xp = get_namespace(mu, U)
     L = U.shape[0]
@@ -236,9 +237,6 @@ def fa_posterior(X, W, sigma):
 # ----------------------------------------------------------------------------
 # the model
 # ----------------------------------------------------------------------------
-PARAM_NAMES = ("W", "pre_sigma", "V", "U")
-
-
 class AEVBFactorAnalysis(ParamsMixin):
     """Factor analysis p(x, z) with an amortised Gaussian q(z | x), trained by AEVB.
 
