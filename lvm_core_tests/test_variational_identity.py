@@ -225,6 +225,25 @@ def test_gmm_evidence_matches_sklearn_score_samples():
     assert_allclose(elbo_discrete(log_g, q_star), ref.score_samples(X), rtol=1e-10)
 
 
+def test_gmm_identity_matches_the_gaussian_mixture_model():
+    """Q(q*) = log p(x) from our own log g equals GaussianMixture.score_samples, and
+    q* equals its predict_proba (the E-step)."""
+    gmm = pytest.importorskip("lvm_core.models.gmm")
+    rng = np.random.default_rng(7)
+    weights, means, covariances = random_gmm(rng, 3, 2)
+    X = rng.standard_normal((12, 2)) * 2.0
+    model = gmm.GaussianMixture(n_components=3, covariance_type="full")
+    model.weights_, model.means_, model.covariances_ = weights, means, covariances
+    model.precisions_cholesky_ = gmm.compute_precision_cholesky(covariances, "full")
+    model.precisions_ = np.linalg.inv(covariances)
+    log_g = gmm_log_joint(X, weights, means, covariances)
+    q_star = optimal_q(log_g)
+    assert_allclose(elbo_discrete(log_g, q_star), model.score_samples(X), rtol=1e-10)
+    assert_allclose(q_star, model.predict_proba(X), rtol=1e-8, atol=1e-12)
+    q = rng.dirichlet(np.ones(3), size=12)
+    assert np.all(elbo_discrete(log_g, q) <= model.score_samples(X) + 1e-10)
+
+
 # ----------------------------------------------------------------------------
 # factor analysis: continuous z, q in AEVB's Gaussian family
 # ----------------------------------------------------------------------------
