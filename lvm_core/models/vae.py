@@ -849,7 +849,8 @@ class VAE(ParamsMixin):
         loss_and_grads followed by :func:`lvm_core.nn.adam`.  Adam (Kingma & Ba
         2015, as torch.optim.Adam): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
         p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-        A non-finite loss leaves the parameters untouched.
+        On the fast path a non-finite loss leaves the parameters untouched (the
+        training loop reports it); the generic path never syncs with the device here.
         """
         xp, X_batch = self._prepare(X_batch, name="X_batch", validate=False)
         N = X_batch.shape[0]
@@ -858,10 +859,9 @@ class VAE(ParamsMixin):
             from ..nn import adam
 
             loss, grads = self._loss_and_grads_generic(xp, X_batch, eps_z, self.params)
-            if not math.isfinite(item(loss)):
-                return loss, opt_state
-            self.params, opt_state = adam(self.params, grads, opt_state, lr=lr, betas=betas,
-                                          eps=eps, weight_decay=weight_decay)
+            new_params, opt_state = adam(self.params, grads, opt_state, lr=lr, betas=betas,
+                                         eps=eps, weight_decay=weight_decay)
+            self.params.update(new_params)  # the same dict: callers' references stay valid
             return loss, opt_state
         from ..kernels import vae_numba as kn
 
