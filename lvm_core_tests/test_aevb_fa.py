@@ -456,3 +456,17 @@ def test_example_script_writes_figures(example, tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 1000
     out = capsys.readouterr().out
     assert "RESULT exp1_test_elbo=" in out and "RESULT exp2_q_0_50" in out
+
+
+def test_experiment_loops_run_on_a_device_backend(example):
+    """The example's loops use only array-API calls (the path --backend cupy takes)."""
+    xps = require("array_api_strict")
+    like = xps.zeros(1, device=xps.Device("device1"))
+    true_model, X_train, X_test = example.make_data(seed=0, n_train=200, n_test=100, like=like)
+    model = AEVBFactorAnalysis(3, 2, random_state=1).to(like)
+    curves = example.run_experiment_2(model, X_train, X_test, phase_steps=20, n_rounds=1,
+                                      rng=2, eval_every=10)
+    rows = example.phase_summary(curves)
+    assert rows[0]["evidence_range"] == 0.0 and rows[0]["gap_end"] < rows[0]["gap_start"]
+    assert rows[1]["evidence_end"] > rows[1]["evidence_start"]
+    assert model.params["W"].device == like.device
