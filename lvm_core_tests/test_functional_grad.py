@@ -104,25 +104,30 @@ def test_grad_activation_pairs_listed():
 
 # ------------------------------------------------------------------ likelihoods
 @settings(max_examples=MAX_EXAMPLES)
-@given(N=dims, D=dims, seed=seeds, scale=st.sampled_from([0.3, 2.0, 8.0]))
-def test_grad_bernoulli_log_likelihood(N, D, seed, scale):
+@given(N=dims, D=dims, R=st.sampled_from([None, 2]), seed=seeds,
+       scale=st.sampled_from([0.3, 2.0, 8.0]))
+def test_grad_bernoulli_log_likelihood(N, D, R, seed, scale):
+    """R: an optional leading axis of decoder samples, logits (R, N, D), x (N, D)."""
     rng = np.random.default_rng(seed)
-    logits = scale * rng.standard_normal((N, D))
+    lead = () if R is None else (R,)
+    logits = scale * rng.standard_normal((*lead, N, D))
     x = rng.uniform(size=(N, D))  # grey levels in [0, 1]
     ll, dlogits = F.bernoulli_log_likelihood(logits, x)
-    assert ll.shape == (N,)
+    assert ll.shape == (*lead, N)
     check(lambda l_: np.sum(F.bernoulli_log_likelihood(l_, x)[0]), logits, dlogits, "logits")
 
 
 @settings(max_examples=MAX_EXAMPLES)
-@given(N=dims, D=dims, seed=seeds, scale=st.sampled_from([1e-3, 0.2, 0.6, 3.0, 20.0]))
-def test_grad_continuous_bernoulli_log_likelihood(N, D, seed, scale):
+@given(N=dims, D=dims, R=st.sampled_from([None, 2]), seed=seeds,
+       scale=st.sampled_from([1e-3, 0.2, 0.6, 3.0, 20.0]))
+def test_grad_continuous_bernoulli_log_likelihood(N, D, R, seed, scale):
     """Scales cover the Taylor branch (|l| < 1/2), the switch and large |l|."""
     rng = np.random.default_rng(seed)
-    logits = scale * rng.standard_normal((N, D))
+    lead = () if R is None else (R,)
+    logits = scale * rng.standard_normal((*lead, N, D))
     x = rng.uniform(size=(N, D))
     ll, dlogits = F.continuous_bernoulli_log_likelihood(logits, x)
-    assert ll.shape == (N,)
+    assert ll.shape == (*lead, N)
     check(lambda l_: np.sum(F.continuous_bernoulli_log_likelihood(l_, x)[0]), logits,
           dlogits, "logits")
 

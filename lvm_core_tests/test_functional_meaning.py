@@ -298,3 +298,21 @@ def test_categorical_draws_match_softmax_frequencies():
     y, _ = F.gumbel_softmax_forward(log_p, gumbel(1, log_p.shape), 0.5)
     freq_y = np.bincount(np.argmax(y, axis=1), minlength=4) / draws.size
     np.testing.assert_allclose(freq_y, p, rtol=0, atol=0.01)
+
+
+@pytest.mark.parametrize("fn", [F.bernoulli_log_likelihood, F.continuous_bernoulli_log_likelihood])
+def test_bernoulli_likelihoods_broadcast_data_over_samples(fn):
+    """logits (R, N, D) with x (N, D): each sample r scored against the same x."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 4, 5))
+    x = rng.uniform(size=(4, 5))
+    ll, dlogits = fn(logits, x)
+    assert ll.shape == (3, 4) and dlogits.shape == (3, 4, 5)
+    for r in range(3):
+        ll_r, d_r = fn(logits[r], x)
+        np.testing.assert_allclose(ll[r], ll_r, rtol=1e-15)
+        np.testing.assert_allclose(dlogits[r], d_r, rtol=1e-15)
+    with pytest.raises(ValueError, match="broadcast"):
+        fn(logits[0], rng.uniform(size=(3, 4, 5)))
+    with pytest.raises(ValueError, match="shape of logits"):
+        fn(logits, rng.uniform(size=(4, 4)))

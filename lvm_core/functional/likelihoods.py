@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backend import device_of, get_namespace
 from ._common import (as_array_like, broadcast_shape, check_float, check_same_dtype,
                       sum_to_shape)
@@ -87,11 +89,15 @@ def _check_x(logits, x, name="x"):
     xp = get_namespace(logits, x)
     if not hasattr(x, "shape"):
         raise TypeError(f"{name} must be an array; got {type(x).__name__}.")
-    if tuple(x.shape) != tuple(logits.shape):
+    try:
+        shape = tuple(np.broadcast_shapes(tuple(x.shape), tuple(logits.shape)))
+    except ValueError:
+        shape = None
+    if shape != tuple(logits.shape) or logits.ndim < 1:
         raise ValueError(
-            f"{name} and logits must have the same shape (N, D); got {name} "
-            f"{tuple(x.shape)} and logits {tuple(logits.shape)}. Reshape the decoder "
-            "output to the data's shape."
+            f"{name} must have the shape of logits (N, D), or broadcast to it (x (N, D) "
+            f"with logits (R, N, D)); got {name} {tuple(x.shape)} and logits "
+            f"{tuple(logits.shape)}. Reshape the decoder output to the data's shape."
         )
     if x.dtype != logits.dtype:
         x = xp.astype(x, logits.dtype)
@@ -103,7 +109,8 @@ def bernoulli_log_likelihood(logits, x):
 
     Shapes: logits (N, D), x (N, D) with values in [0, 1] (grey levels allowed,
     integer/bool data is cast to the logits' dtype); returns ll (N,) and
-    dlogits = x - sigmoid(logits) (N, D), the gradient of sum_n ll_n.
+    dlogits = x - sigmoid(logits) (N, D), the gradient of sum_n ll_n.  With
+    R decoder samples, logits (R, N, D) and x (N, D) give ll (R, N).
     Finite for any finite logits (e.g. +-1e4).
     """
     xp, x = _check_x(logits, x)
@@ -144,7 +151,8 @@ def continuous_bernoulli_log_likelihood(logits, x):
     ll_n = sum_d [log C(l) + x l - softplus(l)],
     dlogits = dlog C/dl + x - sigmoid(l).
 
-    Shapes: logits (N, D), x (N, D) in [0, 1]; returns ll (N,), dlogits (N, D).
+    Shapes: logits (N, D), x (N, D) in [0, 1]; returns ll (N,), dlogits (N, D)
+    (logits (R, N, D) with x (N, D) give ll (R, N), as for the Bernoulli).
     """
     xp, x = _check_x(logits, x)
     log_C, dlog_C = continuous_bernoulli_log_normalizer(logits)
