@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from numpy.testing import assert_allclose
 
-from lvm_core.backend import to_numpy
 from lvm_core.gradcheck import check_grads
 from lvm_core.functional import softplus
 from lvm_core.models.aevb_fa import AEVBFactorAnalysis, kl_q_prior
@@ -28,7 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fa_em_vs_aevb.py"
 # ----------------------------------------------------------------------------
 def random_model(D, L, seed, R=1, dtype="float64"):
     """A model with generic parameters: U has a full (ignored) lower triangle and a
-    diagonal bounded away from 0; sigma spread over (0.3, 2)."""
+    diagonal bounded away from 0; sigma = softplus(pre_sigma) in (0.31, 1.70)."""
     rng = np.random.default_rng(seed)
     model = AEVBFactorAnalysis(D, L, n_samples=R, dtype=dtype, random_state=seed)
     signs = rng.choice([-1.0, 1.0], size=L)
@@ -239,9 +238,7 @@ def test_monte_carlo_elbo_averages_to_exact_elbo():
     mean = draws.mean(axis=0)
     se = draws.std(axis=0, ddof=1) / np.sqrt(draws.shape[0])
     exact = model.exact_elbo(X)
-    assert np.all(np.abs(mean - exact) < 5 * se + 1e-12), (mean, exact, se)
-    # and the Monte Carlo average is not trivially exact: it is noisy
-    assert np.all(se > 0)
+    assert np.all(np.abs(mean - exact) < 5 * se), (mean, exact, se)
 
 
 def test_loss_is_mean_negative_elbo_estimate():
@@ -260,7 +257,7 @@ def test_loss_is_mean_negative_elbo_estimate():
     assert_allclose(model.validation_loss(X), -np.mean(model.exact_elbo(X)), rtol=1e-12)
 
 
-def test_kl_matches_torch_free_textbook_formula():
+def test_kl_matches_the_textbook_gaussian_kl():
     rng = np.random.default_rng(0)
     mu = rng.standard_normal((4, 3))
     U = np.triu(rng.standard_normal((3, 3))) + 2.0 * np.eye(3)
