@@ -129,8 +129,8 @@ def _cb_log_normalizer(xp, logits):
         dlog C = sign(l) (1/a - 2 e / (1 - e^2))         (= 1/l - 1/sinh l)
 
     and for |l| < 0.25 the Taylor series (from csch l = 1/l - l/6 + 7 l^3/360 - ...)
-    log 2 + l^2/12 - 7 l^4/1440 + 31 l^6/90720 - 127 l^8/4838400 and its
-    derivative l/6 - 7 l^3/360 + 31 l^5/15120 - 127 l^7/604800.
+    log 2 + l^2/12 - 7 l^4/1440 + 31 l^6/90720 - 127 l^8/4838400 + 73 l^10/34214400
+    and its derivative l/6 - 7 l^3/360 + 31 l^5/15120 - 127 l^7/604800 + 73 l^9/3421440.
     logits (M, D) -> both (M, D).
     """
     a = xp.abs(logits)
@@ -140,9 +140,9 @@ def _cb_log_normalizer(xp, logits):
     da_exact = 1.0 / a_safe - 2.0 * e / ((-xp.expm1(-a_safe)) * (1.0 + e))
     l2 = logits * logits
     log_C_taylor = math.log(2.0) + l2 * (1.0 / 12.0 + l2 * (-7.0 / 1440.0 + l2 * (
-        31.0 / 90720.0 - l2 * (127.0 / 4838400.0))))
+        31.0 / 90720.0 + l2 * (-127.0 / 4838400.0 + l2 * (73.0 / 34214400.0)))))
     dlog_C_taylor = logits * (1.0 / 6.0 + l2 * (-7.0 / 360.0 + l2 * (
-        31.0 / 15120.0 - l2 * (127.0 / 604800.0))))
+        31.0 / 15120.0 + l2 * (-127.0 / 604800.0 + l2 * (73.0 / 3421440.0)))))
     small = a < _CB_TAYLOR
     log_C = xp.where(small, log_C_taylor, log_C_exact)
     sign = xp.where(logits < 0, -1.0, 1.0)
@@ -601,7 +601,7 @@ class VAE(ParamsMixin):
         rng = as_generator(rng)
         parts = []
         for start in range(0, X.shape[0], int(batch_size)):
-            Xb = X[start:start + int(batch_size), :]
+            Xb = X[start:min(start + int(batch_size), X.shape[0]), :]
             eps = self._draw_eps(rng, k, Xb.shape[0], Xb)
             f = self._forward(xp, Xb, eps, self.params)
             parts.append(_logsumexp0(xp, f["log_px"] + f["log_pz_minus_log_qz"]) - math.log(k))
