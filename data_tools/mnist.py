@@ -15,7 +15,11 @@ of the split wins):
 3. the user cache ``$XDG_CACHE_HOME/lvm_core/<name>/`` (default
    ``~/.cache/lvm_core/<name>/``);
 4. Debian's data package: ``/usr/share/datasets/<name>/``
-   (``apt-get install dataset-fashion-mnist``);
+   (``apt-get install dataset-fashion-mnist``).  ``$LVM_CORE_SYSTEM_DATA_DIRS``
+   replaces ``/usr/share/datasets`` by its list of roots (separated by
+   ``os.pathsep``; source kind ``system``); set to the empty string it hides
+   the system copies, e.g. to try the fresh-install path on a machine that
+   has the package;
 5. a download from the official source into the user cache, each file
    verified against its published SHA-256 checksum (short timeout; written
    to a temporary file and renamed only once verified, so a failed or
@@ -43,7 +47,7 @@ import numpy as np
 from ._files import atomic_path
 from .idx import read_idx
 
-__all__ = ["load_mnist_like", "DATASETS", "cache_dir", "EMBEDDED_DIR"]
+__all__ = ["load_mnist_like", "DATASETS", "cache_dir", "system_data_roots", "EMBEDDED_DIR"]
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 
@@ -82,6 +86,15 @@ DATASETS = {
 _PREFIX = {"train": "train", "test": "t10k"}
 _DEBIAN_ROOT = Path("/usr/share/datasets")
 DOWNLOAD_TIMEOUT = 10.0  # seconds per connection attempt
+
+
+def system_data_roots():
+    """Roots searched at step 4: ``[/usr/share/datasets]``, or the folders listed in
+    ``$LVM_CORE_SYSTEM_DATA_DIRS`` (``os.pathsep``-separated; empty: none)."""
+    value = os.environ.get("LVM_CORE_SYSTEM_DATA_DIRS")
+    if value is None:
+        return [_DEBIAN_ROOT]
+    return [Path(p) for p in value.split(os.pathsep) if p]
 
 
 def cache_dir(name: str) -> Path:
@@ -197,7 +210,8 @@ def _candidates(name, path):
     if specific:
         out.append((f"env {spec['env']}", Path(specific)))
     out.append(("cache", cache_dir(name)))
-    out.append(("debian", _DEBIAN_ROOT / name))
+    for root in system_data_roots():
+        out.append(("debian" if root == _DEBIAN_ROOT else "system", root / name))
     return out
 
 
@@ -249,7 +263,8 @@ def load_mnist_like(
     source : str
         ``"<kind>:<images file>"`` with kind one of ``path``, ``env
         LVM_CORE_DATA``, ``env FASHION_MNIST_DIR``, ``env MNIST_DIR``,
-        ``cache``, ``debian``, ``download`` (``"download:<url> -> <file>"``),
+        ``cache``, ``debian``, ``system`` (a root of
+        ``$LVM_CORE_SYSTEM_DATA_DIRS``), ``download`` (``"download:<url> -> <file>"``),
         ``embedded`` and ``embedded-fallback``.  The string starts with
         ``"embedded-fallback:"`` exactly when ``split="train"`` was answered
         with the embedded *test* images; test for that prefix (the two splits

@@ -35,7 +35,8 @@ def _no_network(url, timeout):
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """Every source empty: env unset, cache and Debian folders in tmp_path, no network."""
-    for var in ("LVM_CORE_DATA", "FASHION_MNIST_DIR", "MNIST_DIR", "LVM_CORE_NO_DOWNLOAD"):
+    for var in ("LVM_CORE_DATA", "FASHION_MNIST_DIR", "MNIST_DIR", "LVM_CORE_NO_DOWNLOAD",
+                "LVM_CORE_SYSTEM_DATA_DIRS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(mnist, "_DEBIAN_ROOT", tmp_path / "debian")
@@ -76,6 +77,24 @@ def test_search_order_each_source_wins_over_the_later_ones(isolated, monkeypatch
     assert _fill(X) == 5 and source.startswith("debian:")
     np.testing.assert_array_equal(y, np.arange(3) % 10)
     assert y.dtype == np.int64 and X.dtype == np.float32 and X.shape == (3, 784)
+
+
+def test_system_data_dirs_replace_or_hide_the_debian_root(isolated, monkeypatch):
+    tmp = isolated
+    _write_split(tmp / "debian" / "fashion-mnist", "test", 3, 5)
+    _write_split(tmp / "sys2" / "fashion-mnist", "test", 3, 6)
+    X, _, source = load_mnist_like(split="test", verbose=False)
+    assert _fill(X) == 5 and source.startswith("debian:")
+    # Empty: no system copy is seen (the fresh-install path on a machine with the package).
+    monkeypatch.setenv("LVM_CORE_SYSTEM_DATA_DIRS", "")
+    X, _, source = load_mnist_like(split="test", verbose=False, download=False)
+    assert X.shape == (10000, 784) and source.startswith("embedded:")
+    # A list of roots, searched in order; the first with the files wins.
+    roots = os.pathsep.join([str(tmp / "nothing-here"), str(tmp / "sys2"), str(tmp / "debian")])
+    monkeypatch.setenv("LVM_CORE_SYSTEM_DATA_DIRS", roots)
+    assert mnist.system_data_roots() == [tmp / "nothing-here", tmp / "sys2", tmp / "debian"]
+    X, _, source = load_mnist_like(split="test", verbose=False)
+    assert _fill(X) == 6 and source.startswith("system:")
 
 
 def test_lvm_core_data_root_itself_and_raw_dotted_names(isolated, monkeypatch):
