@@ -414,6 +414,31 @@ def test_experiment_1_elbo_reaches_true_evidence(example, fa_data):
     assert np.all(curves["elbo_mc"] <= curves["evidence"] + 0.1)
     # the learned evidence is near the truth, not above it by more than sampling noise
     assert abs(curves["evidence"][-1] - true_evidence) < 0.03
+    # On the training set: FA with D = 3, L = 2 can represent any covariance, so its
+    # supremum is the zero-mean Gaussian maximum likelihood -1/2 [D log 2 pi + log det S0 + D],
+    # S0 = X^T X / N (hand-computed reference).  AEVB gets there from below.
+    S0 = X_train.T @ X_train / X_train.shape[0]
+    gauss_max = -0.5 * (3 * np.log(2 * np.pi) + np.linalg.slogdet(S0)[1] + 3)
+    train_evidence = float(np.mean(model.log_evidence(X_train)))
+    assert gauss_max - 0.01 < train_evidence <= gauss_max + 1e-9
+
+
+def test_exact_em_factor_analysis_in_aevb_parameterisation(fa_data):
+    """The EM <-> AEVB bridge: exact-EM FA parameters plugged into the AEVB model give
+    the same evidence, posterior means (EM's E-step) and a tight ELBO at q = p(z|x)."""
+    fa_em = pytest.importorskip("lvm_core.models.factor_analysis")
+    seed, (_, X_train, _) = fa_data
+    Xc = X_train - X_train.mean(axis=0)  # the AEVB model has no mean parameter
+    em = fa_em.FactorAnalysis(n_components=2, tol=1e-8, max_iter=5000).fit(Xc)
+    model = AEVBFactorAnalysis(3, 2, random_state=seed)
+    sigma = np.sqrt(em.noise_variance_)
+    model.params["W"] = em.components_.T
+    model.params["pre_sigma"] = np.log(np.expm1(sigma))  # softplus^-1
+    assert_allclose(model.log_evidence(Xc), em.score_samples(Xc), rtol=1e-9)
+    mean, _ = model.posterior(Xc)
+    assert_allclose(mean, em.transform(Xc), rtol=1e-8, atol=1e-10)
+    model.params.update(model.exact_q_params())
+    assert_allclose(model.exact_elbo(Xc), em.score_samples(Xc), rtol=1e-9)
 
 
 def test_experiment_2_q_phases_tighten_p_phases_raise(example, fa_data):
