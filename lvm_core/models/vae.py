@@ -48,168 +48,36 @@ import math
 import numpy as np
 
 from ..backend import asarray, device_of, get_namespace, is_numpy_namespace, item
+from .. import functional as F
 from ..random import as_generator, normal, uniform
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
 from .base import ParamsMixin
 
 __all__ = ["VAE"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "leaky_relu", "elu", "identity")
-_LEAKY_SLOPE = 0.01
-# |logits| below this use the Taylor series of the continuous-Bernoulli terms
-_CB_TAYLOR = 0.25
+_ACTIVATION_PAIRS = {
+    "relu": (F.relu_forward, F.relu_backward),
+    "tanh": (F.tanh_forward, F.tanh_backward),
+    "sigmoid": (F.sigmoid_forward, F.sigmoid_backward),
+    "softplus": (F.softplus_forward, F.softplus_backward),
+    "leaky_relu": (F.leaky_relu_forward, F.leaky_relu_backward),  # slope 0.01
+    "elu": (F.elu_forward, F.elu_backward),  # alpha 1
+}
 
 
-# --------------------------------------------------------------------------
-# elementwise equation blocks (any array-API namespace)
-# --------------------------------------------------------------------------
-
-def _softplus(xp, a):
-    """softplus(a) = log(1 + e^a) = max(a, 0) + log1p(e^{-|a|})."""
-    return xp.maximum(a, 0.0) + xp.log1p(xp.exp(-xp.abs(a)))
+def _activation_forward(a, name):
+    """h = act(a) (identity for "identity"); returns (h, cache)."""
+    if name == "identity":
+        return a, None
+    return _ACTIVATION_PAIRS[name][0](a)
 
 
-def _sigmoid(xp, a):
-    """sigmoid(a) = 1 / (1 + e^{-a}), evaluated without overflow via e = e^{-|a|}."""
-    e = xp.exp(-xp.abs(a))
-    return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _activation_forward(xp, a, name):
-    """h = act(a) for the hidden layers (leaky slope 0.01, ELU alpha 1)."""
-    if name == "relu":
-        return xp.maximum(a, 0.0)
-    if name == "tanh":
-        return xp.tanh(a)
-    if name == "sigmoid":
-        return _sigmoid(xp, a)
-    if name == "softplus":
-        return _softplus(xp, a)
-    if name == "leaky_relu":
-        return xp.where(a > 0, a, _LEAKY_SLOPE * a)
-    if name == "elu":
-        return xp.where(a > 0, a, xp.expm1(xp.minimum(a, 0.0)))
-    return a
-
-
-def _activation_backward(xp, dh, a, h, name):
-    """da = dh * act'(a), with act' written from the saved a and h = act(a)."""
-    if name == "relu":
-        return xp.where(a > 0, dh, 0.0)
-    if name == "tanh":
-        return dh * (1.0 - h * h)
-    if name == "sigmoid":
-        return dh * h * (1.0 - h)
-    if name == "softplus":
-        return dh * _sigmoid(xp, a)
-    if name == "leaky_relu":
-        return xp.where(a > 0, dh, _LEAKY_SLOPE * dh)
-    if name == "elu":
-        return xp.where(a > 0, dh, dh * (h + 1.0))
-    return dh
-
-
-def _bernoulli_log_likelihood(xp, logits, x):
-    """log p(x|z) = sum_d x_d l_d - softplus(l_d); d/dl = x - sigmoid(l).
-
-    logits, x: (M, D) -> ll (M,), dll_dlogits (M, D).
-    """
-    ll = xp.sum(x * logits - _softplus(xp, logits), axis=1)
-    return ll, x - _sigmoid(xp, logits)
-
-
-def _cb_log_normalizer(xp, logits):
-    """Continuous-Bernoulli log C(l) and d log C / dl (Loaiza-Ganem & Cunningham 2019).
-
-    With lambda = sigmoid(l), C = 2 atanh(1 - 2 lambda) / (1 - 2 lambda) = l / tanh(l/2),
-    an even function of l; with a = |l| and e = e^{-a}::
-
-        log C  = log a - log(-expm1(-a)) + log1p(e)
-        dlog C = sign(l) (1/a - 2 e / (1 - e^2))         (= 1/l - 1/sinh l)
-
-    and for |l| < 0.25 the Taylor series (from csch l = 1/l - l/6 + 7 l^3/360 - ...)
-    log 2 + l^2/12 - 7 l^4/1440 + 31 l^6/90720 - 127 l^8/4838400 + 73 l^10/34214400
-    and its derivative l/6 - 7 l^3/360 + 31 l^5/15120 - 127 l^7/604800 + 73 l^9/3421440.
-    logits (M, D) -> both (M, D).
-    """
-    a = xp.abs(logits)
-    a_safe = xp.maximum(a, _CB_TAYLOR)
-    e = xp.exp(-a_safe)
-    log_C_exact = xp.log(a_safe) - xp.log(-xp.expm1(-a_safe)) + xp.log1p(e)
-    da_exact = 1.0 / a_safe - 2.0 * e / ((-xp.expm1(-a_safe)) * (1.0 + e))
-    l2 = logits * logits
-    log_C_taylor = math.log(2.0) + l2 * (1.0 / 12.0 + l2 * (-7.0 / 1440.0 + l2 * (
-        31.0 / 90720.0 + l2 * (-127.0 / 4838400.0 + l2 * (73.0 / 34214400.0)))))
-    dlog_C_taylor = logits * (1.0 / 6.0 + l2 * (-7.0 / 360.0 + l2 * (
-        31.0 / 15120.0 + l2 * (-127.0 / 604800.0 + l2 * (73.0 / 3421440.0)))))
-    small = a < _CB_TAYLOR
-    log_C = xp.where(small, log_C_taylor, log_C_exact)
-    sign = xp.where(logits < 0, -1.0, 1.0)
-    dlog_C = xp.where(small, dlog_C_taylor, sign * da_exact)
-    return log_C, dlog_C
-
-
-def _continuous_bernoulli_log_likelihood(xp, logits, x):
-    """log p(x|z) = sum_d x_d l_d - softplus(l_d) + log C(l_d); d/dl = x - sigmoid(l) + dlog C.
-
-    logits, x: (M, D) -> ll (M,), dll_dlogits (M, D).
-    """
-    log_C, dlog_C = _cb_log_normalizer(xp, logits)
-    ll = xp.sum(x * logits - _softplus(xp, logits) + log_C, axis=1)
-    return ll, x - _sigmoid(xp, logits) + dlog_C
-
-
-def _continuous_bernoulli_mean(xp, logits):
-    """E[x] = 1 / (1 - e^{-l}) - 1 / l  (= lambda/(2 lambda - 1) + 1/(2 atanh(1 - 2 lambda))).
-
-    Near 0: 1/2 + l/12 - l^3/720.  logits (M, D) -> (M, D).
-    """
-    small = xp.abs(logits) < _CB_TAYLOR
-    l_safe = xp.where(small, _CB_TAYLOR, logits)
-    exact = -1.0 / xp.expm1(-l_safe) - 1.0 / l_safe
-    taylor = 0.5 + logits / 12.0 - logits * logits * logits / 720.0
-    return xp.where(small, taylor, exact)
-
-
-def _gaussian_log_likelihood(xp, x, mean, log_var):
-    """log N(x; mean, diag e^{log_var}) = -1/2 sum_d [log 2 pi + log_var_d + (x_d - mean_d)^2 e^{-log_var_d}].
-
-    x, mean: (M, D); log_var: (M, D), (D,) or a Python float.
-    Returns ll (M,), dll/dmean (M, D), dll/dlog_var (M, D) (per element, before
-    any reduction to the shape of log_var).
-    """
-    if isinstance(log_var, float):
-        inv_var = math.exp(-log_var)
-        log_var_term = float(x.shape[1]) * log_var
-        r = x - mean
-        r2_inv = r * r * inv_var
-        ll = -0.5 * (float(x.shape[1]) * _LOG_2PI + log_var_term + xp.sum(r2_inv, axis=1))
-        return ll, r * inv_var, None
-    inv_var = xp.exp(-log_var)
-    r = x - mean
-    r2_inv = r * r * inv_var  # (M, D)
-    ll = -0.5 * xp.sum(_LOG_2PI + log_var + r2_inv, axis=1)
-    return ll, r * inv_var, 0.5 * r2_inv - 0.5
-
-
-def _kl_normal_prior(xp, mu, log_var, prior_var):
-    """KL(N(mu, e^{log_var}) || N(0, s^2 I)) per row and its gradients.
-
-    KL = 1/2 sum_l [(e^{log_var} + mu^2)/s^2 - 1 - log_var + log s^2];
-    dKL/dmu = mu / s^2; dKL/dlog_var = (e^{log_var}/s^2 - 1) / 2.
-    mu, log_var: (N, L) -> kl (N,), dmu (N, L), dlog_var (N, L).
-    """
-    var = xp.exp(log_var)
-    inv_s2 = 1.0 / prior_var
-    kl = 0.5 * xp.sum((var + mu * mu) * inv_s2 - 1.0 - log_var + math.log(prior_var), axis=1)
-    return kl, mu * inv_s2, 0.5 * (var * inv_s2 - 1.0)
-
-
-def _logsumexp0(xp, a):
-    """logsumexp over axis 0 with the max shift: m + log sum_i e^{a_i - m}.  (R, N) -> (N,)."""
-    m = xp.max(a, axis=0)
-    return m + xp.log(xp.sum(xp.exp(a - m), axis=0))
+def _activation_backward(dh, cache, name):
+    """da = dh * act'(a)."""
+    if name == "identity":
+        return dh
+    return _ACTIVATION_PAIRS[name][1](dh, cache)
 
 
 # --------------------------------------------------------------------------
@@ -377,14 +245,14 @@ class VAE(ParamsMixin):
     def _encoder_forward(self, xp, X, params):
         """h_0 = X, h_{i+1} = act(h_i W_i + b_i); mu = h W_mu + b_mu, log_var = h W_lv + b_lv.
 
-        X (N, D) -> mu, log_var (N, L) and the cache of (h_in, a, h_out) per layer.
+        X (N, D) -> mu, log_var (N, L) and the cache of (h_in, activation cache) per layer.
         """
         h = X
         layers = []
         for i in range(len(self.hidden)):
             a = xp.matmul(h, params[f"enc_W{i}"]) + params[f"enc_b{i}"]  # (N, H_i)
-            h_out = _activation_forward(xp, a, self.activation)
-            layers.append((h, a, h_out))
+            h_out, act_cache = _activation_forward(a, self.activation)
+            layers.append((h, act_cache))
             h = h_out
         mu = xp.matmul(h, params["enc_W_mu"]) + params["enc_b_mu"]  # (N, L)
         log_var = xp.matmul(h, params["enc_W_log_var"]) + params["enc_b_log_var"]  # (N, L)
@@ -401,11 +269,11 @@ class VAE(ParamsMixin):
             return
         dh = xp.matmul(dmu, params["enc_W_mu"].T) + xp.matmul(dlog_var, params["enc_W_log_var"].T)
         for i in range(len(layers) - 1, -1, -1):
-            h_in, a, h_out = layers[i]
-            da = _activation_backward(xp, dh, a, h_out, self.activation)
+            h_in, act_cache = layers[i]
+            da = _activation_backward(dh, act_cache, self.activation)
             grads[f"enc_W{i}"] = xp.matmul(h_in.T, da)
             grads[f"enc_b{i}"] = xp.sum(da, axis=0)
-            if i > 0:
+            if i > 0:  # (no dX for the data)
                 dh = xp.matmul(da, params[f"enc_W{i}"].T)
 
     # ---------------------------------------------------------------- decoder
@@ -418,8 +286,8 @@ class VAE(ParamsMixin):
         layers = []
         for i in range(len(self.hidden)):
             a = xp.matmul(h, params[f"dec_W{i}"]) + params[f"dec_b{i}"]  # (M, H_i)
-            h_out = _activation_forward(xp, a, self.activation)
-            layers.append((h, a, h_out))
+            h_out, act_cache = _activation_forward(a, self.activation)
+            layers.append((h, act_cache))
             h = h_out
         out = xp.matmul(h, params["dec_W_out"]) + params["dec_b_out"]  # (M, D)
         log_var_x = None
@@ -445,8 +313,8 @@ class VAE(ParamsMixin):
         elif self.decoder == "gaussian" and self.decoder_var == "learned":
             grads["dec_log_var"] = xp.sum(dlog_var_x, axis=0)
         for i in range(len(layers) - 1, -1, -1):
-            h_in, a, h_out = layers[i]
-            da = _activation_backward(xp, dh, a, h_out, self.activation)
+            h_in, act_cache = layers[i]
+            da = _activation_backward(dh, act_cache, self.activation)
             grads[f"dec_W{i}"] = xp.matmul(h_in.T, da)
             grads[f"dec_b{i}"] = xp.sum(da, axis=0)
             dh = xp.matmul(da, params[f"dec_W{i}"].T)
@@ -458,12 +326,16 @@ class VAE(ParamsMixin):
         Returns ll (M,), dll/dout (M, D), dll/dlog_var_x ((M, D) or None).
         """
         if self.decoder == "bernoulli":
-            ll, dout = _bernoulli_log_likelihood(xp, out, X_rep)
+            ll, dout = F.bernoulli_log_likelihood(out, X_rep)
             return ll, dout, None
         if self.decoder == "continuous_bernoulli":
-            ll, dout = _continuous_bernoulli_log_likelihood(xp, out, X_rep)
+            ll, dout = F.continuous_bernoulli_log_likelihood(out, X_rep)
             return ll, dout, None
-        return _gaussian_log_likelihood(xp, X_rep, out, log_var_x)
+        if not isinstance(log_var_x, float):
+            # per-row gradients are needed (IWAE weights rows differently): (D,) -> (M, D)
+            log_var_x = xp.broadcast_to(log_var_x, tuple(out.shape))
+        ll, _, dmean, dlog_var_x = F.gaussian_log_likelihood(X_rep, out, log_var_x)
+        return ll, dmean, (None if isinstance(log_var_x, float) else dlog_var_x)
 
     # --------------------------------------------------------- forward pass
     def _forward(self, xp, X, eps, params):
@@ -485,7 +357,7 @@ class VAE(ParamsMixin):
         # log p(z) - log q(z|x) = -1/2 sum_l [z^2/s^2 + log s^2 - eps^2 - log_var]
         log_pz_minus_log_qz = -0.5 * xp.sum(
             z * z / s2 + math.log(s2) - eps * eps - log_var, axis=2)  # (R, N)
-        kl, dkl_dmu, dkl_dlog_var = _kl_normal_prior(xp, mu, log_var, s2)
+        kl, dkl_dmu, dkl_dlog_var = F.kl_normal_std_normal(mu, log_var, prior_var=s2)
         return dict(mu=mu, log_var=log_var, std=std, eps=eps, z=z, X_rep=X_rep,
                     log_px=xp.reshape(ll, (R, N)), dll_dout=dll_dout,
                     dll_dlog_var_x=dll_dlog_var_x, log_pz_minus_log_qz=log_pz_minus_log_qz,
@@ -504,7 +376,7 @@ class VAE(ParamsMixin):
             c = xp.full((R, N), -1.0 / (R * N), dtype=obj.dtype, device=device_of(obj))
             return obj, c
         log_w = f["log_px"] + f["log_pz_minus_log_qz"]  # (R, N)
-        lse = _logsumexp0(xp, log_w)  # (N,)
+        lse = F.logsumexp(log_w, axis=0)  # (N,)
         w_tilde = xp.exp(log_w - lse)  # (R, N), sums to 1 over R
         return lse - math.log(R), -w_tilde / float(N)
 
@@ -604,7 +476,8 @@ class VAE(ParamsMixin):
             Xb = X[start:min(start + int(batch_size), X.shape[0]), :]
             eps = self._draw_eps(rng, k, Xb.shape[0], Xb)
             f = self._forward(xp, Xb, eps, self.params)
-            parts.append(_logsumexp0(xp, f["log_px"] + f["log_pz_minus_log_qz"]) - math.log(k))
+            log_w = f["log_px"] + f["log_pz_minus_log_qz"]  # (k, n)
+            parts.append(F.logsumexp(log_w, axis=0) - math.log(k))
         return xp.concat(parts) if len(parts) > 1 else parts[0]
 
     def validation_loss(self, X, rng=0):
@@ -629,9 +502,9 @@ class VAE(ParamsMixin):
             z = xp.astype(z, dt)
         out, _, _ = self._decoder_forward(xp, z, self.params)
         if self.decoder == "bernoulli":
-            return _sigmoid(xp, out)
+            return F.sigmoid(out)
         if self.decoder == "continuous_bernoulli":
-            return _continuous_bernoulli_mean(xp, out)
+            return F.continuous_bernoulli_mean(out)
         return out
 
     def reconstruct(self, X):
@@ -655,7 +528,7 @@ class VAE(ParamsMixin):
         out, log_var_x, _ = self._decoder_forward(xp, z, self.params)
         u = uniform(rng, tuple(out.shape), like=W)
         if self.decoder == "bernoulli":
-            return xp.astype(u < _sigmoid(xp, out), W.dtype)
+            return xp.astype(u < F.sigmoid(out), W.dtype)
         if self.decoder == "continuous_bernoulli":
             small = xp.abs(out) < 1e-3
             l_safe = xp.where(small, 1.0, out)
