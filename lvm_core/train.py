@@ -33,16 +33,22 @@ Device work stays on the device: batches are taken with ``xp.take`` on the
 data's namespace, batch losses are kept as device scalars and brought to the
 host once per epoch (and at progress-bar refreshes, at most twice a second).
 
-Non-finite values: a NaN or infinite batch loss (or gradient, on the
-``loss_and_grads`` path) raises :class:`NonFiniteLossError` (a
-``FloatingPointError``) naming the epoch and the step; before raising, the
-model's parameters are put back to their values just before that step (the
-loop replays the epoch's good steps from a snapshot taken at the start of the
-epoch, so the check needs no device sync per step).
+Non-finite values: a NaN or infinite batch loss, or parameters that are no
+longer finite at the end of an epoch, raise :class:`NonFiniteLossError` (a
+``FloatingPointError``) naming the epoch and the step.  The per-step run
+pays for none of this (no device sync, no extra pass over the gradients): on
+a failure the loop restores a snapshot taken at the start of the epoch and
+replays the epoch's steps with checks of the loss, the gradients and the
+updated parameters, up to the first step that fails one.  The model keeps
+the parameters from just before that step.  (Steps are deterministic given
+the generator state; should a replay not reproduce the failure, or the
+generator's state be unreadable, the model keeps the parameters of the start
+of the epoch and the message says so.)
 """
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import time
@@ -157,6 +163,14 @@ def _to_host(values):
     return np.asarray([item(v) for v in values], dtype=np.float64)
 
 
+def _rng_state(rng):
+    """The generator's bit-generator state (a dict), or None when it has none (CuPy)."""
+    try:
+        return rng.bit_generator.state
+    except AttributeError:  # pragma: no cover - generators without a readable state
+        return None
+
+
 def _resolve_optimizer(optimizer):
     if callable(optimizer):
         return optimizer, getattr(optimizer, "__name__", type(optimizer).__name__)
@@ -225,10 +239,13 @@ class _Loop:
         self.global_step = 0
         self.checked_keys = False
 
-    def step(self, perm, s):
-        """Optimizer step ``s`` (0-based) of the epoch; returns (loss, grads_finite) on device.
+    def step(self, perm, s, check=False):
+        """Optimizer step ``s`` (0-based) of the epoch; returns ``(loss, problem)``.
 
-        ``grads_finite`` is AND_k all(isfinite(dtheta_k)) (None on the fast path).
+        ``loss`` stays on the device.  With ``check=True`` (used only when
+        locating a failure) the loss and the gradients are tested before the
+        update (``loss_and_grads`` path): when one is not finite the update is
+        skipped and ``problem`` says what; otherwise ``problem`` is None.
         """
         xp = self.xp
         idx = perm[s * self.batch_size:(s + 1) * self.batch_size]
@@ -244,22 +261,21 @@ class _Loop:
         loss, grads = model.loss_and_grads(X_batch, self.rng)
         if not self.checked_keys:
             self._check_grads(grads)
+        if check and not math.isfinite(item(loss)):
+            return loss, f"the loss became {item(loss)}"
+        if check and not _all_finite(grads):
+            return loss, "a gradient became NaN or infinite"
         if self.clip_norm is not None:
             from .nn import clip_grad_norm
 
-            grads, total_norm = clip_grad_norm(grads, self.clip_norm)  # a host float
-            grads_finite = math.isfinite(total_norm)
-        else:
-            grads_finite = True
-            for g in grads.values():
-                grads_finite = grads_finite & xp.all(xp.isfinite(g))
+            grads, _ = clip_grad_norm(grads, self.clip_norm)
         params, self.opt_state = self.opt_fn(
             model.params, grads, self.opt_state, lr=self.lr, inplace=True,
             **self.optimizer_kwargs
         )
         if params is not model.params:
             model.params.update(params)
-        return loss, grads_finite
+        return loss, None
 
     def _check_grads(self, grads):
         params = self.model.params
@@ -285,16 +301,13 @@ class _Loop:
         return sizes
 
 
-def _first_bad(losses, grads_finite):
-    """Index of the first step whose loss or gradients are not finite, or None.
-
-    ``grads_finite`` holds 1.0 (all gradients finite) or 0.0 per step, or is None.
-    """
-    bad = ~np.isfinite(losses)
-    if grads_finite is not None:
-        bad |= grads_finite == 0.0
-    hits = np.flatnonzero(bad)
-    return int(hits[0]) if hits.size else None
+def _all_finite(arrays) -> bool:
+    """True when every entry of every array in the dict is finite (one host sync)."""
+    ok = True
+    for a in arrays.values():
+        xp = get_namespace(a)
+        ok = ok & xp.all(xp.isfinite(a))
+    return bool(ok)
 
 
 def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3,
@@ -365,10 +378,13 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
     Raises
     ------
     NonFiniteLossError (a FloatingPointError)
-        When a batch loss or gradient (or the validation loss) is NaN or
-        infinite.  The message names the epoch and step; the model keeps the
-        last good parameters (those from just before the bad step; for a bad
-        validation loss, those from the end of the previous epoch).
+        When a batch loss, a gradient, an updated parameter (or the
+        validation loss) is NaN or infinite.  The message, ``err.epoch`` and
+        ``err.step`` name the epoch and step; ``err.history`` holds the
+        history of the completed epochs.  The model keeps the last good
+        parameters: those from just before the bad step (for a bad
+        validation loss, those from the end of the previous epoch).  Nothing
+        is raised for a loss that is finite at every step.
     """
     # -- arguments ---------------------------------------------------------
     epochs = check_positive_int(epochs, "epochs")
@@ -382,11 +398,12 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
                 "early_stopping_patience needs validation_data (early stopping watches the "
                 "validation loss); pass validation_data=X_val or leave the patience unset."
             )
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0 \
+            or not math.isfinite(lr):
         raise ValueError(f"lr must be a positive finite number; got {lr!r}.")
     lr = float(lr)
     if clip_norm is not None and (isinstance(clip_norm, bool)
-                                  or not isinstance(clip_norm, (int, float)) or not clip_norm > 0):
+                                  or not isinstance(clip_norm, numbers.Real) or not clip_norm > 0):
         raise ValueError(f"clip_norm must be a positive number or None; got {clip_norm!r}.")
     if optimizer_kwargs is None:
         optimizer_kwargs = {}
@@ -422,7 +439,7 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
     rng = as_generator(random_state)
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
-        if not hasattr(getattr(rng, "bit_generator", None), "state"):
+        if _rng_state(rng) is None:
             raise TypeError(
                 f"checkpoints store the random generator's state, but {type(rng).__name__} "
                 "has no bit_generator.state. Use random_state=<int> or a "
@@ -478,6 +495,11 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
 def _run_epoch(loop, history, epoch, epochs, bar):
     """One pass over the data; appends the epoch's loss and time to ``history``.
 
+    Batch losses stay on the device and are brought to the host in one
+    transfer at the end of the epoch (and at progress-bar refreshes); the
+    parameters are checked for NaN/inf once, at the end of the epoch.  On a
+    failure, :func:`_stop_non_finite` locates the bad step.
+
     Returns the snapshot (params, optimizer state, rng state, step count)
     taken at the start of the epoch, after the shuffle.
     """
@@ -486,32 +508,26 @@ def _run_epoch(loop, history, epoch, epochs, bar):
     snapshot = (
         _copy_tree(loop.model.params),
         _copy_tree(loop.opt_state),
-        loop.rng.bit_generator.state if hasattr(loop.rng, "bit_generator") else None,
+        _rng_state(loop.rng),
         loop.global_step,
     )
-    pending_loss, pending_grads_ok = [], []
-    host_loss, host_grads_ok = [], []
+    pending, host_loss = [], []
     last_sync = time.perf_counter()
     sizes = loop.batch_sizes()
     if bar is not None:
         bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
 
     def flush():
-        host_loss.extend(_to_host(pending_loss))
-        if not loop.fast:
-            host_grads_ok.extend(_to_host(pending_grads_ok))
-        pending_loss.clear()
-        pending_grads_ok.clear()
-        bad = _first_bad(np.asarray(host_loss), None if loop.fast else np.asarray(host_grads_ok))
-        if bad is not None:
-            _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, bad, host_loss[bad])
+        host_loss.extend(_to_host(pending))
+        pending.clear()
+        bad = np.flatnonzero(~np.isfinite(np.asarray(host_loss)))
+        if bad.size:
+            _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, int(bad[0]))
 
     for s in range(loop.n_steps):
-        loss, grads_finite = loop.step(perm, s)
+        loss, _ = loop.step(perm, s)
         loop.global_step += 1
-        pending_loss.append(loss)
-        if grads_finite is not None:
-            pending_grads_ok.append(grads_finite)
+        pending.append(loss)
         if bar is not None:
             bar.update(1)
             now = time.perf_counter()
@@ -522,31 +538,63 @@ def _run_epoch(loop, history, epoch, epochs, bar):
                 bar.set_postfix({"loss": f"{running:.4g}"}, refresh=False)
                 last_sync = now
     flush()
+    if not _all_finite(loop.model.params):  # finite losses, yet a NaN/inf crept in
+        _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, loop.n_steps)
     history.train_loss.append(float(np.dot(host_loss, sizes) / loop.n))
     history.seconds_per_epoch.append(time.perf_counter() - start)
     return snapshot
 
 
-def _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, bad, loss_value):
-    """Put back the parameters from just before step ``bad`` and raise NonFiniteLossError."""
+def _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, bad):
+    """Put back the last good parameters, name the bad step, raise NonFiniteLossError.
+
+    ``bad`` (0-based) is the first step whose loss was not finite, or
+    ``n_steps`` when only the end-of-epoch parameter check failed.  The
+    epoch-start snapshot is restored and the steps before ``bad`` are
+    replayed (same batches, same draws: the generator state is part of the
+    snapshot) with checks that the per-step run skips: gradients before each
+    update (``loss_and_grads`` path), the loss, and the parameters after
+    each update.  The first step failing a check is the one reported, and the
+    model keeps the parameters from just before it.  A generator whose state
+    cannot be read (CuPy) cannot be replayed: the model then keeps the
+    parameters of the start of the epoch.
+    """
     params0, opt_state0, rng_state0, global_step0 = snapshot
-    _assign_params(loop.model.params, params0)
-    loop.opt_state = opt_state0
+    params = loop.model.params
+    _assign_params(params, params0)
+    loop.opt_state = _copy_tree(opt_state0)
+    kept = "from just before that step"
+    what = ("the loss became NaN or infinite" if bad < loop.n_steps
+            else "the parameters became NaN or infinite")
     if rng_state0 is not None:
         loop.rng.bit_generator.state = rng_state0
-    for s in range(bad):  # replay the good steps of this epoch (same batches, same draws)
-        loop.step(perm, s)
-    what = (f"the loss became {loss_value}" if not math.isfinite(loss_value)
-            else "a gradient became NaN or infinite")
-    history.stop_reason = (
-        f"non_finite: {what} at epoch {epoch}/{epochs}, step {bad + 1}/{loop.n_steps} "
-        f"(optimizer step {global_step0 + bad + 1})"
-    )
+        for s in range(loop.n_steps):
+            before = (_copy_tree(params), _copy_tree(loop.opt_state))
+            loss, problem = loop.step(perm, s, check=True)
+            loss = item(loss)
+            if problem is None and not math.isfinite(loss):
+                problem = f"the loss became {loss}"
+            if problem is None and not _all_finite(params):
+                problem = "the parameters became NaN or infinite"
+            if problem is not None or s == bad:
+                _assign_params(params, before[0])
+                loop.opt_state = before[1]
+                what, bad = problem or what, s
+                break
+        else:  # pragma: no cover - the replay did not reproduce the failure
+            _assign_params(params, params0)
+            kept = f"from the start of epoch {epoch}"
+    else:  # pragma: no cover - CuPy generators
+        kept = f"from the start of epoch {epoch}"
+    step = (f"step {bad + 1}/{loop.n_steps} (optimizer step {global_step0 + bad + 1})"
+            if bad < loop.n_steps else "an unknown step")
+    history.stop_reason = f"non_finite: {what} at epoch {epoch}/{epochs}, {step}"
     raise NonFiniteLossError(
         f"Training stopped: {history.stop_reason[len('non_finite: '):]}. The model keeps "
-        "the parameters from just before that step. Try a smaller lr, gradient clipping "
+        f"the parameters {kept}. Try a smaller lr, gradient clipping "
         "(clip_norm=...), or check the data and the model's numerics (log-space terms).",
-        epoch=epoch, step=bad + 1, global_step=global_step0 + bad + 1, history=history,
+        epoch=epoch, step=bad + 1 if bad < loop.n_steps else None,
+        global_step=global_step0 + bad + 1 if bad < loop.n_steps else None, history=history,
     )
 
 

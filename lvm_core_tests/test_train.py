@@ -30,13 +30,17 @@ class LinearRegression:
 
     dw = X^T r / N, db = sum(r) / N with r = X w + b - y.  With ``noise`` > 0
     the inputs are jittered x + noise * eps, eps ~ N(0, I) drawn from ``rng``
-    (so the loop's generator matters).  ``nan_at_call`` / ``nan_grad_at_call``
-    make the k-th call (1-based) return a NaN loss / NaN gradients;
-    ``record=True`` keeps a copy of the params seen by every call.
+    (so the loop's generator matters).  ``record=True`` keeps a copy of the
+    params seen by every call.
+
+    ``fail_above=t`` adds a parameter "clock" with gradient -1 (so it grows by
+    lr per step under SGD or Adam) and makes the model break, deterministically,
+    once clock > t: its loss becomes NaN (``fail="loss"``) or its gradient of w
+    becomes inf with a finite loss (``fail="grads"``).
     """
 
     def __init__(self, n_features=3, noise=0.0, init=0.1, like=None, dtype="float64",
-                 nan_at_call=None, nan_grad_at_call=None, record=False):
+                 fail_above=None, fail="loss", record=False):
         xp = get_namespace(like)
         dev = None if like is None else like.device
         dt = getattr(xp, dtype)
@@ -44,12 +48,17 @@ class LinearRegression:
             "w": xp.asarray(np.linspace(-init, init, n_features), dtype=dt, device=dev),
             "b": xp.asarray([init], dtype=dt, device=dev),
         }
+        if fail_above is not None:
+            self.params["clock"] = xp.zeros(1, dtype=dt, device=dev)
         self.noise = noise
-        self.nan_at_call = nan_at_call
-        self.nan_grad_at_call = nan_grad_at_call
+        self.fail_above = fail_above
+        self.fail = fail
         self.record = record
         self.calls = 0
         self.seen = []
+
+    def _broken(self):
+        return self.fail_above is not None and float(self.params["clock"][0]) > self.fail_above
 
     def _residual(self, X):
         xp = get_namespace(X)
@@ -68,11 +77,15 @@ class LinearRegression:
         N = X.shape[0]
         loss = xp.sum(r * r) / (2 * N)
         grads = {"w": xp.matmul(x.T, r) / N, "b": xp.reshape(xp.sum(r), (1,)) / N}
-        if self.calls == self.nan_at_call:
-            loss = loss * float("nan")
-            grads = {k: g * float("nan") for k, g in grads.items()}
-        if self.calls == self.nan_grad_at_call:
-            grads["w"] = grads["w"] * float("inf")
+        if self.fail_above is not None:
+            grads["clock"] = -xp.ones_like(self.params["clock"])
+            if self._broken() and self.fail == "loss":
+                loss = loss * float("nan")
+                grads = {k: g * float("nan") for k, g in grads.items()}
+            elif self._broken() and self.fail == "grads":
+                grads["w"] = grads["w"] * float("inf")
+            elif self._broken() and self.fail == "overflow":  # finite, but the step overflows
+                grads["clock"] = -np.finfo(np.float64).max * xp.ones_like(self.params["clock"])
         return loss, grads
 
     def validation_loss(self, X):
@@ -84,19 +97,16 @@ class LinearRegression:
 class FastLinearRegression(LinearRegression):
     """Adds the fused-step protocol: train_step = loss_and_grads + in-place Adam."""
 
-    def __init__(self, *args, corrupt_at_step=None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.train_steps = 0
-        self.corrupt_at_step = corrupt_at_step
 
     def train_step(self, X_batch, rng, opt_state, lr, **optimizer_kwargs):
+        """loss_and_grads then Adam, even on NaN (the worst case: params corrupted)."""
         from lvm_core.nn import adam
 
         self.train_steps += 1
         loss, grads = self.loss_and_grads(X_batch, rng)
-        if self.train_steps == self.corrupt_at_step:  # a fused kernel that blew up
-            loss = loss * float("nan")
-            grads = {k: g * float("nan") for k, g in grads.items()}
         _, opt_state = adam(self.params, grads, opt_state, lr=lr, inplace=True,
                             **optimizer_kwargs)
         return loss, opt_state
@@ -420,39 +430,78 @@ def test_resume_refuses_mismatched_checkpoints(tmp_path):
 # ---------------------------------------------------------------------------
 # NaN / inf guard
 # ---------------------------------------------------------------------------
+# The clock grows by lr = 0.05 per step (exactly 0.05 * steps for SGD, to
+# within 1e-7 relative for Adam on a constant gradient): with fail_above=0.425
+# the params seen by call 10 (clock = 9 * 0.05) are the first to break.
+_FAIL_ABOVE = 0.425
+
+
 def test_nan_loss_raises_naming_epoch_and_step_and_keeps_last_good_params():
     X = make_data()  # 64 rows, batch 10: 7 steps per epoch
-    model = LinearRegression(noise=0.2, nan_at_call=10, record=True)
+    model = LinearRegression(noise=0.2, fail_above=_FAIL_ABOVE, record=True)
     with pytest.raises(FloatingPointError, match=r"epoch 2/3, step 3/7 \(optimizer step 10\)") as info:
         fit_minibatch(model, X, epochs=3, batch_size=10, lr=0.05, random_state=0,
                       progress=False)
     err = info.value
     assert isinstance(err, NonFiniteLossError)
     assert (err.epoch, err.step, err.global_step) == (2, 3, 10)
-    before_bad_step = model.seen[9]  # the params the 10th call saw, before its update
+    assert model.seen[8]["clock"][0] <= _FAIL_ABOVE < model.seen[9]["clock"][0]
+    before_bad_step = model.seen[9]  # the (finite) params the 10th call saw: its loss is NaN
     for k in model.params:
         assert _same_bits(model.params[k], before_bad_step[k]), k
     assert err.history.epochs_completed == 1 and len(err.history.train_loss) == 1
     assert err.history.stop_reason.startswith("non_finite: the loss became nan at epoch 2/3")
 
 
-def test_non_finite_gradient_with_finite_loss_is_caught():
+def test_non_finite_gradient_with_finite_loss_is_caught_at_its_step():
     X = make_data()
-    model = LinearRegression(nan_grad_at_call=4, record=True)
-    with pytest.raises(NonFiniteLossError, match="a gradient became NaN or infinite at epoch 1/2, step 4/7"):
+    model = LinearRegression(fail_above=_FAIL_ABOVE, fail="grads", record=True)
+    with pytest.raises(NonFiniteLossError,
+                       match=r"a gradient became NaN or infinite at epoch 2/2, step 3/7"):
         fit_minibatch(model, X, epochs=2, batch_size=10, optimizer="sgd", lr=0.05,
                       random_state=0, progress=False)
-    assert all(_same_bits(model.params[k], model.seen[3][k]) for k in model.params)
+    assert all(_same_bits(model.params[k], model.seen[9][k]) for k in model.params)
 
 
 def test_nan_on_the_fast_path_restores_params_from_before_the_step():
     X = make_data()
-    model = FastLinearRegression(corrupt_at_step=9, record=True)
-    with pytest.raises(NonFiniteLossError, match="epoch 2/2, step 2/7") as info:
-        fit_minibatch(model, X, epochs=2, batch_size=10, random_state=0, progress=False)
-    assert info.value.global_step == 9
+    model = FastLinearRegression(fail_above=_FAIL_ABOVE, record=True)
+    with pytest.raises(NonFiniteLossError, match="epoch 2/2, step 3/7") as info:
+        fit_minibatch(model, X, epochs=2, batch_size=10, lr=0.05, random_state=0,
+                      progress=False)
+    assert info.value.global_step == 10
     assert all(np.isfinite(v).all() for v in model.params.values())
-    assert all(_same_bits(model.params[k], model.seen[8][k]) for k in model.params)
+    assert all(_same_bits(model.params[k], model.seen[9][k]) for k in model.params)
+
+
+def test_nan_parameters_with_finite_losses_are_caught_at_the_end_of_the_epoch():
+    X = make_data()
+
+    class Unused(LinearRegression):
+        """Once broken, the gradient of a parameter that the loss ignores is NaN."""
+
+        def loss_and_grads(self, X, rng):
+            loss, grads = super().loss_and_grads(X, rng)
+            grads["unused"] = np.full(1, np.nan if self._broken() else 0.0)
+            return loss, grads
+
+    model = Unused(fail_above=_FAIL_ABOVE, fail="unused", record=True)
+    model.params["unused"] = np.zeros(1)
+    with pytest.raises(NonFiniteLossError,
+                       match="a gradient became NaN or infinite at epoch 2/2, step 3/7"):
+        fit_minibatch(model, X, epochs=2, batch_size=10, optimizer="sgd", lr=0.05,
+                      random_state=0, progress=False)
+    assert all(_same_bits(model.params[k], model.seen[9][k]) for k in model.params)
+
+
+def test_overflowing_update_with_finite_loss_and_gradients_is_located():
+    X = 0.01 * make_data()  # small curvature: lr = 2 is stable for w and b
+    model = LinearRegression(fail_above=2.0 * 8.5, fail="overflow", record=True)
+    with pytest.raises(NonFiniteLossError,
+                       match="the parameters became NaN or infinite at epoch 2/2, step 3/7"):
+        fit_minibatch(model, X, epochs=2, batch_size=10, optimizer="sgd", lr=2.0,
+                      random_state=0, progress=False)
+    assert all(_same_bits(model.params[k], model.seen[9][k]) for k in model.params)
 
 
 def test_non_finite_validation_loss_keeps_previous_epoch_params():
