@@ -18,6 +18,11 @@ from lvm_core.nn import ACTIVATIONS, MLP, init_linear
 from .conftest import Backend, require
 
 RTOL = 1e-6
+# Step for central differences.  A deep net can have parameter gradients of
+# ~5e-4 while the loss is O(1); float64 rounding in f then contributes
+# ~eps |f| / h to the numeric gradient, i.e. a relative error of ~4e-7 at
+# h = 1e-6 but ~4e-8 at h = 1e-5 (the O(h^2) truncation stays far smaller).
+H = 1e-5
 _ERRORS = []
 
 
@@ -33,7 +38,7 @@ sizes_st = st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 
-def _away_from_kinks(mlp, x, params, margin=1e-4):
+def _away_from_kinks(mlp, x, params, margin=1e-3):
     """True when no pre-activation lies within ``margin`` of 0 (relu/elu kinks)."""
     h = x
     for i in range(mlp.n_layers):
@@ -59,8 +64,16 @@ def test_grad_mlp(sizes, activation, output_activation, N, seed, prefix):
     dx, grads = mlp.backward(w, cache)
     assert set(grads) == set(mlp.params)
     assert all(grads[k].shape == mlp.params[k].shape for k in grads)
-    errors = check_grads(lambda p: np.sum(w * mlp.forward(x, p)[0]), mlp.params, grads, rtol=RTOL)
-    errors["x"] = check_gradient(lambda a: np.sum(w * mlp.forward(a)[0]), x, dx, rtol=RTOL)
+    # Finite differences resolve a gradient only down to ~1e-11 (1 + |loss|)
+    # (float64 rounding of the loss divided by h).  Nets whose gradient for some
+    # array is below 1e-4 (1 + |loss|) -- e.g. leaky_relu(0.01) through width-1
+    # layers gives ~1e-6 -- cannot be checked to 1e-6 relative error, so they are
+    # not drawn; the torch oracle test below covers them analytically.
+    scale = 1e-4 * (1.0 + float(np.sum(np.abs(w * y))))
+    assume(all(np.abs(g).max() > scale for g in [dx, *grads.values()]))
+    errors = check_grads(lambda p: np.sum(w * mlp.forward(x, p)[0]), mlp.params, grads, h=H,
+                         rtol=RTOL)
+    errors["x"] = check_gradient(lambda a: np.sum(w * mlp.forward(a)[0]), x, dx, h=H, rtol=RTOL)
     _ERRORS.extend(errors.values())
     assert max(errors.values()) < RTOL
 
@@ -79,7 +92,7 @@ def test_mlp_shared_params_dict_with_prefixes():
     assert sorted(g_dec) == ["dec_W0", "dec_W1", "dec_b0", "dec_b1"]
     grads = {**g_enc, **g_dec}
     errors = check_grads(lambda p: np.sum(dec.forward(enc.forward(x, p)[0], p)[0]), params, grads,
-                         rtol=RTOL)
+                         h=H, rtol=RTOL)
     _ERRORS.extend(errors.values())
     assert max(errors.values()) < RTOL
     with pytest.raises(KeyError, match="enc_W0"):
