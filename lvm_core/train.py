@@ -248,7 +248,8 @@ class _Loop:
         skipped and ``problem`` says what; otherwise ``problem`` is None.
         """
         xp = self.xp
-        idx = perm[s * self.batch_size:(s + 1) * self.batch_size]
+        stop = min((s + 1) * self.batch_size, self.n)  # in-bounds slices (array API)
+        idx = perm[s * self.batch_size:stop]
         X_batch = xp.take(self.X, idx, axis=0)
         if self.transform_batch is not None:
             X_batch = self.transform_batch(X_batch, self.rng)
