@@ -604,9 +604,11 @@ class VAE(ParamsMixin):
             N=N, params=self.params, ids=dict(self.params), grads=grads,
             enc_h=[np.empty((N, h), f32) for h in enc[1:]],
             dec_h=[np.empty((N, h), f32) for h in dec[1:]],
-            mu=np.empty((N, L), f32), log_var=np.empty((N, L), f32),
+            heads=np.empty((N, 2 * L), f32), dheads=np.empty((N, 2 * L), f32),  # [mu | log_var]
+            W_heads=np.empty((enc[-1], 2 * L), f32), gW_heads=np.empty((enc[-1], 2 * L), f32),
+            b_heads=np.empty(2 * L, f32), gb_heads=np.empty(2 * L, f32),
             std=np.empty((N, L), f32), z=np.empty((N, L), f32),
-            dmu=np.empty((N, L), f32), dlog_var=np.empty((N, L), f32), dz=np.empty((N, L), f32),
+            dz=np.empty((N, L), f32),
             logits=np.empty((N, D), f32), e=np.empty((N, D), f32), dlogits=np.empty((N, D), f32),
             enc_dh=[np.empty((N, h), f32) for h in enc[1:]],
             dec_dh=[np.empty((N, h), f32) for h in dec[1:]],
@@ -637,11 +639,16 @@ class VAE(ParamsMixin):
             np.matmul(h, p[f"enc_W{i}"], out=out)
             kn.bias_relu(out, p[f"enc_b{i}"])
             h = out
-        mu, log_var = st["mu"], st["log_var"]
-        np.matmul(h, p["enc_W_mu"], out=mu)
-        mu += p["enc_b_mu"]
-        np.matmul(h, p["enc_W_log_var"], out=log_var)
-        log_var += p["enc_b_log_var"]
+        # both heads in one matmul: [mu | log_var] = h [W_mu | W_log_var] + [b_mu | b_log_var]
+        L = int(self.n_latent)
+        W_heads, b_heads, heads = st["W_heads"], st["b_heads"], st["heads"]
+        W_heads[:, :L] = p["enc_W_mu"]
+        W_heads[:, L:] = p["enc_W_log_var"]
+        b_heads[:L] = p["enc_b_mu"]
+        b_heads[L:] = p["enc_b_log_var"]
+        np.matmul(h, W_heads, out=heads)
+        heads += b_heads
+        mu, log_var = heads[:, :L], heads[:, L:]  # (N, L) views
         # z = mu + exp(log_var / 2) eps
         std, z = st["std"], st["z"]
         np.multiply(log_var, np.float32(0.5), out=std)
@@ -666,7 +673,6 @@ class VAE(ParamsMixin):
         nll_sum = float(np.sum(acc)) + float(np.sum(e, dtype=np.float64))
         # KL and its gradient (small (N, L) arrays)
         s2 = float(self.prior_var)
-        L = int(self.n_latent)
         var = std * std
         kl_sum = 0.5 * float(np.sum((var + mu * mu) * np.float32(1.0 / s2) - np.float32(1.0)
                                     - log_var, dtype=np.float64)) + 0.5 * N * L * math.log(s2)
@@ -685,7 +691,8 @@ class VAE(ParamsMixin):
         dz = st["dz"]
         np.matmul(dh, W_prev.T, out=dz)
         # dmu = dz + mu / (s^2 N); dlog_var = dz eps std / 2 + (var / s^2 - 1) / (2 N)
-        dmu, dlog_var = st["dmu"], st["dlog_var"]
+        dheads = st["dheads"]
+        dmu, dlog_var = dheads[:, :L], dheads[:, L:]  # (N, L) views
         np.multiply(mu, np.float32(1.0 / (s2 * N)), out=dmu)
         dmu += dz
         np.multiply(dz, eps, out=dlog_var)
@@ -695,14 +702,15 @@ class VAE(ParamsMixin):
         dlog_var -= np.float32(0.5 / N)
         # encoder backward
         h = st["enc_h"][-1] if n_hidden else X
-        np.matmul(h.T, dmu, out=g["enc_W_mu"])
-        np.sum(dmu, axis=0, out=g["enc_b_mu"])
-        np.matmul(h.T, dlog_var, out=g["enc_W_log_var"])
-        np.sum(dlog_var, axis=0, out=g["enc_b_log_var"])
+        np.matmul(h.T, dheads, out=st["gW_heads"])
+        np.sum(dheads, axis=0, out=st["gb_heads"])
+        g["enc_W_mu"][...] = st["gW_heads"][:, :L]
+        g["enc_W_log_var"][...] = st["gW_heads"][:, L:]
+        g["enc_b_mu"][...] = st["gb_heads"][:L]
+        g["enc_b_log_var"][...] = st["gb_heads"][L:]
         if n_hidden:
             dh = st["enc_dh"][-1]
-            np.matmul(dmu, p["enc_W_mu"].T, out=dh)
-            dh += dlog_var @ p["enc_W_log_var"].T
+            np.matmul(dheads, W_heads.T, out=dh)
             for i in range(n_hidden - 1, -1, -1):
                 kn.relu_backward_bias(dh, st["enc_h"][i], g[f"enc_b{i}"])
                 h_in = X if i == 0 else st["enc_h"][i - 1]
