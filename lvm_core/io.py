@@ -31,7 +31,9 @@ with a few tags so that the round trip is exact: ``{"__tuple__": [...]}``,
 strings, ``{"__array__": "a3"}`` (an array dataset), ``{"__npscalar__":
 "a4"}`` (a NumPy scalar such as ``np.float32(0.5)``) and
 ``{"__generator__": state}`` (a ``numpy.random.Generator``, rebuilt from its
-bit-generator state).  Python floats go through JSON's shortest round-trip
+bit-generator state) and ``{"__dataclass__": ["module:qualname", fields]}``
+(an lvm_core dataclass such as :class:`lvm_core.train.History`; only classes
+under ``lvm_core.`` are rebuilt).  Python floats go through JSON's shortest round-trip
 repr; arrays keep their dtype and bits.
 
 Arrays on any backend are moved to the host explicitly with
@@ -233,7 +235,13 @@ def _decode(obj, arrays: dict, like):
             return arrays[value][()]
         if tag == "__generator__":
             state = _decode(value, arrays, None)
-            bit_generator = getattr(np.random, state["bit_generator"])()
+            cls = getattr(np.random, str(state["bit_generator"]), None)
+            if not (inspect.isclass(cls) and issubclass(cls, np.random.BitGenerator)):
+                raise ValueError(
+                    f"the file names {state['bit_generator']!r} as a bit generator; expected "
+                    "one of numpy.random's (PCG64, Philox, ...). The file is damaged."
+                )
+            bit_generator = cls()
             bit_generator.state = state
             return np.random.Generator(bit_generator)
         if tag == "__dataclass__":

@@ -247,6 +247,38 @@ def test_real_library_model_loads_without_registration(tmp_path):
     assert all(_bits_equal(loaded.params[k], model.params[k]) for k in model.params)
 
 
+def test_class_under_lvm_core_models_loads_without_registration(tmp_path, monkeypatch):
+    import lvm_core.models.base as base
+
+    class LibraryModel(ParamsMixin):
+        def __init__(self, k=2):
+            self.k = k
+            self.params = {"w": np.zeros(k)}
+
+    LibraryModel.__module__ = "lvm_core.models.base"
+    LibraryModel.__qualname__ = "LibraryModelForIOTest"
+    monkeypatch.setattr(base, "LibraryModelForIOTest", LibraryModel, raising=False)
+    model = LibraryModel(k=3)
+    model.params["w"] = np.arange(3.0)
+    io.save(model, tmp_path / "m.h5")
+    loaded = io.load(tmp_path / "m.h5")  # no registration, no expected_type
+    assert type(loaded) is LibraryModel and loaded.k == 3
+    assert _bits_equal(loaded.params["w"], np.arange(3.0))
+
+
+def test_damaged_generator_state_is_refused(tmp_path):
+    import h5py
+
+    path = tmp_path / "m.h5"
+    io.save(ToyGradModel(), path, extra={"gen": np.random.default_rng(0)})
+    with h5py.File(path, "r+") as f:
+        text = f["extra/json"].asstr()[()].replace('"PCG64"', '"seed"')
+        del f["extra/json"]
+        f["extra"].create_dataset("json", data=text, dtype=h5py.string_dtype())
+    with pytest.raises(ValueError, match="'seed' as a bit generator"):
+        io.load_checkpoint(path)
+
+
 # ---------------------------------------------------------------------------
 # atomic writes
 # ---------------------------------------------------------------------------
