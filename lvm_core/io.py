@@ -569,7 +569,7 @@ def load(path, expected_type=None, like=None):
 
 
 def load_checkpoint(path, like=None, expected_type=None):
-    """``(model, optimizer_state, extra)`` from a file written by ``save(model, path, state, extra)``.
+    """``(model, optimizer_state, extra)`` from a file written by ``save(model, path, ...)``.
 
     ``optimizer_state`` and ``extra`` are None when they were not saved.  See
     :func:`load` for ``like``, ``expected_type`` and the errors raised.

@@ -357,9 +357,12 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         Epochs between checkpoints.
     resume : bool
         Continue from ``checkpoint`` when that file exists (from scratch when
-        it does not).  With the same arguments, training E1 epochs, then
+        it does not): parameters, optimizer state, history, early-stopping
+        state and the generator's state (which replaces ``random_state``) come
+        from the file.  With the same arguments, training E1 epochs, then
         resuming up to E2 epochs gives bit for bit the parameters of one run
-        of E2 epochs.
+        of E2 epochs.  The checkpoint must come from the same model class,
+        optimizer, number of samples and batch size (ValueError otherwise).
     early_stopping_patience : int, optional
         With ``validation_data``: stop when the validation loss has not
         improved (strictly) for this many epochs.  Whenever it is set, the
@@ -424,7 +427,8 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         )
     X = check_array(X, "X", ndim=None)
     if X.ndim < 1:
-        raise ValueError(f"X must have at least 1 dimension (rows are samples); got a 0-d array.")
+        raise ValueError("X must have at least 1 dimension (rows are samples); got a 0-d "
+                         "array. Pass X with one row per sample.")
     if validation_data is not None:
         validation_data = check_array(validation_data, "validation_data")
         get_namespace(X, validation_data)  # same library and device, or TypeError
@@ -434,7 +438,7 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
                 "validation_loss(X) -> float. Implement it or drop validation_data."
             )
     opt_fn, opt_name = _resolve_optimizer(optimizer)
-    fast = (optimizer == "adam" and clip_norm is None
+    fast = (isinstance(optimizer, str) and optimizer == "adam" and clip_norm is None
             and callable(getattr(model, "train_step", None)))
     _check_model(model, fast)
     rng = as_generator(random_state)

@@ -161,8 +161,8 @@ def test_hyper_parameters_keep_tuples_and_generators(tmp_path):
 
 def test_optimizer_state_and_extra_round_trip(tmp_path):
     model = ToyGradModel()
-    opt_state = {"step": 12, "m": {k: np.full(v.shape, 0.5, v.dtype) for k, v in model.params.items()},
-                 "betas": (0.9, 0.999)}
+    moments = {k: np.full(v.shape, 0.5, v.dtype) for k, v in model.params.items()}
+    opt_state = {"step": 12, "m": moments, "betas": (0.9, 0.999)}
     rng = np.random.default_rng(3)
     rng.random(10)
     extra = {"epoch": 4, "history": {"loss": [1.5, 0.25, float("inf")]},

@@ -439,7 +439,8 @@ _FAIL_ABOVE = 0.425
 def test_nan_loss_raises_naming_epoch_and_step_and_keeps_last_good_params():
     X = make_data()  # 64 rows, batch 10: 7 steps per epoch
     model = LinearRegression(noise=0.2, fail_above=_FAIL_ABOVE, record=True)
-    with pytest.raises(FloatingPointError, match=r"epoch 2/3, step 3/7 \(optimizer step 10\)") as info:
+    with pytest.raises(FloatingPointError,
+                       match=r"epoch 2/3, step 3/7 \(optimizer step 10\)") as info:
         fit_minibatch(model, X, epochs=3, batch_size=10, lr=0.05, random_state=0,
                       progress=False)
     err = info.value
@@ -612,7 +613,8 @@ def test_runs_on_every_backend_and_keeps_dtype_and_device(backend32, tmp_path):
         assert v.dtype == b.xp.float32 and type(v) is type(X)
         if b.device is not None:
             assert v.device == b.device
-    assert np.all(np.isfinite(history.train_loss)) and history.train_loss[-1] < history.train_loss[0]
+    assert np.all(np.isfinite(history.train_loss))
+    assert history.train_loss[-1] < history.train_loss[0]
     reference = LinearRegression(noise=0.1, dtype="float32")  # NumPy run of the same
     h_ref = fit_minibatch(reference, X_host, epochs=4, batch_size=12, lr=0.05,
                           random_state=0, progress=False, transform_batch=jitter_targets)
