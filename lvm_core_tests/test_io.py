@@ -126,6 +126,44 @@ def test_escaped_keys_are_safe_hdf5_names_and_invert(key):
     assert io._unescape_key(name) == key
 
 
+_leaves = (st.none() | st.booleans() | st.integers(min_value=-2**80, max_value=2**80)
+           | st.floats(allow_nan=False) | st.text(max_size=5)
+           | hnp.arrays(dtype=_DTYPES, shape=hnp.array_shapes(min_dims=0, max_dims=2,
+                                                               max_side=3))
+           | st.sampled_from([np.float32(0.5), np.int64(-3), np.bool_(True)]))
+_nested = st.recursive(
+    _leaves,
+    lambda children: (st.lists(children, max_size=3)
+                      | st.lists(children, max_size=3).map(tuple)
+                      | st.dictionaries(st.text(max_size=4) | st.integers(-5, 5), children,
+                                        max_size=3)),
+    max_leaves=10,
+)
+
+
+def _same_tree(a, b):
+    """Equal values with equal types all the way down (bits for arrays)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_tree(x, y) for x, y in zip(a, b))
+    if isinstance(a, (np.ndarray, np.generic)):
+        return _bits_equal(a, b)
+    return a == b and (not isinstance(a, float) or np.signbit(a) == np.signbit(b))
+
+
+@settings(max_examples=30)
+@given(state=_nested)
+def test_nested_optimizer_state_and_extra_round_trip_exactly(tmp_path_factory, state):
+    path = tmp_path_factory.mktemp("io") / "c.h5"
+    io.save(ToyGradModel(), path, optimizer_state={"s": state}, extra={"e": state})
+    _, opt_state, extra = io.load_checkpoint(path)
+    assert _same_tree(opt_state["s"], state)
+    assert _same_tree(extra["e"], state)
+
+
 def test_em_model_fitted_attributes_round_trip_with_types(tmp_path):
     model = _fitted_em()
     io.save(model, tmp_path / "em.h5")

@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lvm_core import io as lvm_io
 from lvm_core.backend import get_namespace, item, to_numpy
@@ -252,6 +254,31 @@ def test_each_epoch_is_a_permutation_drawn_from_random_state():
     assert not np.array_equal(runs[0][0], runs[2][0])
     # the documented shuffle: lvm_core.random.permutation(rng, N) from random_state
     np.testing.assert_array_equal(runs[0][0], np.random.default_rng(0).permutation(n))
+
+
+@settings(max_examples=20)
+@given(n=st.integers(1, 40), batch_size=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
+def test_every_epoch_visits_each_row_once_in_batches_of_batch_size(n, batch_size, seed):
+    X = np.column_stack([np.arange(n, dtype=np.float64), np.zeros(n)])
+    model = RowRecorder()
+    fit_minibatch(model, X, epochs=2, batch_size=batch_size, optimizer="sgd",
+                  random_state=seed, progress=False)
+    b = min(batch_size, n)
+    steps = -(-n // b)
+    assert [len(x) for x in model.batches] == ([b] * (steps - 1) + [n - b * (steps - 1)]) * 2
+    for e in range(2):
+        rows = np.concatenate(model.batches[e * steps:(e + 1) * steps]).astype(int)
+        assert sorted(rows) == list(range(n))
+
+
+@settings(max_examples=15)
+@given(n=st.integers(2, 30), batch_size=st.integers(1, 12), seed=st.integers(0, 1000))
+def test_epoch_loss_equals_full_data_loss_at_fixed_params(n, batch_size, seed):
+    X = make_data(n=n, seed=seed)
+    model = LinearRegression(init=0.5)
+    history = fit_minibatch(model, X, epochs=1, batch_size=batch_size, optimizer=frozen,
+                            random_state=seed, progress=False)
+    np.testing.assert_allclose(history.train_loss[0], model.validation_loss(X), rtol=1e-12)
 
 
 def test_same_random_state_gives_identical_training_with_model_noise():
