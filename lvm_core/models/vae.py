@@ -182,43 +182,37 @@ class VAE(ParamsMixin):
     def initialize(self, like=None, random_state=None):
         """(Re)create ``params`` on the device of ``like`` (NumPy when None).
 
-        Weights W (d_in, d_out) and biases b (d_out,) are drawn as in
-        torch.nn.Linear (init="torch": both U(-1/sqrt(d_in), 1/sqrt(d_in))),
-        Glorot-uniform or He-normal (biases zero).  Uses ``random_state``, or the
+        Each layer y = x W + b gets W (d_in, d_out), b (d_out,) from
+        :func:`lvm_core.nn.init_linear` with scheme ``init`` ("torch": nn.Linear's
+        U(-1/sqrt(d_in), 1/sqrt(d_in)) for W and b).  A learned Gaussian decoder
+        log-variance starts at log(gaussian_var).  Uses ``random_state``, or the
         model's ``random_state`` when None.
         """
+        from ..nn import init_linear
+
         self._validate_hyperparameters()
         rng = as_generator(self.random_state if random_state is None else random_state)
         enc, dec = self._layer_sizes()
         L, D = int(self.n_latent), int(self.n_features)
-        host = {}
+        params = {}
 
-        def layer(prefix, d_in, d_out):
-            if self.init == "torch":
-                bound = 1.0 / math.sqrt(d_in)
-                host[prefix[0]] = rng.uniform(-bound, bound, size=(d_in, d_out))
-                host[prefix[1]] = rng.uniform(-bound, bound, size=(d_out,))
-            elif self.init == "glorot":
-                bound = math.sqrt(6.0 / (d_in + d_out))
-                host[prefix[0]] = rng.uniform(-bound, bound, size=(d_in, d_out))
-                host[prefix[1]] = np.zeros(d_out)
-            else:
-                host[prefix[0]] = rng.standard_normal((d_in, d_out)) * math.sqrt(2.0 / d_in)
-                host[prefix[1]] = np.zeros(d_out)
+        def layer(W_name, b_name, d_in, d_out):
+            params[W_name], params[b_name] = init_linear(rng, d_in, d_out, scheme=self.init,
+                                                         dtype=self.dtype, like=like)
 
         for i in range(len(enc) - 1):
-            layer((f"enc_W{i}", f"enc_b{i}"), enc[i], enc[i + 1])
-        layer(("enc_W_mu", "enc_b_mu"), enc[-1], L)
-        layer(("enc_W_log_var", "enc_b_log_var"), enc[-1], L)
+            layer(f"enc_W{i}", f"enc_b{i}", enc[i], enc[i + 1])
+        layer("enc_W_mu", "enc_b_mu", enc[-1], L)
+        layer("enc_W_log_var", "enc_b_log_var", enc[-1], L)
         for i in range(len(dec) - 1):
-            layer((f"dec_W{i}", f"dec_b{i}"), dec[i], dec[i + 1])
-        layer(("dec_W_out", "dec_b_out"), dec[-1], D)
+            layer(f"dec_W{i}", f"dec_b{i}", dec[i], dec[i + 1])
+        layer("dec_W_out", "dec_b_out", dec[-1], D)
         if self.decoder == "gaussian" and self.decoder_var == "output":
-            layer(("dec_W_log_var", "dec_b_log_var"), dec[-1], D)
+            layer("dec_W_log_var", "dec_b_log_var", dec[-1], D)
         if self.decoder == "gaussian" and self.decoder_var == "learned":
-            host["dec_log_var"] = np.full(D, math.log(self.gaussian_var))
-        self.params = {k: asarray(np.asarray(v, dtype=self.dtype), like=like, dtype=self.dtype)
-                       for k, v in host.items()}
+            params["dec_log_var"] = asarray(np.full(D, math.log(self.gaussian_var)), like=like,
+                                            dtype=self.dtype)
+        self.params = params
         self._fast = None
         return self
 
