@@ -434,7 +434,8 @@ class VAE(ParamsMixin):
         else:
             eps = self._check_eps(xp, eps, N, X)
         if self._fast_eligible(xp, X, eps) and params is self.params:
-            return self._fast_loss_and_grads(X, eps[0])
+            loss, grads = self._fast_loss_and_grads(X, eps[0])
+            return loss, {k: g.copy() for k, g in grads.items()}  # not the reused buffers
         return self._loss_and_grads_generic(xp, X, eps, params)
 
     def _loss_and_grads_generic(self, xp, X, eps, params):
@@ -456,13 +457,13 @@ class VAE(ParamsMixin):
 
         log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k,
         z_i ~ q(z|x), k = n_importance.  Rows are processed in chunks of
-        ``batch_size`` (default: about 2^16 / k rows) so memory stays O(batch_size k D).
+        ``batch_size`` (default: about 2^14 / k rows) so memory stays O(batch_size k D).
         """
         xp, X = self._prepare(X)
         check_positive_int(n_importance, "n_importance")
         k = int(n_importance)
         if batch_size is None:
-            batch_size = max(1, 65536 // k)
+            batch_size = max(1, 16384 // k)
         check_positive_int(batch_size, "batch_size")
         rng = as_generator(rng)
         parts = []
