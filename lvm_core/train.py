@@ -79,8 +79,8 @@ class History:
         Per epoch, ``model.validation_loss(validation_data)``; empty without
         validation data.
     seconds_per_epoch : list of float
-        Wall time of each epoch's optimizer steps (validation and checkpoint
-        writing excluded).
+        Wall time of each epoch's shuffle, optimizer steps and loss transfer
+        (validation and checkpoint writing excluded).
     epochs_completed : int
         Epochs finished, counting those done before a resume.
     stopped_early : bool
@@ -106,7 +106,7 @@ class History:
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A NaN or infinite loss or gradient stopped training.
+    """A NaN or infinite loss, gradient or parameter stopped training.
 
     ``epoch`` and ``step`` (1-based, ``step`` within the epoch) locate the bad
     step; ``global_step`` counts optimizer steps since the start of training;
