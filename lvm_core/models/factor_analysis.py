@@ -234,7 +234,7 @@ class _LinearGaussian(ParamsMixin):
                              f"{D} factors.")
         return L
 
-    def _fit_em(self, xp, X, components, noise_variance, scatter, N):
+    def _fit_em(self, components, noise_variance, scatter, N):
         monitor = AbsoluteToleranceMonitor(tol=self.tol, n_iter=self.max_iter)
 
         def e_step_fn(params):
@@ -356,7 +356,7 @@ class FactorAnalysis(_LinearGaussian):
             if bool(xp.any(~(psi > 0))) or bool(xp.any(xp.isinf(psi))):
                 raise ValueError("noise_variance_init must be positive and finite.")
         components = self._initial_components(xp, scatter, N, psi, L)
-        self._fit_em(xp, X, components, psi, scatter, N)
+        self._fit_em(components, psi, scatter, N)
         return self
 
     @staticmethod
@@ -421,5 +421,5 @@ class PPCA(_LinearGaussian):
         total_var = xp.sum(xp.linalg.diagonal(scatter)) / float(N * D)
         components = normal(rng, (L, D), like=X) * xp.sqrt(total_var)
         sigma2 = total_var
-        self._fit_em(xp, X, components, sigma2, scatter, N)
+        self._fit_em(components, sigma2, scatter, N)
         return self

@@ -603,27 +603,24 @@ class GaussianMixture(ParamsMixin):
             inits["means"] = inits["means"] - center
 
         def e_step_fn(params):
-            weights, means, prec_chol = params
+            weights, means, prec_chol, _ = params
             stats, log_likelihood = e_step(Xc, weights, means, prec_chol, ctype)
             return stats, item(log_likelihood) / N
 
         def m_step_fn(stats, params):
             weights, means, covariances = m_step(stats, ctype, reg)
-            self._last_covariances = covariances
-            return weights, means, compute_precision_cholesky(covariances, ctype)
+            return weights, means, compute_precision_cholesky(covariances, ctype), covariances
 
         best = None
         for _ in range(self.n_init):
-            weights, means, prec_chol, _cov = self._initialize(xp, Xc, rng, inits)
+            start = self._initialize(xp, Xc, rng, inits)
             monitor = AbsoluteToleranceMonitor(tol=self.tol, n_iter=self.max_iter,
                                                verbose=bool(self.verbose))
-            (weights, means, prec_chol), monitor = run_em(
-                e_step_fn, m_step_fn, (weights, means, prec_chol), monitor)
+            (weights, means, prec_chol, covariances), monitor = run_em(
+                e_step_fn, m_step_fn, start, monitor)
             lower_bound = monitor.history[-1]
             if best is None or lower_bound > best[0]:
-                best = (lower_bound, weights, means + center, self._last_covariances, prec_chol,
-                        monitor)
-        del self._last_covariances
+                best = (lower_bound, weights, means + center, covariances, prec_chol, monitor)
         (self.lower_bound_, self.weights_, self.means_, self.covariances_,
          self.precisions_cholesky_, self.monitor_) = best
         self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, ctype)
