@@ -43,7 +43,7 @@ receive them (``load(path, like=x_on_gpu)``).
 
 Writes are atomic: the file is written to a temporary file in the same
 directory, flushed and fsync'ed, then moved over ``path`` with
-:func:`os.replace`.  A failure at any point leaves a previous file at
+:func:`os.replace` (and the directory fsync'ed where the OS allows).  A failure at any point leaves a previous file at
 ``path`` untouched and removes the temporary file.
 
 Only classes defined under ``lvm_core.models`` are rebuilt by :func:`load`
@@ -387,6 +387,21 @@ def save(model, path, optimizer_state=None, extra=None):
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems without directory fsync
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_model(f, model, optimizer_state, extra):
