@@ -5,7 +5,9 @@ a new run; the returned state is passed to the next call.  By default new
 arrays are returned and neither the caller's params nor the state passed in
 are modified; ``inplace=True`` updates the param arrays (and the state's
 arrays) in place, which saves allocations in training loops.  Parameters
-missing from ``grads`` are left unchanged.  All temporaries stay in each
+missing from ``grads`` are left unchanged (the step count t is shared by all
+parameters; torch counts steps per parameter, which differs only when some
+parameters skip steps).  All temporaries stay in each
 parameter's dtype (hyper-parameters are used as Python floats, so float32
 parameters are never promoted to float64).  For C-contiguous NumPy arrays
 Adam runs as one fused numba pass per array (same arithmetic, tested equal to
@@ -49,8 +51,9 @@ def _check_float_hyper(value, name, low=0.0, high=None, low_inclusive=True):
     ok_low = value >= low if low_inclusive else value > low
     ok_high = True if high is None else value < high
     if not (ok_low and ok_high):
-        rng = f"[{low}, {high})" if high is not None else (f">= {low}" if low_inclusive else f"> {low}")
-        raise ValueError(f"{name} must be {rng}; got {value!r}.")
+        allowed = f"in [{low}, {high})" if high is not None else (
+            f">= {low}" if low_inclusive else f"> {low}")
+        raise ValueError(f"{name} must be {allowed}; got {value!r}.")
     return value
 
 
