@@ -63,7 +63,6 @@ class MLPCache(NamedTuple):
 
     linear: list  # LinearCache per layer
     activation: list  # activation cache per layer (None for identity)
-    dtype: object
 
 
 class MLP:
@@ -161,7 +160,7 @@ class MLP:
             h, act_cache = forward_fn(a)
             linear_caches.append(lin_cache)
             act_caches.append(act_cache)
-        return h, MLPCache(linear=linear_caches, activation=act_caches, dtype=h.dtype)
+        return h, MLPCache(linear=linear_caches, activation=act_caches)
 
     def backward(self, dy, cache):
         """Backpropagate dy = dLoss/dy (N, D_out).
