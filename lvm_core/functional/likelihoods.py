@@ -24,8 +24,10 @@ written in the logit:
     E[x] = lam/(2 lam - 1) + 1/(2 artanh(1 - 2 lam)) = 1/(1 - exp(-l)) - 1/l
          = 1/2 + l/12 - l^3/720 + ...                               (|l| < 1/2)
 
-(the series are the Bernoulli-number expansions of x coth x and x/(1-e^-x));
-for |l| large log C ~ log|l|.
+(the series are the Bernoulli-number expansions of x coth x and x/(1-e^-x);
+note the l^4 coefficient of log C is -7/1440, from log(x coth x) = x^2/3 -
+7 x^4/90 + ... at x = l/2; eight terms are used, truncation < 1e-15 relative
+for |l| < 1/2); for |l| large log C ~ log|l|.
 
 Diagonal Gaussian (Bishop PRML eq. 2.43 with a diagonal covariance):
 
