@@ -261,3 +261,33 @@ def test_adam_non_contiguous_params_use_the_generic_path():
     out, _ = adam(params, grads, None, lr=0.1, inplace=True)
     assert out["W"] is params["W"]
     np.testing.assert_array_equal(base.T, expected["W"])  # the view wrote through to base
+
+
+SGD_FUSED_CONFIGS = [dict(lr=0.1), dict(lr=0.05, momentum=0.9, weight_decay=0.01),
+                     dict(lr=0.05, momentum=0.9, nesterov=True),
+                     dict(lr=0.05, momentum=0.8, dampening=0.2, weight_decay=0.05)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("config", SGD_FUSED_CONFIGS,
+                         ids=["plain", "momentum-wd", "nesterov", "dampening-wd"])
+def test_fused_numpy_sgd_equals_array_api_path(monkeypatch, dtype, inplace, config):
+    import lvm_core.nn.optim as optim
+
+    grad_seq = _grad_sequence(4, dtype=dtype)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(optim, "_FUSED", fused)
+        params, state = {k: v.copy() for k, v in _params(dtype=dtype).items()}, None
+        for g in grad_seq:
+            params, state = sgd(params, g, state, inplace=inplace, **config)
+        results.append((params, state))
+    (p_fused, s_fused), (p_generic, s_generic) = results
+    assert sorted(s_fused["momentum_buffer"]) == sorted(s_generic["momentum_buffer"])
+    for k in p_fused:
+        assert p_fused[k].dtype == dtype
+        np.testing.assert_array_equal(p_fused[k], p_generic[k])
+        if k in s_fused["momentum_buffer"]:
+            np.testing.assert_array_equal(s_fused["momentum_buffer"][k],
+                                          s_generic["momentum_buffer"][k])

@@ -10,7 +10,7 @@ parameters; torch counts steps per parameter, which differs only when some
 parameters skip steps).  All temporaries stay in each
 parameter's dtype (hyper-parameters are used as Python floats, so float32
 parameters are never promoted to float64).  For C-contiguous NumPy arrays
-Adam runs as one fused numba pass per array (same arithmetic, tested equal to
+Adam and SGD run as one fused numba pass per array (same arithmetic, tested equal to
 the array-API path).
 
 Adam (Kingma & Ba 2015, Algorithm 1) with decoupled weight decay (AdamW,
@@ -148,26 +148,28 @@ def _adam_step(theta, g, m, v, inplace, lr, beta1, beta2, eps, weight_decay, ste
 
 
 # NumPy fast path: one fused numba pass per array instead of ~10 elementwise
-# passes with temporaries.  Tested equal to _adam_step; set to False to disable.
+# passes with temporaries.  Tested equal to _adam_step / _sgd_step; set to
+# False to disable.
 _FUSED = True
 
 
-def _can_fuse(inplace, theta, g, m, v):
+def _can_fuse(inplace, theta, *others):
+    """True for C-contiguous NumPy arrays of one float dtype (writeable if in place)."""
     if not _FUSED:
         return False
-    arrays = (theta, g, m, v)
+    arrays = (theta, *others)
     if not all(type(a) is np.ndarray for a in arrays):
         return False
     if theta.dtype not in (np.float32, np.float64) or any(a.dtype != theta.dtype for a in arrays):
         return False
     if not all(a.flags.c_contiguous for a in arrays):
         return False
-    return not inplace or all(a.flags.writeable for a in (theta, m, v))
+    return not inplace or all(a.flags.writeable for a in (theta, *others[1:]))
 
 
 def _adam_step_fused(theta, g, m, v, inplace, lr, beta1, beta2, eps, weight_decay, step_size,
                      sqrt_bc2):
-    from ._adam_numba import adam_update
+    from ._optim_numba import adam_update
 
     return adam_update(theta, g, m, v, inplace, lr, beta1, beta2, eps, weight_decay, step_size,
                        sqrt_bc2)
@@ -196,27 +198,43 @@ def sgd(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0
     new_params = params if inplace else dict(params)
     for key, g in grads.items():
         theta = params[key]
-        d = g + weight_decay * theta if weight_decay else g
-        if momentum:
-            buf = state["momentum_buffer"].get(key)
-            if buf is None:
-                buf = get_namespace(d).asarray(d, copy=True)
-            elif inplace:
-                buf *= momentum
-                buf += (1.0 - dampening) * d
-            else:
-                buf = momentum * buf + (1.0 - dampening) * d
+        buf = state["momentum_buffer"].get(key) if momentum else None
+        arrays = (theta, g) if buf is None else (theta, g, buf)
+        step_fn = _sgd_step_fused if _can_fuse(inplace, *arrays) else _sgd_step
+        theta, buf = step_fn(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay,
+                             dampening)
+        new_params[key] = theta
+        if buf is not None:
             buffers[key] = buf
-            d = d + momentum * buf if nesterov else buf
-        if inplace:
-            theta -= lr * d
-        else:
-            new_params[key] = theta - lr * d
     step = int(state["step"]) + 1
     if inplace:
         state["step"] = step
         return params, state
     return new_params, {"step": step, "momentum_buffer": buffers}
+
+
+def _sgd_step(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay, dampening):
+    """One SGD step on one array (any array-API backend); returns (theta, buf)."""
+    d = g + weight_decay * theta if weight_decay else g
+    if momentum:
+        if buf is None:
+            buf = get_namespace(d).asarray(d, copy=True)
+        elif inplace:
+            buf *= momentum
+            buf += (1.0 - dampening) * d
+        else:
+            buf = momentum * buf + (1.0 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    if inplace:
+        theta -= lr * d
+        return theta, buf
+    return theta - lr * d, buf
+
+
+def _sgd_step_fused(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay, dampening):
+    from ._optim_numba import sgd_update
+
+    return sgd_update(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay, dampening)
 
 
 def clip_grad_norm(grads, max_norm):
