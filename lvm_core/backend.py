@@ -131,11 +131,14 @@ def asarray(x, like=None, dtype=None, copy=None):
 
     This is the explicit host -> device move: ``asarray(np_array, like=W)``
     puts a NumPy array on the device of ``W``.  With ``like=None`` the result
-    is NumPy.  ``dtype`` may be a dtype of the target namespace, a NumPy dtype,
+    is NumPy (arrays of other libraries are moved to the host with
+    :func:`to_numpy`).  ``dtype`` may be a dtype of the target namespace, a NumPy dtype,
     or a string such as ``"float32"``.  Arrays already of the right namespace
     and device are not copied unless ``copy=True``.
     """
     if like is None:
+        if _is_array(x) and not isinstance(x, np.ndarray):
+            x = to_numpy(x)  # the explicit device -> host move that like=None asks for
         return np.asarray(x, dtype=None if dtype is None else np.dtype(_dtype_name(dtype)))
     xp = get_namespace(like)
     dev = device_of(like)

@@ -107,7 +107,7 @@ def check_gradient(f, x, grad, h=1e-6, rtol=1e-6, raise_on_fail=True, name="x") 
         )
     err = relative_error(g, g_num)
     if err > rtol:
-        idx = np.unravel_index(int(np.argmax(np.abs(g - g_num))), g.shape) if g.size else ()
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(g - g_num))), g.shape)) if g.size else ()
         _fail(
             f"gradient check failed for {name}: relative error {err:.3e} > rtol={rtol:.1e}; "
             f"worst entry {idx}: analytic {g[idx]!r} vs numeric {g_num[idx]!r}. "
