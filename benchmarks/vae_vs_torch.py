@@ -20,6 +20,11 @@ Threads: PyTorch ``torch.set_num_threads(2)``; NumPy's BLAS 2 threads
 (OPENBLAS/OMP/MKL_NUM_THREADS=2, set before NumPy is imported); the numba
 kernels are serial (never parallel kernels together with a threaded BLAS).
 
+Same randomness on both sides: the torch loop draws its shuffles and eps from a
+NumPy Generator with the same seed, in the order ``fit`` draws them, so both
+see the same batches and noise; the runs then differ only by floating-point
+round-off, and the test -ELBO difference measures the implementations.
+
 Test -ELBO: one z per test image, with the same eps (fixed seed) on both sides.
 IWAE bound: k = 100 importance samples per test image (Burda et al. 2016).
 
@@ -107,15 +112,21 @@ def make_torch(torch, params):
     return model
 
 
-def torch_epoch(torch, model, opt, X_t, gen, batch_size=128):
-    """One training epoch; returns (seconds, mean training loss)."""
+def torch_epoch(torch, model, opt, X_t, rng, batch_size=128):
+    """One training epoch; returns (seconds, mean training loss).
+
+    The shuffle and the eps are drawn from the NumPy Generator ``rng`` in the
+    order lvm_core.train.fit_minibatch draws them (a permutation per epoch, then
+    eps (1, B, L) float32 per step), so with the same seed both libraries see the
+    same batches and the same noise.
+    """
     start = time.perf_counter()
     N = X_t.shape[0]
-    perm = torch.randperm(N, generator=gen)
+    perm = torch.from_numpy(rng.permutation(N))
     total = torch.zeros(())
     for s in range(0, N, batch_size):
         xb = X_t[perm[s:s + batch_size]]
-        eps = torch.randn(xb.shape[0], L, generator=gen)
+        eps = torch.from_numpy(rng.standard_normal((1, xb.shape[0], L), dtype=np.float32)[0])
         log_px, kl, _, _, _ = model.terms(xb, eps)
         loss = (kl - log_px).mean()
         opt.zero_grad(set_to_none=True)
@@ -180,7 +191,7 @@ def main(argv=None):
                                         random_state=1)
     warm = make_torch(torch, VAE(D, L, (H,), random_state=1).initialize().params)
     torch_epoch(torch, warm, torch.optim.Adam(warm.parameters(), lr=1e-3),
-                torch.from_numpy(X_train[:1280]), torch.Generator().manual_seed(1))
+                torch.from_numpy(X_train[:1280]), np.random.default_rng(1))
 
     ours = VAE(D, n_latent=L, hidden=(H,), activation="relu", decoder="bernoulli",
                objective="elbo", n_samples=1, init="torch", dtype="float32",
@@ -188,7 +199,7 @@ def main(argv=None):
     theirs = make_torch(torch, ours.params)
     opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
     X_train_t, X_test_t = torch.from_numpy(X_train), torch.from_numpy(X_test)
-    gen = torch.Generator().manual_seed(args.seed)
+    rng_torch = np.random.default_rng(args.seed)  # replays fit's draws (see torch_epoch)
     eps_test = np.random.default_rng(123).standard_normal((1, X_test.shape[0], L),
                                                          dtype=np.float32)
     eps_test_t = torch.from_numpy(eps_test[0].copy())
@@ -205,7 +216,7 @@ def main(argv=None):
                      random_state=args.seed, progress=False, checkpoint=ckpt, resume=True)
             call = time.perf_counter() - start
             t_ours.append(ours.history_.seconds_per_epoch[-1])
-            sec, loss_torch = torch_epoch(torch, theirs, opt, X_train_t, gen)
+            sec, loss_torch = torch_epoch(torch, theirs, opt, X_train_t, rng_torch)
             t_torch.append(sec)
             nelbo_ours = -float(np.mean(ours.elbo(X_test, rng=123)))
             nelbo_torch = torch_nelbo(torch, theirs, X_test_t, eps_test_t)
