@@ -371,13 +371,14 @@ def test_fit_numpy_fast_path_learns():
     rng = np.random.default_rng(14)
     protos = (rng.random((3, 20)) > 0.5).astype(np.float32)
     X = protos[rng.integers(0, 3, 600)]
-    model = VAE(20, n_latent=2, hidden=(16,), random_state=0)
-    before = model.validation_loss(X) if model.params is not None else None
+    model = VAE(20, n_latent=2, hidden=(16,), random_state=0).initialize()
+    before = model.validation_loss(X)
     model.fit(X, epochs=8, batch_size=32, lr=1e-2, random_state=0, progress=False)
     after = model.validation_loss(X)
     assert model.params["enc_W0"].dtype == np.float32
     assert model.history_.train_loss[-1] < model.history_.train_loss[0]
-    assert before is None and after < 0.6 * model.history_.train_loss[0]
+    # 3 binary patterns: -ELBO can approach log 3 + small KL; it starts near 20 log 2
+    assert after < 0.5 * before, (before, after)
 
 
 def test_fit_is_reproducible_with_random_state_zero():
