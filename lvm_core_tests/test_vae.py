@@ -122,7 +122,8 @@ def test_hand_computed_elbo_one_dimension():
 
 
 def test_reparameterised_z_has_posterior_moments():
-    """z = mu + exp(log_var/2) eps: sample mean mu and variance exp(log_var) (not exp(log_var)^2)."""
+    """z = mu + exp(log_var/2) eps: sample mean mu and variance exp(log_var)
+    (a std/var mix-up passes a gradient check but not this)."""
     rng = np.random.default_rng(5)
     model = VAE(6, n_latent=3, hidden=(5,), dtype="float64", random_state=5)
     X = rng.random((2, 6))

@@ -231,7 +231,8 @@ class VAE(ParamsMixin):
             if lo < 0.0 or hi > 1.0:
                 raise ValueError(
                     f"{name} must lie in [0, 1] for decoder={self.decoder!r}; got values in "
-                    f"[{lo:g}, {hi:g}]. Scale the data (e.g. pixels / 255) or use decoder='gaussian'."
+                    f"[{lo:g}, {hi:g}]. Scale the data (e.g. pixels / 255) or use "
+                    "decoder='gaussian'."
                 )
         return xp, X
 
@@ -487,7 +488,11 @@ class VAE(ParamsMixin):
         return mu, log_var
 
     def decode(self, z):
-        """Mean of p(x|z) (N, D): sigmoid(logits), the continuous-Bernoulli mean, or the Gaussian mean."""
+        """Mean of p(x|z) (N, D) for z (N, L).
+
+        sigmoid(logits) (Bernoulli), 1/(1 - e^{-l}) - 1/l (continuous Bernoulli) or
+        the Gaussian mean.
+        """
         if self.params is None:
             check_is_fitted(self, ["history_"])
         z = check_array(z, "z", ndim=2, n_features=int(self.n_latent))
@@ -558,7 +563,8 @@ class VAE(ParamsMixin):
             _, validation_data = self._prepare(validation_data, name="validation_data")
         if dynamic_binarization and self.decoder != "bernoulli":
             raise ValueError(
-                f"dynamic_binarization=True needs decoder='bernoulli'; got decoder={self.decoder!r}. "
+                "dynamic_binarization=True needs decoder='bernoulli'; got "
+                f"decoder={self.decoder!r}. "
                 "Use decoder='bernoulli' or leave dynamic_binarization=False."
             )
         self.history_ = fit_minibatch(
@@ -585,8 +591,6 @@ class VAE(ParamsMixin):
         if st is not None and st["N"] == N and st["params"] is self.params \
                 and all(st["ids"][k] is v for k, v in self.params.items()):
             return st
-        from ..kernels import vae_numba  # noqa: F401  (compiles on first use)
-
         f32 = np.float32
         enc, dec = self._layer_sizes()
         L, D = int(self.n_latent), int(self.n_features)
