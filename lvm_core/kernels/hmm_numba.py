@@ -25,15 +25,21 @@ Scaled backward recursion and posteriors (no T x K x K array is built):
     xi_sum_ij = sum_t xi_t(i, j) = A_ij * sum_t alpha_t(i) w_{t+1}(j)
 
 The sum over t of the outer products alpha_t w_{t+1}^T is accumulated in the
-backward pass; A is applied once at the end.  Memory is O(T K).
+backward pass (thread-local, per chunk of sequences) and A is applied once at
+the end; gamma_t overwrites alpha_t in place.  Memory is O(T K): b and
+alpha/gamma, two T x K arrays.
 
 Threading policy.  Sequences are independent, so the kernels run a numba
 ``prange`` over chunks of sequences, each chunk with thread-local partial
-sums reduced after the loop.  The numba parallel region is the only parallel
-code inside a kernel call; the BLAS calls of the models (log-densities,
-emission statistics) run before and after it, never at the same time, so the
-two thread pools never compete (both use up to the number of cores; set
-``NUMBA_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` to restrict either).
+sums reduced after the loop.  On the NumPy path of the categorical and
+diagonal/spherical Gaussian models the whole EM iteration (log-densities,
+exponentials, forward-backward, statistics) runs in numba's pool only, so two
+thread pools never alternate: BLAS is not called inside the loop (full/tied
+covariances and GMM emissions still use BLAS products between kernel calls,
+never during one).  numba's OpenMP workers wait passively
+(``OMP_WAIT_POLICY=PASSIVE`` is set as a default at import unless the user
+set it): spinning workers cost 2-5x on a loaded machine.  Restrict threads
+with ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``.
 
 fastmath is restricted to ``{"reassoc", "contract", "arcp", "nsz"}``: no
 ``nnan``/``ninf``, so -inf (structural zeros, clamped states) keeps its
@@ -41,10 +47,18 @@ meaning.
 """
 from __future__ import annotations
 
-import numba
-import numpy as np
+import os
 
-__all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling", "symbol_counts"]
+# numba's OpenMP workers wait passively between parallel regions unless the
+# user chose otherwise: spinning workers steal the cores from the NumPy work
+# that runs between kernel calls (and from other processes on a shared box).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling", "symbol_counts",
+           "affine_rows", "weighted_sums"]
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
@@ -61,33 +75,32 @@ def _n_chunks(n_sequences):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _forward_scaled(pi, A, frame, shift, alpha, c, start, end):
+def _forward_scaled(pi, AT, frame, shift, alpha, c, start, end):
     """Scaled forward pass over rows start..end-1 of one sequence.
 
-    ``frame`` holds b_t = exp(log_frameprob_t - m_t) and ``shift`` m_t.
-    Writes alpha_t into ``alpha`` (T, K) and c_t into ``c`` (T,); returns
-    log p(x) = sum_t (log c_t + m_t), or -inf when the sequence is impossible
-    (then alpha = 0, b = 0 and c = 0 from that step on).
+    ``AT`` is A transposed (so that sum_i alpha_{t-1}(i) A_ij is a contiguous
+    dot product), ``frame`` holds b_t = exp(log_frameprob_t - m_t) and
+    ``shift`` m_t.  Writes alpha_t into ``alpha`` (T, K) and c_t into ``c``
+    (T,); returns log p(x) = sum_t (log c_t + m_t), or -inf when the sequence
+    is impossible (then alpha = 0, b = 0 and c = 0 from that step on).
     """
     K = pi.shape[0]
-    tmp = np.empty(K)
+    prev = np.empty(K)
+    cur = np.empty(K)
     log_prob = 0.0
     for t in range(start, end):
         if t == start:
             for k in range(K):
-                tmp[k] = pi[k] * frame[t, k]
+                cur[k] = pi[k] * frame[t, k]
         else:
-            for k in range(K):
-                tmp[k] = 0.0
-            for i in range(K):
-                a_prev = alpha[t - 1, i]
-                for j in range(K):
-                    tmp[j] += a_prev * A[i, j]
-            for k in range(K):
-                tmp[k] *= frame[t, k]
+            for j in range(K):
+                acc = 0.0
+                for i in range(K):
+                    acc += AT[j, i] * prev[i]
+                cur[j] = acc * frame[t, j]
         s = 0.0
         for k in range(K):
-            s += tmp[k]
+            s += cur[k]
         if not (s > 0.0):
             for t2 in range(t, end):
                 c[t2] = 0.0
@@ -97,74 +110,150 @@ def _forward_scaled(pi, A, frame, shift, alpha, c, start, end):
             return -np.inf
         inv_s = 1.0 / s
         for k in range(K):
-            alpha[t, k] = tmp[k] * inv_s
+            v = cur[k] * inv_s
+            prev[k] = v
+            alpha[t, k] = v
         c[t] = s
         log_prob += np.log(s) + shift[t]
     return log_prob
 
 
-@numba.njit(cache=True, parallel=True)
-def _row_max(log_frameprob):
-    """m_t = max_k log_frameprob[t, k], with 0 for rows that are all -inf (T,)."""
+# exp for x <= 0 in straight-line code that LLVM vectorises (numba's exp is a
+# scalar libm call, and so is NumPy's float64 exp on this CPU: ~20 ns each):
+# Cody-Waite reduction x = n ln 2 + r, |r| <= ln 2 / 2, with n = round(x / ln 2)
+# by the 1.5 * 2^52 "magic number" trick; e^r by its Taylor polynomial of
+# degree 13 (truncation error < 1e-17); 2^n by building the float's exponent
+# bits.  Max error 1 ulp against NumPy; results below e^-708 are flushed to 0
+# (they are relative to the row maximum, 1 after the shift).
+_MAGIC = 6755399441055744.0
+_MAGIC_BITS = int(np.array([_MAGIC]).view(np.int64)[0])
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"contract"})
+def _shift_exp_rows(log_frameprob, n_chunks):
+    """m_t = max_k log_frameprob[t, k] (0 for rows that are all -inf) and
+    b_t = exp(log_frameprob_t - m_t), in one parallel pass: (T, K), (T,).
+    No reassociation here: the magic-number rounding relies on exact IEEE
+    order of operations."""
     T, K = log_frameprob.shape
-    m = np.empty(T)
-    for t in numba.prange(T):
-        best = -np.inf
-        for k in range(K):
-            if log_frameprob[t, k] > best:
-                best = log_frameprob[t, k]
-        m[t] = best if best > -np.inf else 0.0
-    return m
-
-
-def _scaled_frame(log_frameprob):
-    """b_t = exp(log_frameprob_t - m_t) (T, K) and m_t (T,), the exponentials
-    taken by NumPy's vectorised exp (numba's scalar exp is several times slower)."""
-    shift = _row_max(log_frameprob)
-    frame = np.subtract(log_frameprob, shift[:, None])
-    np.exp(frame, out=frame)
+    frame = np.empty((T, K))
+    shift = np.empty(T)
+    for chunk in numba.prange(n_chunks):
+        lo = chunk * T // n_chunks
+        hi = (chunk + 1) * T // n_chunks
+        x_buf = np.empty(K)
+        y_buf = np.empty(K)
+        y_bits = y_buf.view(np.int64)
+        s_bits = np.empty(K, dtype=np.int64)
+        s_buf = s_bits.view(np.float64)
+        for t in range(lo, hi):
+            m = -np.inf
+            for k in range(K):
+                m = max(m, log_frameprob[t, k])
+            if not m > -np.inf:
+                m = 0.0
+            shift[t] = m
+            for k in range(K):
+                x = max(log_frameprob[t, k] - m, -745.0)
+                x_buf[k] = x
+                y_buf[k] = x * _LOG2E + _MAGIC
+            for k in range(K):
+                s_bits[k] = (y_bits[k] - _MAGIC_BITS + 1023) << 52
+            for k in range(K):
+                x = x_buf[k]
+                n = y_buf[k] - _MAGIC
+                r = (x - n * _LN2_HI) - n * _LN2_LO
+                p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (
+                    1 / 120 + r * (1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (
+                        1 / 362880 + r * (1 / 3628800 + r * (1 / 39916800 + r * (
+                            1 / 479001600 + r * (1 / 6227020800)))))))))))))
+                frame[t, k] = p * s_buf[k] if x > -708.0 else 0.0
     return frame, shift
 
 
+def _scaled_frame(log_frameprob):
+    """b_t = exp(log_frameprob_t - m_t) (T, K) and m_t (T,)."""
+    T = log_frameprob.shape[0]
+    n_chunks = max(1, min(T // 256, 4 * numba.get_num_threads()))
+    return _shift_exp_rows(log_frameprob, n_chunks)
+
+
+_XI_BLOCK = 4  # time steps per register-blocked update of xi_acc
+
+
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _backward_scaled(A, frame, alpha_gamma, c, start, end, xi_acc):
+def _xi_flush(xi_acc, a_buf, w_buf, n):
+    """xi_acc += sum_{q < n} a_buf[q] w_buf[q]^T, four outer products per pass
+    over xi_acc (one load/store of xi_acc[i, j] per 4 multiply-adds)."""
+    K = xi_acc.shape[0]
+    for q in range(n, _XI_BLOCK):
+        for k in range(K):
+            a_buf[q, k] = 0.0
+            w_buf[q, k] = 0.0
+    for i in range(K):
+        a0 = a_buf[0, i]
+        a1 = a_buf[1, i]
+        a2 = a_buf[2, i]
+        a3 = a_buf[3, i]
+        for j in range(K):
+            xi_acc[i, j] += (a0 * w_buf[0, j] + a1 * w_buf[1, j]) + (a2 * w_buf[2, j]
+                                                                       + a3 * w_buf[3, j])
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
     """Scaled backward pass of one sequence (rows start..end-1).
 
-    Overwrites alpha_t by gamma_t = alpha_t beta_t (renormalised against
-    round-off) and adds sum_t alpha_t w_{t+1}^T to ``xi_acc`` (K, K), with
+    Writes gamma_t = alpha_t beta_t (renormalised against round-off) into
+    ``gamma`` (``alpha`` may be the same array) and adds
+    sum_t alpha_t w_{t+1}^T to ``xi_acc`` (K, K), with
     w_{t+1} = b_{t+1} beta_{t+1} / c_{t+1}.
     """
     K = A.shape[0]
     beta = np.ones(K)
-    w = np.empty(K)
+    a_buf = np.empty((_XI_BLOCK, K))
+    w_buf = np.empty((_XI_BLOCK, K))
+    q = 0
+    for k in range(K):
+        gamma[end - 1, k] = alpha[end - 1, k]
     for t in range(end - 2, start - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
-            w[j] = frame[t + 1, j] * beta[j] * inv_c
+            w_buf[q, j] = frame[t + 1, j] * beta[j] * inv_c
+            a_buf[q, j] = alpha[t, j]
         for i in range(K):
-            a = alpha_gamma[t, i]
+            acc = 0.0
             for j in range(K):
-                xi_acc[i, j] += a * w[j]
-        for i in range(K):
-            s = 0.0
-            for j in range(K):
-                s += A[i, j] * w[j]
-            beta[i] = s
+                acc += A[i, j] * w_buf[q, j]
+            beta[i] = acc
         total = 0.0
         for i in range(K):
-            g = alpha_gamma[t, i] * beta[i]
-            alpha_gamma[t, i] = g
+            g = a_buf[q, i] * beta[i]
+            gamma[t, i] = g
             total += g
         inv_total = 1.0 / total
         for i in range(K):
-            alpha_gamma[t, i] *= inv_total
+            gamma[t, i] *= inv_total
+        q += 1
+        if q == _XI_BLOCK:
+            _xi_flush(xi_acc, a_buf, w_buf, q)
+            q = 0
+    if q > 0:
+        _xi_flush(xi_acc, a_buf, w_buf, q)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _forward_backward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
+    """Per-sequence forward-backward, prange over chunks of sequences with
+    thread-local partial sums.  Returns log_prob (S,), gamma (T, K),
+    start_sum (K,) and sum_t alpha_t w_{t+1}^T (K, K)."""
     T, K = frame.shape
     S = starts.shape[0]
-    posteriors = np.empty((T, K))
+    AT = np.ascontiguousarray(A.T)
+    gamma = np.empty((T, K))
     c = np.empty(T)
     log_prob = np.empty(S)
     start_part = np.zeros((n_chunks, K))
@@ -175,31 +264,28 @@ def _forward_backward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
         for s in range(s_lo, s_hi):
             lo = starts[s]
             hi = ends[s]
-            lp = _forward_scaled(pi, A, frame, shift, posteriors, c, lo, hi)
+            lp = _forward_scaled(pi, AT, frame, shift, gamma, c, lo, hi)
             log_prob[s] = lp
             if lp > -np.inf:
-                _backward_scaled(A, frame, posteriors, c, lo, hi, xi_part[chunk])
+                _backward_scaled(A, frame, gamma, gamma, c, lo, hi, xi_part[chunk])
                 for k in range(K):
-                    start_part[chunk, k] += posteriors[lo, k]
+                    start_part[chunk, k] += gamma[lo, k]
             else:
                 for t in range(lo, hi):
                     for k in range(K):
-                        posteriors[t, k] = 0.0
+                        gamma[t, k] = 0.0
     start_sum = np.zeros(K)
-    xi_sum = np.zeros((K, K))
+    xi_acc = np.zeros((K, K))
     for chunk in range(n_chunks):
         for i in range(K):
             start_sum[i] += start_part[chunk, i]
             for j in range(K):
-                xi_sum[i, j] += xi_part[chunk, i, j]
-    for i in range(K):
-        for j in range(K):
-            xi_sum[i, j] *= A[i, j]
-    return log_prob, posteriors, start_sum, xi_sum
+                xi_acc[i, j] += xi_part[chunk, i, j]
+    return log_prob, gamma, start_sum, xi_acc
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _forward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
+def _forward_chunks(pi, AT, frame, shift, starts, ends, n_chunks):
     T, K = frame.shape
     S = starts.shape[0]
     log_prob = np.empty(S)
@@ -212,7 +298,7 @@ def _forward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
             n = hi - lo
             alpha = np.empty((n, K))
             c = np.empty(n)
-            log_prob[s] = _forward_scaled(pi, A, frame[lo:hi], shift[lo:hi], alpha, c, 0, n)
+            log_prob[s] = _forward_scaled(pi, AT, frame[lo:hi], shift[lo:hi], alpha, c, 0, n)
     return log_prob
 
 
@@ -305,8 +391,9 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
     pi = np.exp(log_startprob)
     A = np.exp(log_transmat)
     frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
-    return _forward_backward_chunks(pi, A, frame, shift, starts, ends,
-                                    _n_chunks(starts.shape[0]))
+    log_prob, posteriors, start_sum, xi_acc = _forward_backward_chunks(
+        pi, A, frame, shift, starts, ends, _n_chunks(starts.shape[0]))
+    return log_prob, posteriors, start_sum, A * xi_acc
 
 
 def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None):
@@ -315,8 +402,8 @@ def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None):
     log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
         log_startprob, log_transmat, log_frameprob, lengths)
     frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
-    return _forward_chunks(np.exp(log_startprob), np.exp(log_transmat), frame, shift,
-                           starts, ends, _n_chunks(starts.shape[0]))
+    return _forward_chunks(np.exp(log_startprob), np.ascontiguousarray(np.exp(log_transmat).T),
+                           frame, shift, starts, ends, _n_chunks(starts.shape[0]))
 
 
 def forward_log_scaling(log_startprob, log_transmat, log_frameprob):
@@ -329,8 +416,8 @@ def forward_log_scaling(log_startprob, log_transmat, log_frameprob):
     frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
     alpha = np.empty((T, K))
     c = np.empty(T)
-    _forward_scaled(np.exp(log_startprob), np.exp(log_transmat), frame, shift,
-                    alpha, c, 0, T)
+    _forward_scaled(np.exp(log_startprob), np.ascontiguousarray(np.exp(log_transmat).T),
+                    frame, shift, alpha, c, 0, T)
     with np.errstate(divide="ignore"):
         return np.log(c) + shift
 
@@ -366,3 +453,72 @@ def symbol_counts(symbols, posteriors, n_symbols):
     (Rabiner 1989, eq. 40c numerator); symbols (T,) int in 0..F-1."""
     return _symbol_counts(np.ascontiguousarray(symbols, dtype=np.int64),
                           np.ascontiguousarray(posteriors, dtype=np.float64), int(n_symbols))
+
+
+def _row_chunks(T):
+    return max(1, min(T // 256, 4 * numba.get_num_threads()))
+
+
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _affine_rows(Z, W, const, n_chunks):
+    T, P = Z.shape
+    K = W.shape[1]
+    out = np.empty((T, K))
+    for chunk in numba.prange(n_chunks):
+        lo = chunk * T // n_chunks
+        hi = (chunk + 1) * T // n_chunks
+        acc = np.empty(K)
+        for t in range(lo, hi):
+            for k in range(K):
+                acc[k] = const[k]
+            for p in range(P):
+                z = Z[t, p]
+                for k in range(K):
+                    acc[k] += z * W[p, k]
+            for k in range(K):
+                out[t, k] = acc[k]
+    return out
+
+
+def affine_rows(Z, W, const):
+    """out = Z W + const (T, K) for Z (T, P), W (P, K), const (K,): a product
+    with a small inner size P, in the numba thread pool (no BLAS threads, so
+    the EM loop never alternates two spinning thread pools)."""
+    Z = np.ascontiguousarray(Z, dtype=np.float64)
+    return _affine_rows(Z, np.ascontiguousarray(W, dtype=np.float64),
+                        np.ascontiguousarray(const, dtype=np.float64), _row_chunks(Z.shape[0]))
+
+
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+def _weighted_sums(gamma, Z, n_chunks):
+    T, K = gamma.shape
+    P = Z.shape[1]
+    part = np.zeros((n_chunks, K, P))
+    post_part = np.zeros((n_chunks, K))
+    for chunk in numba.prange(n_chunks):
+        lo = chunk * T // n_chunks
+        hi = (chunk + 1) * T // n_chunks
+        acc = part[chunk]
+        pacc = post_part[chunk]
+        for t in range(lo, hi):
+            for k in range(K):
+                g = gamma[t, k]
+                pacc[k] += g
+                for p in range(P):
+                    acc[k, p] += g * Z[t, p]
+    out = np.zeros((K, P))
+    post = np.zeros(K)
+    for chunk in range(n_chunks):
+        for k in range(K):
+            post[k] += post_part[chunk, k]
+            for p in range(P):
+                out[k, p] += part[chunk, k, p]
+    return post, out
+
+
+def weighted_sums(gamma, Z):
+    """(sum_t gamma_t (K,), gamma^T Z (K, P)) in one parallel pass over T
+    (the Gaussian statistics post, obs and obs2 with Z = [X_c, X_c^2])."""
+    gamma = np.ascontiguousarray(gamma, dtype=np.float64)
+    return _weighted_sums(gamma, np.ascontiguousarray(Z, dtype=np.float64),
+                          _row_chunks(gamma.shape[0]))

@@ -191,9 +191,11 @@ class BaseHMM(ParamsMixin):
         all_nan = xp.all(nan, axis=1)
         partial = xp.any(nan, axis=1) & ~all_nan
         if bool(xp.any(partial)):
+            rows = to_numpy(xp.nonzero(partial)[0])
             raise ValueError(
-                "X has rows that are only partly NaN; with allow_missing=True a row must be "
-                "entirely NaN (a missing observation) or entirely observed. Impute the "
+                f"X has rows that are only partly NaN (row {int(rows[0])}"
+                f"{' and others' if rows.size > 1 else ''}); with allow_missing=True a row must "
+                "be entirely NaN (a missing observation) or entirely observed. Impute the "
                 "partly observed rows."
             )
         return all_nan
@@ -645,15 +647,15 @@ class _GaussianData:
         data = self._base_data(X, lengths)
         if missing is not None:
             n_obs = X.shape[0] - int(xp.sum(xp.astype(missing, xp.int64)))
-            if n_obs == 0:
-                raise ValueError("X has no observed rows (all NaN); pass some observations.")
-            shift = xp.sum(X, axis=0) / n_obs
+            shift = xp.sum(X, axis=0) / max(n_obs, 1)
         else:
             shift = xp.mean(X, axis=0)
         X_c = X - shift[None, :]
         if missing is not None:
             X_c = xp.where(missing[:, None], xp.zeros_like(X_c), X_c)
-        data.update(X=X, X_c=X_c, X_c2=X_c * X_c, shift=shift, missing=missing)
+        X_c2 = X_c * X_c
+        data.update(X=X, X_c=X_c, X_c2=X_c2, shift=shift, missing=missing,
+                    Z=xp.concat([X_c, X_c2], axis=1))  # (T, 2 D)
         return data
 
     def _observed_host(self, data):
@@ -775,10 +777,11 @@ class GaussianHMM(_GaussianData, BaseHMM):
         xp = data["xp"]
         mu_c = self.means_ - data["shift"][None, :]
         return em.gaussian_log_frameprob(data["X_c"], data["X_c2"], mu_c, self.covars_,
-                                         self.covariance_type)
+                                         self.covariance_type, Z=data["Z"])
 
     def _emission_stats(self, data, post):
-        return em.gaussian_stats(data["X_c"], data["X_c2"], post, self.covariance_type)
+        return em.gaussian_stats(data["X_c"], data["X_c2"], post, self.covariance_type,
+                                 Z=data["Z"])
 
     def _emission_m_step(self, stats, learn):
         learn_means = "means" in learn

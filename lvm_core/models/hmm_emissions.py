@@ -128,7 +128,7 @@ def _precision_cholesky(cov):
     return xp.linalg.inv(L), log_det
 
 
-def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type):
+def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type, Z=None):
     """log N(x_t | mu_k, Sigma_k) (T, K) (Bishop eq. 2.43).
 
     diag/spherical (sigma2 = covars, broadcast over D), by two matrix products:
@@ -140,7 +140,8 @@ def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type):
     log N = -1/2 [D log 2 pi + log|Sigma| + ||y||^2].
 
     X_c: (T, D) centred data; X_c2: (T, D) its squares (diag/spherical only,
-    else None); mu_c: (K, D) centred means.
+    else None); mu_c: (K, D) centred means; Z: optional (T, 2 D) = [X_c, X_c2]
+    (then diag/spherical take one matrix product instead of two).
     """
     xp = get_namespace(X_c, mu_c, covars)
     T, D = X_c.shape
@@ -151,6 +152,13 @@ def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type):
         inv = 1.0 / sigma2  # (K, D)
         const = -0.5 * (D * LOG_2PI + xp.sum(xp.log(sigma2), axis=1)
                         + xp.sum(mu_c * mu_c * inv, axis=1))  # (K,)
+        if Z is not None:
+            W = xp.concat([mu_c * inv, -0.5 * inv], axis=1).T  # (2 D, K)
+            if is_numpy_namespace(xp):
+                from ..kernels.hmm_numba import affine_rows
+
+                return affine_rows(Z, W, const)  # (T, K)
+            return xp.matmul(Z, W) + const[None, :]  # (T, K)
         return (xp.matmul(X_c, (mu_c * inv).T) - 0.5 * xp.matmul(X_c2, inv.T)
                 + const[None, :])  # (T, K)
     if covariance_type == "tied":
@@ -168,11 +176,21 @@ def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type):
     return xp.stack(cols, axis=1)  # (T, K)
 
 
-def gaussian_stats(X_c, X_c2, posteriors, covariance_type):
+def gaussian_stats(X_c, X_c2, posteriors, covariance_type, Z=None):
     """post (K,), obs (K, D) and obs2 (K, D) or outer (K, D, D), from centred
-    data, by matrix products (Bishop eqs. 13.20-13.21 numerators)."""
+    data, by matrix products (Bishop eqs. 13.20-13.21 numerators); with
+    Z = [X_c, X_c2] (T, 2 D), obs and obs2 come from one product gamma^T Z."""
     xp = get_namespace(X_c, posteriors)
     post = xp.sum(posteriors, axis=0)  # (K,)
+    if Z is not None and covariance_type in ("diag", "spherical"):
+        D = X_c.shape[1]
+        if is_numpy_namespace(xp):
+            from ..kernels.hmm_numba import weighted_sums
+
+            post, both = weighted_sums(posteriors, Z)  # (K,), (K, 2 D)
+        else:
+            both = xp.matmul(posteriors.T, Z)  # (K, 2 D)
+        return {"post": post, "obs": both[:, :D], "obs2": both[:, D:]}
     obs = xp.matmul(posteriors.T, X_c)  # (K, D)
     stats = {"post": post, "obs": obs}
     if covariance_type in ("diag", "spherical"):
@@ -185,13 +203,22 @@ def gaussian_stats(X_c, X_c2, posteriors, covariance_type):
     return stats
 
 
+COLLAPSE = 1e-6  # a variance below COLLAPSE * min_covar has collapsed
+
+
+def _floor_variances(var, min_covar):
+    """Variances that collapsed (below COLLAPSE * min_covar) are reset to min_covar."""
+    xp = get_namespace(var)
+    return xp.where(var < COLLAPSE * min_covar, xp.full_like(var, min_covar), var)
+
+
 def _floor_covariances(cov, min_covar):
-    """Raise the smallest eigenvalue of each (D, D) matrix to ``min_covar``
-    (adds (min_covar - lambda_min) I where lambda_min < min_covar)."""
+    """Matrices (..., D, D) whose smallest eigenvalue collapsed (below
+    COLLAPSE * min_covar) get (min_covar - lambda_min) I added."""
     xp = get_namespace(cov)
     D = cov.shape[-1]
     lam_min = xp.min(xp.linalg.eigvalsh(cov), axis=-1)  # (...,)
-    add = xp.maximum(min_covar - lam_min, xp.zeros_like(lam_min))
+    add = xp.where(lam_min < COLLAPSE * min_covar, min_covar - lam_min, xp.zeros_like(lam_min))
     eye = xp.eye(D, dtype=cov.dtype, device=device_of(cov))
     return cov + add[..., None, None] * eye
 
@@ -210,8 +237,11 @@ def gaussian_m_step(stats, mu_c, covars, covariance_type, *, means_prior_c, mean
 
     with d_k = mu_k - m0_k (m0 = means_prior, w = means_weight, psi/Psi =
     covars_prior, nu = covars_weight).  Covariances are then floored at
-    ``min_covar`` (diag entries, or the smallest eigenvalue).  A state whose
-    posterior mass is zero keeps its previous mean and covariance.
+    ``min_covar`` where they collapsed: a variance (or the smallest eigenvalue)
+    below 1e-6 * min_covar is raised to min_covar; above that the MAP estimate
+    is kept exactly (hmmlearn applies no floor, and the covars_prior already
+    keeps well-posed estimates away from 0).  A state whose posterior mass is
+    zero keeps its previous mean and covariance.
     Returns (mu_c, covars) in centred coordinates.
     """
     xp = get_namespace(mu_c, covars)
@@ -234,9 +264,9 @@ def gaussian_m_step(stats, mu_c, covars, covariance_type, *, means_prior_c, mean
         new = (covars_prior + c_n) / c_d  # (K, D)
         if covariance_type == "spherical":
             new = xp.mean(new, axis=1)
-            new = xp.maximum(new, xp.full_like(new, min_covar))
+            new = _floor_variances(new, min_covar)
             return mu_c, xp.where(has_mass, new, covars)
-        new = xp.maximum(new, xp.full_like(new, min_covar))
+        new = _floor_variances(new, min_covar)
         return mu_c, xp.where(has_mass[:, None], new, covars)
     S = (stats["outer"] - obs[:, :, None] * mu_c[:, None, :] - mu_c[:, :, None] * obs[:, None, :]
          + post[:, None, None] * mu_c[:, :, None] * mu_c[:, None, :])  # (K, D, D)
@@ -404,7 +434,7 @@ def gmm_m_step(stats, weights, mu_c, covars, covariance_type, *, weights_prior, 
     (n_km = post_mix_sum, n_k = post_sum; alpha/Psi = covars_prior, beta/nu =
     covars_weight; c_n is the scatter about the previous means, as in
     hmmlearn).  A state without posterior mass keeps its previous parameters;
-    covariances are floored at ``min_covar``.
+    collapsed covariances are floored at ``min_covar`` (see gaussian_m_step).
     """
     xp = get_namespace(mu_c, covars)
     K, M, D = mu_c.shape
@@ -429,12 +459,12 @@ def gmm_m_step(stats, weights, mu_c, covars, covariance_type, *, weights_prior, 
     if covariance_type == "diag":
         num = means_weight[:, :, None] * diff * diff + 2.0 * covars_weight + c_n
         den = n_km[:, :, None] + 1.0 + 2.0 * (covars_prior + 1.0)
-        new = xp.maximum(num / den, xp.full_like(num, min_covar))
+        new = _floor_variances(num / den, min_covar)
         return weights, mu_c, xp.where(has_mass[:, None, None], new, covars)
     if covariance_type == "spherical":
         num = means_weight * xp.sum(diff * diff, axis=2) + 2.0 * covars_weight + c_n
         den = D * (n_km + 1.0) + 2.0 * (covars_prior + 1.0)
-        new = xp.maximum(num / den, xp.full_like(num, min_covar))
+        new = _floor_variances(num / den, min_covar)
         return weights, mu_c, xp.where(has_mass[:, None], new, covars)
     dd = diff[..., :, None] * diff[..., None, :]  # (K, M, D, D)
     if covariance_type == "full":
