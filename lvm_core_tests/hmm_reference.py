@@ -122,6 +122,8 @@ def brute_force_sequence(log_startprob, log_transmat, log_frameprob, states=None
     """
     log_frameprob = np.asarray(log_frameprob, dtype=np.float64)
     T, K = log_frameprob.shape
+    if K ** T > 100_000:
+        raise ValueError(f"brute force over {K}**{T} paths is too big; use it for tiny problems only.")
     paths = all_paths(K, T)  # (P, T)
     if states is not None:
         states = np.asarray(states)
@@ -402,8 +404,12 @@ _KIND_TO_CLASS = {
 
 
 def _set_params(model, params):
+    """Assign copies of ``params`` (NumPy arrays are copied; arrays of other
+    namespaces are assigned as they are)."""
     for name, value in params.items():
-        setattr(model, name, np.array(value, copy=True))
+        if isinstance(value, np.ndarray) or np.isscalar(value):
+            value = np.array(value, copy=True)
+        setattr(model, name, value)
     return model
 
 

@@ -323,9 +323,11 @@ def test_models_match_brute_force(kind, ct, data):
     """score / score_samples / predict_proba / decode / predict of every model
     equal the sums and maxima over all state paths."""
     pb = data.draw(problems(kind, ct, max_T=4))
+    implementation = data.draw(st.sampled_from(["auto", "numba", "xp"]), label="implementation")
     bf, log_frameprob = _reference(pb)
     X, lengths = pb["X"], pb["lengths"]
-    model = R.lvm_model(kind, pb["params"], pb["K"], **pb["hyper"])
+    model = R.lvm_model(kind, pb["params"], pb["K"], implementation=implementation, **pb["hyper"])
+    assert isinstance(model.score(X, lengths), float)
     np.testing.assert_allclose(model.score(X, lengths), bf["log_prob"].sum(), rtol=1e-10)
     log_prob, posteriors = model.score_samples(X, lengths)
     np.testing.assert_allclose(log_prob, bf["log_prob"].sum(), rtol=1e-10)
@@ -362,6 +364,36 @@ def test_em_step_keeps_small_expected_counts():
     np.testing.assert_allclose(model.emissionprob_, emission, rtol=1e-8)
 
 
+@pytest.mark.parametrize("kind,ct", [("categorical", None), ("gaussian", "full"), ("gmm", "diag"),
+                                     ("poisson", None)])
+def test_models_on_backend_match_brute_force(backend64, kind, ct):
+    """Data and parameters on another array namespace / device (array-api-strict's
+    device1 refuses NumPy conversion): same numbers as brute force, results in
+    the input namespace, and one EM step equal to the NumPy model's."""
+    pb = _fixed_problem(kind, ct, seed=13, K=2, lengths=(3, 4))
+    bf, log_frameprob = _reference(pb)
+    as_dev = {k: backend64.asarray(v) for k, v in pb["params"].items()}
+    X = backend64.asarray(pb["X"])
+    lengths = pb["lengths"]
+    model = R.lvm_model(kind, as_dev, pb["K"], **pb["hyper"])
+    np.testing.assert_allclose(model.score(X, lengths), bf["log_prob"].sum(), rtol=1e-10)
+    _, posteriors = model.score_samples(X, lengths)
+    assert type(posteriors) is type(X)
+    np.testing.assert_allclose(backend64.to_numpy(posteriors), bf["posteriors"], rtol=1e-9,
+                               atol=ATOL_PROB)
+    v_log_prob, path = model.decode(X, lengths)
+    np.testing.assert_allclose(v_log_prob, bf["viterbi_log_prob"].sum(), rtol=1e-10)
+    _assert_same_paths(backend64.to_numpy(path), bf["viterbi_path"], pb, log_frameprob)
+
+    model.fit(X, lengths)
+    host = R.lvm_model(kind, pb["params"], pb["K"], **pb["hyper"]).fit(pb["X"], lengths)
+    for name in pb["params"]:
+        got = getattr(model, name)
+        assert type(got) is type(X), name
+        np.testing.assert_allclose(backend64.to_numpy(got), getattr(host, name), rtol=1e-10,
+                                   atol=1e-14, err_msg=name)
+
+
 # --------------------------------------------------------------------------
 # 3. hmmlearn parity
 # --------------------------------------------------------------------------
@@ -371,7 +403,7 @@ def _check_inference_parity(pb):
     X, lengths, K = pb["X"], pb["lengths"], pb["K"]
     ours = R.lvm_model(pb["kind"], pb["params"], K, **pb["hyper"])
     theirs = R.hmmlearn_model(pb["kind"], pb["params"], K, **pb["hyper"])
-    _, log_frameprob = _reference(pb)
+    log_frameprob = R.log_frameprob_of(pb["kind"], X, pb["params"], pb["ct"] or "diag")
 
     np.testing.assert_allclose(ours.score(X, lengths), theirs.score(X, lengths), rtol=RTOL,
                                atol=ATOL_LOGP)
@@ -392,6 +424,13 @@ def _check_inference_parity(pb):
     m_t, mpath_t = theirs.decode(X, lengths, algorithm="map")
     np.testing.assert_allclose(m_o, m_t, rtol=RTOL)
     _assert_same_map(mpath_o, mpath_t, post_t)
+
+    # the model's own ``algorithm`` is the default of decode / predict
+    ours.set_params(algorithm="map")
+    theirs.set_params(algorithm="map")
+    m_o, mpath_o = ours.decode(X, lengths)
+    np.testing.assert_allclose(m_o, m_t, rtol=RTOL)
+    _assert_same_map(ours.predict(X, lengths), theirs.predict(X, lengths), post_t)
 
     np.testing.assert_allclose(ours.aic(X, lengths), theirs.aic(X, lengths), rtol=RTOL)
     np.testing.assert_allclose(ours.bic(X, lengths), theirs.bic(X, lengths), rtol=RTOL)
@@ -418,8 +457,10 @@ def _check_em_parity(pb, n_iter=1, learn=None, **priors):
     """Parameters and log-likelihood history after ``n_iter`` EM steps."""
     require("hmmlearn")
     X, lengths, K, kind = pb["X"], pb["lengths"], pb["K"], pb["kind"]
+    implementation = priors.pop("implementation", "auto")
     hyper = dict(pb["hyper"], **priors)
-    ours = R.lvm_model(kind, pb["params"], K, n_iter=n_iter, learn=learn, **hyper)
+    ours = R.lvm_model(kind, pb["params"], K, n_iter=n_iter, learn=learn,
+                       implementation=implementation, **hyper)
     theirs = R.hmmlearn_model(kind, pb["params"], K, n_iter=n_iter, learn=learn, **hyper)
     given_params = {name: np.array(v, copy=True) for name, v in pb["params"].items()}
 
@@ -461,7 +502,9 @@ def test_inference_parity_with_hmmlearn(kind, ct, data):
 @settings(max_examples=5)
 @given(data=st.data())
 def test_one_em_step_parity_with_hmmlearn(kind, ct, data):
-    _check_em_parity(data.draw(problems(kind, ct, transitions=True)), n_iter=1)
+    pb = data.draw(problems(kind, ct, transitions=True))
+    implementation = data.draw(st.sampled_from(["numba", "xp"]), label="implementation")
+    _check_em_parity(pb, n_iter=1, implementation=implementation)
 
 
 def _priors(kind, ct, D):
@@ -553,3 +596,29 @@ def test_gmm_array_priors_parity(ct):
     else:
         priors.update(covars_prior=np.full((K, M), 0.4), covars_weight=np.full((K, M), 0.2))
     _check_em_parity(pb, n_iter=1, **priors)
+
+
+@pytest.mark.reference
+def test_long_sequences_parity():
+    """Thousands of steps with a wide dynamic range of emission densities:
+    the scaled recursions keep 1e-8 agreement with hmmlearn's log-space ones."""
+    pb = _fixed_problem("gaussian", "diag", seed=17, K=4, D=3, lengths=(1500, 7, 1200))
+    pb["X"] = pb["X"] * 3.0  # far tails: log-densities down to about -100
+    _check_inference_parity(pb)
+    _check_em_parity(pb, n_iter=2)
+
+
+@pytest.mark.parametrize("kind,ct", [("categorical", None), ("gaussian", "tied"), ("gmm", "spherical"),
+                                     ("poisson", None)])
+def test_init_auto_keeps_parameters_set_by_hand(kind, ct):
+    """``init="auto"`` initialises only the parameters that are not set: with
+    all of them set, fitting is the same as with ``init=()``."""
+    pb = _fixed_problem(kind, ct, seed=19)
+    a = R.lvm_model(kind, pb["params"], pb["K"], n_iter=2, **pb["hyper"])
+    a.set_params(init="auto", random_state=0)
+    a.fit(pb["X"], pb["lengths"])
+    b = R.lvm_model(kind, pb["params"], pb["K"], n_iter=2, **pb["hyper"]).fit(pb["X"], pb["lengths"])
+    np.testing.assert_allclose(a.monitor_.history, b.monitor_.history, rtol=1e-13)
+    for name in pb["params"]:
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-13, atol=1e-15,
+                                   err_msg=name)

@@ -141,8 +141,8 @@ def partial_problems(draw):
 
 
 @settings(max_examples=15)
-@given(pb=partial_problems())
-def test_some_states_known_matches_brute_force_categorical(pb):
+@given(pb=partial_problems(), implementation=st.sampled_from(["numba", "xp"]))
+def test_some_states_known_matches_brute_force_categorical(pb, implementation):
     """One EM step with labels: the objective is the sum over label-consistent
     paths, and every parameter is the M-step of the clamped brute-force
     posteriors (gamma is one-hot at the labelled steps)."""
@@ -154,7 +154,8 @@ def test_some_states_known_matches_brute_force_categorical(pb):
     known = states >= 0
     np.testing.assert_allclose(bf["posteriors"][known], np.eye(K)[states[known]], rtol=0, atol=1e-12)
 
-    model = R.lvm_model("categorical", params, K, n_features=F).fit(X, lengths, states=states)
+    model = R.lvm_model("categorical", params, K, n_features=F,
+                        implementation=implementation).fit(X, lengths, states=states)
     np.testing.assert_allclose(model.monitor_.history[0], bf["log_prob"].sum(), rtol=1e-10)
     startprob, transmat = _mle_start_trans(bf, len(lengths))
     np.testing.assert_allclose(model.startprob_, startprob, rtol=1e-9, atol=1e-14)
