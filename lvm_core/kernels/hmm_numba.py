@@ -41,6 +41,13 @@ never during one).  numba's OpenMP workers wait passively
 set it): spinning workers cost 2-5x on a loaded machine.  Restrict threads
 with ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``.
 
+Limitation shared by every scaled recursion (and hmmlearn's "scaling"):
+within a step, states whose forward probability is below ~1e-308 times the
+largest one are dropped.  This matters only when structural zeros in A later
+make such a state the only way forward (with a full-support A the dropped
+mass stays negligible); the rescue step below keeps the recursion going when
+the per-frame maximum belongs to an unreachable state.
+
 fastmath is restricted to ``{"reassoc", "contract", "arcp", "nsz"}``: no
 ``nnan``/``ninf``, so -inf (structural zeros, clamped states) keeps its
 meaning.
@@ -75,7 +82,7 @@ def _n_chunks(n_sequences):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def _forward_scaled(pi, AT, frame, shift, alpha, c, start, end):
+def _forward_scaled(pi, AT, log_frameprob, frame, shift, alpha, c, start, end):
     """Scaled forward pass over rows start..end-1 of one sequence.
 
     ``AT`` is A transposed (so that sum_i alpha_{t-1}(i) A_ij is a contiguous
@@ -83,24 +90,46 @@ def _forward_scaled(pi, AT, frame, shift, alpha, c, start, end):
     ``shift`` m_t.  Writes alpha_t into ``alpha`` (T, K) and c_t into ``c``
     (T,); returns log p(x) = sum_t (log c_t + m_t), or -inf when the sequence
     is impossible (then alpha = 0, b = 0 and c = 0 from that step on).
+
+    Rescue step: when every reachable state's b_t underflows (the frame
+    maximum m_t belongs to a state the chain cannot be in), the row is
+    re-shifted by m_t = max_j [log (alpha_{t-1} A)_j + log_frameprob_tj] and
+    b_t(j) is set to 0 for unreachable states (which changes no posterior).
     """
     K = pi.shape[0]
     prev = np.empty(K)
+    pred = np.empty(K)
     cur = np.empty(K)
     log_prob = 0.0
     for t in range(start, end):
         if t == start:
             for k in range(K):
-                cur[k] = pi[k] * frame[t, k]
+                pred[k] = pi[k]
         else:
             for j in range(K):
                 acc = 0.0
                 for i in range(K):
                     acc += AT[j, i] * prev[i]
-                cur[j] = acc * frame[t, j]
+                pred[j] = acc
         s = 0.0
         for k in range(K):
+            cur[k] = pred[k] * frame[t, k]
             s += cur[k]
+        if not (s > 0.0):
+            m = -np.inf
+            for k in range(K):
+                if pred[k] > 0.0:
+                    m = max(m, np.log(pred[k]) + log_frameprob[t, k])
+            if m > -np.inf:
+                s = 0.0
+                for k in range(K):
+                    if pred[k] > 0.0:
+                        frame[t, k] = np.exp(log_frameprob[t, k] - m)
+                    else:
+                        frame[t, k] = 0.0
+                    cur[k] = pred[k] * frame[t, k]
+                    s += cur[k]
+                shift[t] = m
         if not (s > 0.0):
             for t2 in range(t, end):
                 c[t2] = 0.0
@@ -246,7 +275,7 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _forward_backward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
+def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n_chunks):
     """Per-sequence forward-backward, prange over chunks of sequences with
     thread-local partial sums.  Returns log_prob (S,), gamma (T, K),
     start_sum (K,) and sum_t alpha_t w_{t+1}^T (K, K)."""
@@ -264,7 +293,7 @@ def _forward_backward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
         for s in range(s_lo, s_hi):
             lo = starts[s]
             hi = ends[s]
-            lp = _forward_scaled(pi, AT, frame, shift, gamma, c, lo, hi)
+            lp = _forward_scaled(pi, AT, log_frameprob, frame, shift, gamma, c, lo, hi)
             log_prob[s] = lp
             if lp > -np.inf:
                 _backward_scaled(A, frame, gamma, gamma, c, lo, hi, xi_part[chunk])
@@ -285,7 +314,7 @@ def _forward_backward_chunks(pi, A, frame, shift, starts, ends, n_chunks):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _forward_chunks(pi, AT, frame, shift, starts, ends, n_chunks):
+def _forward_chunks(pi, AT, log_frameprob, frame, shift, starts, ends, n_chunks):
     T, K = frame.shape
     S = starts.shape[0]
     log_prob = np.empty(S)
@@ -298,7 +327,8 @@ def _forward_chunks(pi, AT, frame, shift, starts, ends, n_chunks):
             n = hi - lo
             alpha = np.empty((n, K))
             c = np.empty(n)
-            log_prob[s] = _forward_scaled(pi, AT, frame[lo:hi], shift[lo:hi], alpha, c, 0, n)
+            log_prob[s] = _forward_scaled(pi, AT, log_frameprob[lo:hi], frame[lo:hi], shift[lo:hi],
+                                          alpha, c, 0, n)
     return log_prob
 
 
@@ -392,7 +422,7 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
     A = np.exp(log_transmat)
     frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
     log_prob, posteriors, start_sum, xi_acc = _forward_backward_chunks(
-        pi, A, frame, shift, starts, ends, _n_chunks(starts.shape[0]))
+        pi, A, log_frameprob, frame, shift, starts, ends, _n_chunks(starts.shape[0]))
     return log_prob, posteriors, start_sum, A * xi_acc
 
 
@@ -403,7 +433,7 @@ def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None):
         log_startprob, log_transmat, log_frameprob, lengths)
     frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
     return _forward_chunks(np.exp(log_startprob), np.ascontiguousarray(np.exp(log_transmat).T),
-                           frame, shift, starts, ends, _n_chunks(starts.shape[0]))
+                           log_frameprob, frame, shift, starts, ends, _n_chunks(starts.shape[0]))
 
 
 def forward_log_scaling(log_startprob, log_transmat, log_frameprob):
@@ -417,7 +447,7 @@ def forward_log_scaling(log_startprob, log_transmat, log_frameprob):
     alpha = np.empty((T, K))
     c = np.empty(T)
     _forward_scaled(np.exp(log_startprob), np.ascontiguousarray(np.exp(log_transmat).T),
-                    frame, shift, alpha, c, 0, T)
+                    log_frameprob, frame, shift, alpha, c, 0, T)
     with np.errstate(divide="ignore"):
         return np.log(c) + shift
 

@@ -14,11 +14,15 @@ longest one, (S, T_max, K); padded steps are masked out:
                no contribution to xi_sum
 
 Max-shifted emissions b_t = exp(log_frameprob_t - m_t) keep every step in
-range (Rabiner eq. 91-92 scaling plus a per-frame shift).  The memory is
+range (Rabiner eq. 91-92 scaling plus a per-frame shift), with the same
+rescue step as the numba kernel when the shift belongs to an unreachable
+state.  The memory is
 O(S T_max K) for alpha (never a T x K x K array; one (S, K, K) temporary per
 step in Viterbi).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -67,28 +71,48 @@ def _scaled_frames(xp, padded):
     return b, m
 
 
-def _forward(xp, pi, A, b, valid):
-    """Scaled forward pass; returns the list of alpha_t (S, K), log c_t (S,) and
-    the sequences' log-probabilities (S,) without the shifts."""
+def _forward(xp, pi, A, b, m, padded, valid):
+    """Scaled forward pass.  Returns the lists of alpha_t (S, K), log c_t (S,),
+    b_t (S, K) and m_t (S,) (b_t and m_t re-shifted where the rescue step of
+    :func:`lvm_core.kernels.hmm_numba._forward_scaled` applies: every
+    reachable state's b_t underflowed)."""
     S, T_max, K = b.shape
-    alphas = []
-    log_c = []
+    alphas, log_c, b_rows, m_rows = [], [], [], []
     ones = xp.ones((S,), dtype=b.dtype, device=device_of(b))
     alpha = None
     for t in range(T_max):
         if t == 0:
-            a = pi[None, :] * b[:, 0, :]  # (S, K)
+            pred = xp.broadcast_to(pi[None, :], (S, K))
         else:
-            a = xp.matmul(alpha, A) * b[:, t, :]  # (S, K)
+            pred = xp.matmul(alpha, A)  # (S, K)
+        b_t = b[:, t, :]
+        m_t = m[:, t]
+        a = pred * b_t
         c = xp.sum(a, axis=1)  # (S,)
+        rescue = ~(c > 0)
+        if bool(xp.any(rescue)):
+            reach = pred > 0
+            log_cur = xp.where(reach, xp.log(xp.where(reach, pred, xp.ones_like(pred)))
+                               + padded[:, t, :], xp.full_like(pred, -math.inf))
+            m_new = xp.max(log_cur, axis=1)  # (S,)
+            ok = rescue & xp.isfinite(m_new)
+            m_safe = xp.where(ok, m_new, xp.zeros_like(m_new))
+            diff = xp.where(reach, padded[:, t, :] - m_safe[:, None], xp.zeros_like(b_t))
+            b_new = xp.where(reach, xp.exp(diff), xp.zeros_like(b_t))
+            b_t = xp.where(ok[:, None], b_new, b_t)
+            m_t = xp.where(ok, m_new, m_t)
+            a = pred * b_t
+            c = xp.sum(a, axis=1)
         v = valid[:, t]
         c = xp.where(v, c, ones)
         safe_c = xp.where(c > 0, c, ones)
         a_new = a / safe_c[:, None]
         alpha = a_new if t == 0 else xp.where(v[:, None], a_new, alpha)
         alphas.append(alpha)
-        log_c.append(xp.where(c > 0, xp.log(safe_c), xp.full_like(c, -xp.inf)))
-    return alphas, log_c
+        log_c.append(xp.where(c > 0, xp.log(safe_c), xp.full_like(c, -math.inf)))
+        b_rows.append(b_t)
+        m_rows.append(m_t)
+    return alphas, log_c, b_rows, m_rows
 
 
 def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
@@ -104,9 +128,9 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
     pi = xp.exp(log_startprob)
     A = xp.exp(log_transmat)
     b, m = _scaled_frames(xp, padded)
-    alphas, log_c = _forward(xp, pi, A, b, valid)
+    alphas, log_c, b_rows, m_rows = _forward(xp, pi, A, b, m, padded, valid)
     log_c_all = xp.stack(log_c, axis=1)  # (S, T_max)
-    valid_f = xp.astype(valid, b.dtype)
+    m = xp.stack(m_rows, axis=1)  # (S, T_max)
     log_prob = xp.sum(xp.where(valid, log_c_all + m, xp.zeros_like(m)), axis=1)  # (S,)
     possible = xp.isfinite(log_prob)  # (S,)
     c_all = xp.exp(log_c_all)
@@ -117,7 +141,7 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
         if t < T_max - 1:
             v = valid[:, t + 1]  # transition t -> t+1 exists
             c_next = xp.where(c_all[:, t + 1] > 0, c_all[:, t + 1], xp.ones_like(c_all[:, t + 1]))
-            w = b[:, t + 1, :] * beta / c_next[:, None]  # (S, K)
+            w = b_rows[t + 1] * beta / c_next[:, None]  # (S, K)
             w = xp.where((v & possible)[:, None], w, xp.zeros_like(w))
             xi_acc = xi_acc + xp.matmul(alphas[t].T, w)
             beta = xp.where(v[:, None], xp.matmul(w, A.T), xp.ones_like(beta))
@@ -131,7 +155,6 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
                          asarray(scatter, like=log_frameprob, dtype="int64"), axis=0)  # (T, K)
     start_sum = xp.sum(gamma_pad[:, 0, :], axis=0)
     xi_sum = A * xi_acc
-    del valid_f
     return log_prob, posteriors, start_sum, xi_sum
 
 
@@ -141,8 +164,10 @@ def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None):
     xp, padded, valid, _, _ = _pad(log_frameprob, lengths)
     get_namespace(log_startprob, log_transmat, log_frameprob)
     b, m = _scaled_frames(xp, padded)
-    _, log_c = _forward(xp, xp.exp(log_startprob), xp.exp(log_transmat), b, valid)
+    _, log_c, _, m_rows = _forward(xp, xp.exp(log_startprob), xp.exp(log_transmat), b, m,
+                                   padded, valid)
     log_c_all = xp.stack(log_c, axis=1)  # (S, T_max)
+    m = xp.stack(m_rows, axis=1)  # (S, T_max)
     return xp.sum(xp.where(valid, log_c_all + m, xp.zeros_like(m)), axis=1)
 
 
