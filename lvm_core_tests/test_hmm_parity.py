@@ -550,6 +550,7 @@ def test_several_em_steps_parity(kind, ct):
     ("categorical", None, ("startprob",)),
     ("gaussian", "diag", ("startprob", "means")),
     ("gaussian", "full", ("transmat", "means")),  # (hmmlearn cannot learn covars without means)
+    ("gaussian", "tied", ("startprob", "transmat")),
     ("gmm", "diag", ("weights", "covars")),
     ("gmm", "spherical", ("means",)),
     ("poisson", None, ("transmat", "lambdas")),
