@@ -69,10 +69,12 @@ def _hyper(kind, ct, F, M):
 def problems(draw, kind, ct, max_K=3, max_T=6, transitions=False):
     """A random model of ``kind`` with K states and data in 1-3 sequences.
 
-    ``transitions=True`` makes the first sequence at least 2 long, so that
-    every state has expected outgoing transitions (with all sequences of
-    length 1 and no prior, hmmlearn's M-step leaves all-zero rows in
-    ``transmat_``, which are not distributions: no parity is expected there).
+    ``transitions=True`` (for the EM tests) keeps the M-step well posed:
+    the first sequence is at least 2 long, so that every state has expected
+    outgoing transitions (with all sequences of length 1 and no prior,
+    hmmlearn's M-step leaves all-zero rows in ``transmat_``, which are not
+    distributions); full / tied covariances get at least D + 2 rows; GMM
+    components start near data points, so that each has some mass.
     """
     K = draw(st.integers(1, max_K), label="K")
     D = draw(st.integers(1, 3), label="D")
@@ -328,14 +330,14 @@ def test_models_match_brute_force(kind, ct, data):
     X, lengths = pb["X"], pb["lengths"]
     model = R.lvm_model(kind, pb["params"], pb["K"], implementation=implementation, **pb["hyper"])
     assert isinstance(model.score(X, lengths), float)
-    np.testing.assert_allclose(model.score(X, lengths), bf["log_prob"].sum(), rtol=1e-10)
+    np.testing.assert_allclose(model.score(X, lengths), bf["log_prob"].sum(), rtol=1e-10, atol=1e-12)
     log_prob, posteriors = model.score_samples(X, lengths)
-    np.testing.assert_allclose(log_prob, bf["log_prob"].sum(), rtol=1e-10)
+    np.testing.assert_allclose(log_prob, bf["log_prob"].sum(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(posteriors, bf["posteriors"], rtol=1e-9, atol=ATOL_PROB)
     np.testing.assert_allclose(model.predict_proba(X, lengths), bf["posteriors"],
                                rtol=1e-9, atol=ATOL_PROB)
     v_log_prob, path = model.decode(X, lengths, algorithm="viterbi")
-    np.testing.assert_allclose(v_log_prob, bf["viterbi_log_prob"].sum(), rtol=1e-10)
+    np.testing.assert_allclose(v_log_prob, bf["viterbi_log_prob"].sum(), rtol=1e-10, atol=1e-12)
     _assert_same_paths(path, bf["viterbi_path"], pb, log_frameprob)
     _assert_same_paths(model.predict(X, lengths), bf["viterbi_path"], pb, log_frameprob)
     m_score, m_path = model.decode(X, lengths, algorithm="map")
@@ -376,13 +378,13 @@ def test_models_on_backend_match_brute_force(backend64, kind, ct):
     X = backend64.asarray(pb["X"])
     lengths = pb["lengths"]
     model = R.lvm_model(kind, as_dev, pb["K"], **pb["hyper"])
-    np.testing.assert_allclose(model.score(X, lengths), bf["log_prob"].sum(), rtol=1e-10)
+    np.testing.assert_allclose(model.score(X, lengths), bf["log_prob"].sum(), rtol=1e-10, atol=1e-12)
     _, posteriors = model.score_samples(X, lengths)
     assert type(posteriors) is type(X)
     np.testing.assert_allclose(backend64.to_numpy(posteriors), bf["posteriors"], rtol=1e-9,
                                atol=ATOL_PROB)
     v_log_prob, path = model.decode(X, lengths)
-    np.testing.assert_allclose(v_log_prob, bf["viterbi_log_prob"].sum(), rtol=1e-10)
+    np.testing.assert_allclose(v_log_prob, bf["viterbi_log_prob"].sum(), rtol=1e-10, atol=1e-12)
     _assert_same_paths(backend64.to_numpy(path), bf["viterbi_path"], pb, log_frameprob)
 
     model.fit(X, lengths)
