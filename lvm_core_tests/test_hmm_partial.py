@@ -309,6 +309,28 @@ def test_missing_rows_in_em():
     assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:])), history
 
 
+def test_labels_on_missing_rows():
+    """A known state at a missing row still constrains the path: the objective
+    is the brute-force sum over label-consistent paths with the missing
+    emissions marginalised, and start / transition updates follow from it."""
+    rng = np.random.default_rng(8)
+    K, lengths = 3, np.array([4, 3])
+    params = R.random_params(rng, "gaussian", K, D=2, covariance_type="diag")
+    X = R.random_X(rng, "gaussian", 7, D=2)
+    X[[1, 4]] = np.nan
+    states = np.array([-1, 2, -1, -1, 0, 1, -1])  # rows 1 and 4 are missing and labelled
+    missing = np.isnan(X[:, 0])
+    lf = np.zeros((7, K))
+    lf[~missing] = R.log_frameprob_of("gaussian", X[~missing], params)
+    bf = R.brute_force(np.log(params["startprob_"]), np.log(params["transmat_"]), lf, lengths, states)
+    model = R.lvm_model("gaussian", params, K, covariance_type="diag", allow_missing=True)
+    model.fit(X, lengths, states=states)
+    np.testing.assert_allclose(model.monitor_.history[0], bf["log_prob"].sum(), rtol=1e-10)
+    startprob, transmat = _mle_start_trans(bf, 2)
+    np.testing.assert_allclose(model.startprob_, startprob, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(model.transmat_, transmat, rtol=1e-9, atol=1e-14)
+
+
 def test_allow_missing_without_missing_rows_changes_nothing():
     rng = np.random.default_rng(2)
     params = R.random_params(rng, "gaussian", 3, D=2, covariance_type="full")
