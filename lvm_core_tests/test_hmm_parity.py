@@ -625,3 +625,25 @@ def test_init_auto_keeps_parameters_set_by_hand(kind, ct):
     for name in pb["params"]:
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-13, atol=1e-15,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("ct", R.COVARIANCE_TYPES)
+def test_gmm_with_one_component_is_gaussian(ct):
+    """GMMHMM(n_mix=1) and GaussianHMM with the same means and covariances are
+    the same model: equal likelihoods, posteriors and Viterbi paths."""
+    pb = _fixed_problem("gaussian", ct, seed=23, K=3, D=2, lengths=(6, 5))
+    K, D = 3, 2
+    g = R.lvm_model("gaussian", pb["params"], K, covariance_type=ct)
+    cv = np.asarray(pb["params"]["covars_"])
+    if ct == "tied":  # GaussianHMM: one (D, D) for all states; GMMHMM: one per state
+        mix_covars = np.broadcast_to(cv, (K, D, D)).copy()
+    else:  # (K, ...) -> (K, 1, ...)
+        mix_covars = cv[:, None]
+    mix = dict(startprob_=pb["params"]["startprob_"], transmat_=pb["params"]["transmat_"],
+               weights_=np.ones((K, 1)), means_=pb["params"]["means_"][:, None, :], covars_=mix_covars)
+    m = R.lvm_model("gmm", mix, K, covariance_type=ct, n_mix=1)
+    X, lengths = pb["X"], pb["lengths"]
+    np.testing.assert_allclose(m.score(X, lengths), g.score(X, lengths), rtol=1e-12)
+    np.testing.assert_allclose(m.predict_proba(X, lengths), g.predict_proba(X, lengths),
+                               rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(m.predict(X, lengths), g.predict(X, lengths))
