@@ -136,12 +136,46 @@ def compile_times():
     return cold, cached
 
 
+def estep_memory(T=1_000_000, K=8, D=2):
+    """Peak resident memory added by one E-step of a GaussianHMM (K=8, T=1e6),
+    measured in a fresh subprocess with resource.getrusage (numba allocations
+    are not seen by tracemalloc).  Returns (peak MiB added, T*K*8 bytes in MiB)."""
+    code = f"""
+import resource, numpy as np
+from lvm_core.models.hmm import GaussianHMM
+rng = np.random.default_rng(0)
+X = rng.normal(size=({T}, {D}))
+m = GaussianHMM({K}, n_iter=1, init=())
+m.startprob_ = np.full({K}, 1 / {K}); m.transmat_ = np.full(({K}, {K}), 1 / {K})
+m.means_ = rng.normal(size=({K}, {D})); m.covars_ = np.ones(({K}, {D}))
+m.fit(X[:1000])                       # compile / load the kernels
+data = m._prepare(X, None, fit=True)
+m._check_parameters(data["like"])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+stats, ll = m._e_step(data)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024, np.isfinite(ll))
+"""
+    root = os.path.join(os.path.dirname(__file__), "..")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=root),
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), T * K * 8 / 2**20
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (1/10 data, 1 repeat)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", default="abc")
+    parser.add_argument("--memory", action="store_true",
+                        help="only report the E-step peak memory at K=8, T=1e6")
     args = parser.parse_args()
+    if args.memory:
+        peak, tk = estep_memory()
+        print(f"E-step of GaussianHMM(K=8, D=2) on T=1,000,000: peak RSS increase "
+              f"{peak:.0f} MiB (one T x K float64 array is {tk:.0f} MiB)")
+        print(f"RESULT hmm_estep_memory peak_mib={peak:.0f} tk_array_mib={tk:.0f}")
+        return
     logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     repeats = 1 if args.quick else args.repeats
     n_iter = 10

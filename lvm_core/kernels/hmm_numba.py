@@ -101,6 +101,7 @@ def _forward_scaled(pi, AT, log_frameprob, frame, shift, alpha, c, start, end):
     pred = np.empty(K)
     cur = np.empty(K)
     log_prob = 0.0
+    prod_c = 1.0  # product of recent c_t, folded into log_prob when it leaves [1e-200, 1e200]
     for t in range(start, end):
         if t == start:
             for k in range(K):
@@ -143,8 +144,12 @@ def _forward_scaled(pi, AT, log_frameprob, frame, shift, alpha, c, start, end):
             prev[k] = v
             alpha[t, k] = v
         c[t] = s
-        log_prob += np.log(s) + shift[t]
-    return log_prob
+        log_prob += shift[t]
+        prod_c *= s
+        if not (1e-200 < prod_c < 1e200):
+            log_prob += np.log(prod_c)
+            prod_c = 1.0
+    return log_prob + np.log(prod_c)
 
 
 # exp for x <= 0 in straight-line code that LLVM vectorises (numba's exp is a

@@ -249,7 +249,9 @@ def gaussian_m_step(stats, mu_c, covars, covariance_type, *, means_prior_c, mean
     K, D = mu_c.shape
     has_mass = post > 0  # (K,)
     if learn_means:
-        new_mu = (means_weight * means_prior_c + stats["obs"]) / (means_weight + post[:, None])
+        den = means_weight + post[:, None]  # (K, 1)
+        den = xp.where(has_mass[:, None], den, xp.ones_like(den))
+        new_mu = (means_weight * means_prior_c + stats["obs"]) / den
         mu_c = xp.where(has_mass[:, None], new_mu, mu_c)
     if not learn_covars:
         return mu_c, covars
@@ -277,7 +279,8 @@ def gaussian_m_step(stats, mu_c, covars, covariance_type, *, means_prior_c, mean
         new = (covars_prior + xp.sum(c_n, axis=0)) / (nu + xp.sum(post))
         new = _floor_covariances(0.5 * (new + new.T), min_covar)
         return mu_c, new
-    new = (covars_prior + c_n) / (nu + post[:, None, None])
+    den = nu + post[:, None, None]
+    new = (covars_prior + c_n) / xp.where(has_mass[:, None, None], den, xp.ones_like(den))
     new = _floor_covariances(0.5 * (new + xp.permute_dims(new, (0, 2, 1))), min_covar)
     return mu_c, xp.where(has_mass[:, None, None], new, covars)
 
