@@ -38,15 +38,19 @@ with Lambda_k = Sigma_k^{-1} = U_k U_k^T, so that::
 For ``diag`` U_k is the vector 1/sqrt(diag Sigma_k), for ``spherical`` the
 scalar 1/sigma_k, for ``tied`` one (D, D) factor shared by all components.
 
-Speed: for ``full`` covariances on NumPy the E-step works on chunks of rows
-and computes all K whitened residuals with one matrix product against the
-stacked factors [U_1 | ... | U_K] (D, K*D); the statistics SS_k come from one
-more matrix product.  The generic array-API path (any backend) loops over
-components; both are tested equal.
+Speed: for ``full`` covariances on NumPy the E-step works on blocks of rows:
+one GEMM against the stacked factors [U_1 | ... | U_K] (D, K*D) gives all K
+whitened residuals, a fused Numba kernel turns them into log N, the
+log-sum-exp and r_nk, and SS_k comes from one more GEMM of the
+responsibilities against the packed products x_a x_b (a <= b).  The generic
+array-API path (any backend) loops over components; both are tested equal.
+``fit`` runs EM on X minus the data mean (EM is translation-equivariant) so
+that the raw second moments SS_k lose no digits to an offset of the data.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -628,8 +632,6 @@ class GaussianMixture(ParamsMixin):
         self.n_iter_ = int(self.monitor_.iter)
         self.lower_bounds_ = list(self.monitor_.history)
         if not self.converged_:
-            import warnings
-
             warnings.warn(f"GaussianMixture did not converge in max_iter={self.max_iter} "
                           "iterations; increase max_iter or tol.", RuntimeWarning, stacklevel=2)
         return self
