@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
@@ -183,19 +183,26 @@ def test_m_step_with_one_component_is_the_sample_mean_and_biased_covariance():
 @settings(max_examples=15)
 @given(seed=st.integers(0, 2 ** 31 - 1), K=st.integers(1, 4), D=st.integers(1, 4),
        covariance_type=st.sampled_from(COVARIANCE_TYPES),
-       init_params=st.sampled_from(["kmeans++", "random", "random_from_data", "kmeans"]))
+       init_params=st.sampled_from(["random", "kmeans"]))
 def test_em_bound_never_decreases(seed, K, D, covariance_type, init_params):
+    """Exact EM (reg_covar=0) never lowers log p(X).  (A positive reg_covar adds a
+    constant after the maximisation, which can lower it by O(reg_covar) near the
+    optimum, in scikit-learn too; hence reg_covar=0 here.)"""
     rng = np.random.default_rng(seed)
-    X = blobs(rng, N=int(rng.integers(30, 90)), D=D, K=K, spread=float(rng.uniform(0.5, 4.0)))
+    X = blobs(rng, N=int(rng.integers(40, 90)), D=D, K=K, spread=float(rng.uniform(0.5, 4.0)))
     model = GaussianMixture(n_components=K, covariance_type=covariance_type, max_iter=25, tol=0.0,
-                            init_params=init_params, random_state=seed, reg_covar=1e-4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        model.fit(X)
+                            init_params=init_params, random_state=seed, reg_covar=0.0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model.fit(X)
+    except ValueError as exc:  # a component collapsed onto <= D points: no maximum exists
+        assert "positive" in str(exc)
+        assume(False)
     bounds = np.asarray(model.lower_bounds_)
     assert len(bounds) == 25
     steps = np.diff(bounds)
-    assert np.all(steps >= -1e-10 * np.abs(bounds[1:])), steps.min()
+    assert np.all(steps >= -1e-12 * np.abs(bounds[1:])), steps.min()
     assert model.monitor_.n_decreases == 0
 
 

@@ -460,7 +460,10 @@ class GaussianMixture(ParamsMixin):
     ``means_init`` and ``precisions_init`` (when given) replace the
     corresponding parameters.  EM stops when the mean log-likelihood per
     sample changes by less than ``tol`` (absolute), or after ``max_iter``
-    iterations; the best of ``n_init`` runs is kept.
+    iterations; the best of ``n_init`` runs is kept.  With ``reg_covar=0``
+    each iteration cannot lower log p(X); a positive ``reg_covar`` (added
+    after the maximisation, as in scikit-learn) can lower it by a small
+    amount near the optimum.
 
     Fitted attributes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
     ``precisions_cholesky_``, ``precisions_``, ``converged_``, ``n_iter_``,
