@@ -304,14 +304,14 @@ class BaseHMM(ParamsMixin):
     def _m_step(self, stats, learn):
         xp = get_namespace(self.startprob_)
         if "startprob" in learn:
-            counts = xp.maximum(stats["start"] + self.startprob_prior - 1.0,
+            counts = xp.maximum(stats["start"] + (self.startprob_prior - 1.0),
                                 xp.zeros_like(self.startprob_))
             counts = xp.where(self.startprob_ == 0, xp.zeros_like(counts), counts)
             total = xp.sum(counts)
             if float(total) > 0:
                 self.startprob_ = counts / total
         if "transmat" in learn:
-            counts = xp.maximum(stats["trans"] + self.transmat_prior - 1.0,
+            counts = xp.maximum(stats["trans"] + (self.transmat_prior - 1.0),
                                 xp.zeros_like(self.transmat_))
             counts = xp.where(self.transmat_ == 0, xp.zeros_like(counts), counts)
             total = xp.sum(counts, axis=1, keepdims=True)
@@ -798,7 +798,8 @@ class GaussianHMM(_GaussianData, BaseHMM):
             means_prior_c=mp - shift[None, :], means_weight=self.means_weight,
             covars_prior=self.covars_prior, covars_weight=self.covars_weight,
             min_covar=self.min_covar, learn_means=learn_means, learn_covars=learn_covars)
-        self.means_ = mu_c + shift[None, :]
+        if learn_means:  # (no round trip through the shift for fixed means)
+            self.means_ = mu_c + shift[None, :]
         self.covars_ = covars
         del xp
 
@@ -983,7 +984,8 @@ class GMMHMM(_GaussianData, BaseHMM):
             covars_weight=pri["covars_weight"], min_covar=self.min_covar,
             learn_weights=lw_, learn_means=lm, learn_covars=lc)
         self.weights_ = weights
-        self.means_ = mu_c + shift[None, None, :]
+        if lm:  # (no round trip through the shift for fixed means)
+            self.means_ = mu_c + shift[None, None, :]
         self.covars_ = covars
 
     def _n_emission_scalars(self):

@@ -94,7 +94,7 @@ def categorical_m_step(obs, emissionprob_prior, emissionprob):
     prior <= 1) keeps its previous value ``emissionprob``.
     """
     xp = get_namespace(obs)
-    counts = xp.maximum(obs + emissionprob_prior - 1.0, xp.zeros_like(obs))
+    counts = xp.maximum(obs + (emissionprob_prior - 1.0), xp.zeros_like(obs))  # keeps tiny counts exact
     total = xp.sum(counts, axis=1, keepdims=True)
     ok = total > 0
     return xp.where(ok, counts / xp.where(ok, total, xp.ones_like(total)), emissionprob)
