@@ -44,20 +44,26 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-factors", type=int, default=10, help="PPCA latent size L (default 10)")
-    p.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 30, 40],
-                   help="numbers of mixture components to try (default 5 10 20 30 40)")
-    p.add_argument("--n-init", type=int, default=2, help="EM starts per K")
-    p.add_argument("--n-images", type=int, default=10000)
+    p.add_argument("--k", type=int, nargs="+", default=None,
+                   help="numbers of mixture components to try (default 5 10 20 30 40; "
+                        "5 10 with --quick)")
+    p.add_argument("--n-init", type=int, default=None,
+                   help="EM starts per K (default 2; 1 with --quick)")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="test images used (default 10,000; 2,000 with --quick)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/gmm_clusters", help="directory for the figures")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
                    help="cupy: data and both models on the GPU")
     p.add_argument("--quick", action="store_true",
-                   help="small budget for smoke tests (2,000 images, K = 5 and 10, one start)")
+                   help="small budget for smoke tests (explicit options still win)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.n_images, args.k, args.n_init = 2000, [5, 10], 1
+    defaults = {"n_images": 2000, "k": [5, 10], "n_init": 1} if args.quick else \
+        {"n_images": 10000, "k": [5, 10, 20, 30, 40], "n_init": 2}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     return args
 
 

@@ -46,21 +46,27 @@ VOWELS = "aeiou"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-chars", type=int, default=200_000,
-                   help="characters of raw text to use (default 200,000; the text has 380,000)")
-    p.add_argument("--n-iter", type=int, default=500, help="maximum EM iterations per restart")
+    p.add_argument("--n-chars", type=int, default=None,
+                   help="characters of raw text to use (default 200,000, 20,000 with --quick; "
+                        "the text has 380,000)")
+    p.add_argument("--n-iter", type=int, default=None,
+                   help="maximum EM iterations per start (default 500, 100 with --quick)")
     p.add_argument("--tol", type=float, default=1e-9,
                    help="relative change of log p(X) that stops EM (default 1e-9)")
-    p.add_argument("--restarts", type=int, default=3, help="starts; the best likelihood wins")
+    p.add_argument("--restarts", type=int, default=None,
+                   help="starts; the best likelihood wins (default 3, 1 with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/hmm_text", help="directory for the figure")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
                    help="cupy runs the array-API kernels on the GPU")
     p.add_argument("--quick", action="store_true",
-                   help="small budget for smoke tests (20,000 characters, 100 iterations, 1 start)")
+                   help="small budget for smoke tests (explicit options still win)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.n_chars, args.n_iter, args.restarts = 20_000, 100, 1
+    defaults = {"n_chars": 20_000, "n_iter": 100, "restarts": 1} if args.quick else \
+        {"n_chars": 200_000, "n_iter": 500, "restarts": 3}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     return args
 
 

@@ -50,24 +50,31 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-states", type=int, default=4)
-    p.add_argument("--n-sequences", type=int, default=10,
-                   help="training sequences (as many again are held out)")
-    p.add_argument("--length", type=int, default=200)
+    p.add_argument("--n-sequences", type=int, default=None,
+                   help="training sequences, as many again are held out (default 10; 4 with --quick)")
+    p.add_argument("--length", type=int, default=None,
+                   help="steps per sequence (default 200; 100 with --quick)")
     p.add_argument("--label-fraction", type=float, default=0.1,
                    help="fraction of training steps whose state is known (default 0.1)")
     p.add_argument("--separation", type=float, default=1.0,
                    help="distance between state means in noise standard deviations")
     p.add_argument("--self-transition", type=float, default=0.9)
-    p.add_argument("--restarts", type=int, default=3, help="unsupervised EM restarts")
-    p.add_argument("--n-iter", type=int, default=200)
+    p.add_argument("--restarts", type=int, default=None,
+                   help="unsupervised EM restarts (default 3; 1 with --quick)")
+    p.add_argument("--n-iter", type=int, default=None,
+                   help="maximum EM iterations (default 200; 20 with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/semi_supervised_hmm", help="directory for the figure")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
                    help="cupy runs the array-API kernels on the GPU")
-    p.add_argument("--quick", action="store_true", help="small budget for smoke tests")
+    p.add_argument("--quick", action="store_true",
+                   help="small budget for smoke tests (explicit options still win)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.n_sequences, args.length, args.restarts, args.n_iter = 4, 100, 1, 20
+    defaults = {"n_sequences": 4, "length": 100, "restarts": 1, "n_iter": 20} if args.quick else \
+        {"n_sequences": 10, "length": 200, "restarts": 3, "n_iter": 200}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     return args
 
 
