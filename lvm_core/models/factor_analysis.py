@@ -191,7 +191,6 @@ def ppca_closed_form(scatter, n_samples, n_components):
     W^T = U_L (Lambda_L - sigma^2 I)^{1/2}.  Returns ``(components (L, D), sigma^2 0-d)``.
     """
     xp = get_namespace(scatter)
-    D = scatter.shape[0]
     L = n_components
     lam, U = xp.linalg.eigh(scatter / float(n_samples))  # ascending
     lam = xp.flip(lam, axis=0)
