@@ -144,7 +144,8 @@ def main(argv=None):
     print(f"{'symbol':>6} {'vowel st.':>10} {'consonant st.':>14}  assigned")
     for k, s in enumerate(symbols):
         label = "V" if B[v_state, k] > B[c_state, k] else "C"
-        print(f"{'space' if s == ' ' else s:>6} {B[v_state, k]:10.4f} {B[c_state, k]:14.4f}  {label}")
+        name = "space" if s == " " else s
+        print(f"{name:>6} {B[v_state, k]:10.4f} {B[c_state, k]:14.4f}  {label}")
     consonants = [s for s in symbols if s not in VOWELS and s not in (" ", "y")]
     vowels_ok = sum(v in v_symbols for v in VOWELS)
     cons_ok = sum(c not in v_symbols for c in consonants)

@@ -51,7 +51,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-states", type=int, default=4)
     p.add_argument("--n-sequences", type=int, default=None,
-                   help="training sequences, as many again are held out (default 10; 4 with --quick)")
+                   help="training sequences, as many again held out (default 10; 4 with --quick)")
     p.add_argument("--length", type=int, default=None,
                    help="steps per sequence (default 200; 100 with --quick)")
     p.add_argument("--label-fraction", type=float, default=0.1,
@@ -112,7 +112,8 @@ def plot_states(x, truth, path_u, path_s, means, path):
     ax_x.set_ylabel("x_t")
     ax_x.legend(loc="upper right", fontsize=8)
     ax_x.set_title("A held-out sequence and its decoded states")
-    offsets = {"true states": 0.0, "partially labelled EM": -0.12, "unsupervised EM (relabelled)": 0.12}
+    offsets = {"true states": 0.0, "partially labelled EM": -0.12,
+               "unsupervised EM (relabelled)": 0.12}  # small shifts keep the lines apart
     for (name, z), color in zip((("true states", truth), ("partially labelled EM", path_s),
                                  ("unsupervised EM (relabelled)", path_u)),
                                 ("k", "tab:green", "tab:red")):

@@ -219,7 +219,8 @@ def plot_learning_curve(history, log_px, path):
     plt = _pyplot()
     epochs = np.arange(1, len(history.train_loss) + 1)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.plot(epochs, history.train_loss, "o-", ms=3, label="train -ELBO (running mean over the epoch)")
+    ax.plot(epochs, history.train_loss, "o-", ms=3,
+            label="train -ELBO (running mean over the epoch)")
     if len(history.val_loss):
         ax.plot(epochs, history.val_loss, "s-", ms=3, label="test -ELBO")
     ax.plot([epochs[-1]], [-log_px], "k*", ms=10, label="test -log p(x) (importance sampled)")
@@ -249,9 +250,11 @@ def main(argv=None):
     epochs = args.epochs or (2 if args.quick else (15 if full else 60))
     X_train = to_backend(X_train, args.backend)
     X_test = to_backend(X_test, args.backend)
+    threads = (os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+               or "library default")
     print(f"Training on {X_train.shape[0]} images, testing on {X_test.shape[0]}; {epochs} epochs, "
           f"latent size {args.latent}, hidden {args.hidden}, backend {args.backend}, "
-          f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'library default')}.")
+          f"BLAS threads {threads}.")
 
     vae = VAE(n_features=X_train.shape[1], n_latent=args.latent, hidden=(args.hidden,),
               decoder="bernoulli", random_state=args.seed)

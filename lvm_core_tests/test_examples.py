@@ -138,8 +138,8 @@ def test_example_runs_and_writes_its_figures(script, tmp_path):
         CHECKS[script](stdout, log)
 
 
-FAKE_CUPY = '''"""Stand-in for cupy: arrays on array-api-strict's device1, which refuses any conversion
-to NumPy (like a GPU).  Each call is logged to $FAKE_CUPY_LOG."""
+FAKE_CUPY = '''"""Stand-in for cupy: arrays on array-api-strict's device1, which refuses any
+conversion to NumPy (like a GPU).  Each call is logged to $FAKE_CUPY_LOG."""
 import os
 
 import array_api_strict as _xp
