@@ -44,7 +44,8 @@ import math
 
 import numpy as np
 
-from ..backend import asarray, device_of, get_namespace, is_numpy_namespace, namespace_name, to_numpy
+from ..backend import (asarray, device_of, get_namespace, is_numpy_namespace, namespace_name,
+                       to_numpy)
 from ..em import ConvergenceMonitor
 from ..random import as_generator
 from ..validation import NotFittedError, check_choice, check_lengths, check_positive_int
@@ -257,7 +258,10 @@ class BaseHMM(ParamsMixin):
             lfp = xp.where(clamp, lfp, xp.full_like(lfp, -math.inf))
         return lfp
 
-    def _raise_impossible(self, log_prob, lfp, lengths, xp, kernels, clamp):
+    def _raise_impossible(self, log_prob, lfp, lengths, xp, clamp):
+        """ValueError naming the first impossible sequence and its time index
+        (located on the host with the per-step predictive log-probabilities;
+        an error path only)."""
         lp = to_numpy(log_prob)
         bad = int(np.flatnonzero(~np.isfinite(lp))[0])
         starts = np.cumsum(lengths) - lengths
@@ -288,7 +292,7 @@ class BaseHMM(ParamsMixin):
         log_prob, post, start_sum, xi_sum = kernels.forward_backward(
             _safe_log(xp, self.startprob_), _safe_log(xp, self.transmat_), lfp, data["lengths"])
         if not bool(xp.all(xp.isfinite(log_prob))):
-            self._raise_impossible(log_prob, lfp, data["lengths"], xp, kernels, clamp)
+            self._raise_impossible(log_prob, lfp, data["lengths"], xp, clamp)
         return log_prob, post, start_sum, xi_sum
 
     def _e_step(self, data, clamp=None):
@@ -329,7 +333,6 @@ class BaseHMM(ParamsMixin):
 
     def _initialize(self, data, rng):
         names = self._init_names()
-        xp = data["xp"]
         K = self.n_components
         like = data["like"]
         if "startprob" in names:
@@ -339,7 +342,6 @@ class BaseHMM(ParamsMixin):
         for name in self._emission_names:
             if name in names:
                 self._init_emission(name, data, rng)
-        del xp
 
     # ------------------------------------------------------------------- API
 
@@ -392,7 +394,7 @@ class BaseHMM(ParamsMixin):
         log_prob = kernels.forward_log_prob(_safe_log(xp, self.startprob_),
                                             _safe_log(xp, self.transmat_), lfp, data["lengths"])
         if not bool(xp.all(xp.isfinite(log_prob))):
-            self._raise_impossible(log_prob, lfp, data["lengths"], xp, kernels, None)
+            self._raise_impossible(log_prob, lfp, data["lengths"], xp, None)
         return float(xp.sum(log_prob))
 
     def predict_proba(self, X, lengths=None):
@@ -418,7 +420,7 @@ class BaseHMM(ParamsMixin):
         log_prob, path = self._kernels(xp).viterbi(
             _safe_log(xp, self.startprob_), _safe_log(xp, self.transmat_), lfp, data["lengths"])
         if not bool(xp.all(xp.isfinite(log_prob))):
-            self._raise_impossible(log_prob, lfp, data["lengths"], xp, self._kernels(xp), None)
+            self._raise_impossible(log_prob, lfp, data["lengths"], xp, None)
         return float(xp.sum(log_prob)), path
 
     def predict(self, X, lengths=None):
@@ -774,7 +776,6 @@ class GaussianHMM(_GaussianData, BaseHMM):
             self.covars_ = asarray(cov, like=like)
 
     def _log_emission(self, data):
-        xp = data["xp"]
         mu_c = self.means_ - data["shift"][None, :]
         return em.gaussian_log_frameprob(data["X_c"], data["X_c2"], mu_c, self.covars_,
                                          self.covariance_type, Z=data["Z"])
@@ -788,7 +789,6 @@ class GaussianHMM(_GaussianData, BaseHMM):
         learn_covars = "covars" in learn
         if not (learn_means or learn_covars):
             return
-        xp = get_namespace(self.means_)
         shift = self._shift
         mp = self.means_prior
         if hasattr(mp, "shape"):
@@ -801,7 +801,6 @@ class GaussianHMM(_GaussianData, BaseHMM):
         if learn_means:  # (no round trip through the shift for fixed means)
             self.means_ = mu_c + shift[None, :]
         self.covars_ = covars
-        del xp
 
     def _e_step(self, data, clamp=None):
         self._shift = data["shift"]

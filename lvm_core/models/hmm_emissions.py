@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from ..backend import asarray, device_of, get_namespace, is_numpy_namespace
+from ..backend import device_of, get_namespace, is_numpy_namespace
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -72,7 +72,6 @@ def categorical_stats(symbols, posteriors, n_features):
     symbols: (T,) int64; posteriors: (T, K) (zero rows for missing data).
     """
     xp = get_namespace(posteriors)
-    K = posteriors.shape[1]
     if is_numpy_namespace(xp):
         from ..kernels.hmm_numba import symbol_counts
 
@@ -81,7 +80,6 @@ def categorical_stats(symbols, posteriors, n_features):
         symbols[:, None] == xp.arange(n_features, device=device_of(posteriors))[None, :],
         posteriors.dtype,
     )  # (T, F)
-    del K
     return xp.matmul(posteriors.T, one_hot)  # (K, F)
 
 
