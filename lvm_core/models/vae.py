@@ -35,7 +35,9 @@ batch.
 
 Two code paths compute the same loss and gradients:
 
-* a generic array-API path (NumPy, CuPy, array-api-strict, any dtype);
+* a generic array-API path (NumPy, CuPy, array-api-strict, any dtype) built
+  from the :mod:`lvm_core.functional` pairs (activations, likelihoods, KL,
+  logsumexp), with the linear layers' matrix calculus written out here;
 * a NumPy float32 fast path (ReLU, Bernoulli decoder, ELBO with one sample) with
   preallocated buffers, BLAS matmuls into ``out=`` and numba-fused elementwise
   kernels from :mod:`lvm_core.kernels.vae_numba`; ``train_step`` adds an
