@@ -82,6 +82,36 @@ def _n_chunks(n_sequences):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
+def _matvec(M, v, out):
+    """out = M v for a (K, K) C-ordered M, four rows at a time (each load of
+    v[i] feeds four multiply-adds: ~1.3-1.6x a row-by-row dot at K = 16-32)."""
+    K = v.shape[0]
+    j = 0
+    while j + 4 <= K:
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for i in range(K):
+            x = v[i]
+            a0 += M[j, i] * x
+            a1 += M[j + 1, i] * x
+            a2 += M[j + 2, i] * x
+            a3 += M[j + 3, i] * x
+        out[j] = a0
+        out[j + 1] = a1
+        out[j + 2] = a2
+        out[j + 3] = a3
+        j += 4
+    while j < K:
+        acc = 0.0
+        for i in range(K):
+            acc += M[j, i] * v[i]
+        out[j] = acc
+        j += 1
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
 def _forward_scaled(pi, AT, log_frameprob, frame, shift, alpha, c, start, end):
     """Scaled forward pass over rows start..end-1 of one sequence.
 
@@ -107,11 +137,7 @@ def _forward_scaled(pi, AT, log_frameprob, frame, shift, alpha, c, start, end):
             for k in range(K):
                 pred[k] = pi[k]
         else:
-            for j in range(K):
-                acc = 0.0
-                for i in range(K):
-                    acc += AT[j, i] * prev[i]
-                pred[j] = acc
+            _matvec(AT, prev, pred)  # pred = A^T alpha_{t-1}
         s = 0.0
         for k in range(K):
             cur[k] = pred[k] * frame[t, k]
@@ -167,14 +193,12 @@ _LN2_LO = 1.90821492927058770002e-10
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"contract"})
-def _shift_exp_rows(log_frameprob, n_chunks):
+def _shift_exp_rows(log_frameprob, n_chunks, frame, shift):
     """m_t = max_k log_frameprob[t, k] (0 for rows that are all -inf) and
     b_t = exp(log_frameprob_t - m_t), in one parallel pass: (T, K), (T,).
     No reassociation here: the magic-number rounding relies on exact IEEE
     order of operations."""
     T, K = log_frameprob.shape
-    frame = np.empty((T, K))
-    shift = np.empty(T)
     for chunk in numba.prange(n_chunks):
         lo = chunk * T // n_chunks
         hi = (chunk + 1) * T // n_chunks
@@ -208,11 +232,26 @@ def _shift_exp_rows(log_frameprob, n_chunks):
     return frame, shift
 
 
-def _scaled_frame(log_frameprob):
+def _buffer(work, name, shape):
+    """A float64 work array of ``shape`` reused across calls through the dict
+    ``work`` (fresh multi-MB arrays cost page faults at every EM iteration)."""
+    if work is None:
+        return np.empty(shape)
+    buf = work.get(name)
+    if buf is None or buf.shape != shape:
+        buf = np.empty(shape)
+        work[name] = buf
+    return buf
+
+
+def _scaled_frame(log_frameprob, work=None):
     """b_t = exp(log_frameprob_t - m_t) (T, K) and m_t (T,)."""
-    T = log_frameprob.shape[0]
+    T, K = log_frameprob.shape
     n_chunks = max(1, min(T // 256, 4 * numba.get_num_threads()))
-    return _shift_exp_rows(log_frameprob, n_chunks)
+    frame = _buffer(work, "frame", (T, K))
+    shift = _buffer(work, "shift", (T,))
+    _shift_exp_rows(log_frameprob, n_chunks, frame, shift)
+    return frame, shift
 
 
 _XI_BLOCK = 4  # time steps per register-blocked update of xi_acc
@@ -248,6 +287,7 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
     """
     K = A.shape[0]
     beta = np.ones(K)
+    w = np.empty(K)
     a_buf = np.empty((_XI_BLOCK, K))
     w_buf = np.empty((_XI_BLOCK, K))
     q = 0
@@ -256,13 +296,10 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
     for t in range(end - 2, start - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
-            w_buf[q, j] = frame[t + 1, j] * beta[j] * inv_c
+            w[j] = frame[t + 1, j] * beta[j] * inv_c
+            w_buf[q, j] = w[j]
             a_buf[q, j] = alpha[t, j]
-        for i in range(K):
-            acc = 0.0
-            for j in range(K):
-                acc += A[i, j] * w_buf[q, j]
-            beta[i] = acc
+        _matvec(A, w, beta)  # beta_t = A w_{t+1}
         total = 0.0
         for i in range(K):
             g = a_buf[q, i] * beta[i]
@@ -280,15 +317,14 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n_chunks):
+def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n_chunks,
+                             gamma, c):
     """Per-sequence forward-backward, prange over chunks of sequences with
     thread-local partial sums.  Returns log_prob (S,), gamma (T, K),
     start_sum (K,) and sum_t alpha_t w_{t+1}^T (K, K)."""
     T, K = frame.shape
     S = starts.shape[0]
     AT = np.ascontiguousarray(A.T)
-    gamma = np.empty((T, K))
-    c = np.empty(T)
     log_prob = np.empty(S)
     start_part = np.zeros((n_chunks, K))
     xi_part = np.zeros((n_chunks, K, K))
@@ -403,7 +439,7 @@ def _check_inputs(log_startprob, log_transmat, log_frameprob, lengths):
     return log_startprob, log_transmat, log_frameprob, starts, ends
 
 
-def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
+def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None):
     """Posteriors and expected counts of an HMM (Rabiner 1989, eqs. 18-27, 37-40).
 
     Parameters
@@ -420,14 +456,21 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
     posteriors : (T, K) gamma_t(k) = p(z_t = k | x).
     start_sum : (K,) sum_s gamma^(s)_1.
     xi_sum : (K, K) sum_s sum_t p(z_t = i, z_{t+1} = j | x).
+
+    ``work``: optional dict of work arrays reused between calls (the EM loop
+    passes one); the returned posteriors then live in it and are overwritten
+    by the next call with the same ``work``.
     """
     log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
         log_startprob, log_transmat, log_frameprob, lengths)
     pi = np.exp(log_startprob)
     A = np.exp(log_transmat)
-    frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
+    T, K = log_frameprob.shape
+    frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
+    gamma = _buffer(work, "gamma", (T, K))
+    c = _buffer(work, "c", (T,))
     log_prob, posteriors, start_sum, xi_acc = _forward_backward_chunks(
-        pi, A, log_frameprob, frame, shift, starts, ends, _n_chunks(starts.shape[0]))
+        pi, A, log_frameprob, frame, shift, starts, ends, _n_chunks(starts.shape[0]), gamma, c)
     return log_prob, posteriors, start_sum, A * xi_acc
 
 
@@ -495,10 +538,9 @@ def _row_chunks(T):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _affine_rows(Z, W, const, n_chunks):
+def _affine_rows(Z, W, const, n_chunks, out):
     T, P = Z.shape
     K = W.shape[1]
-    out = np.empty((T, K))
     for chunk in numba.prange(n_chunks):
         lo = chunk * T // n_chunks
         hi = (chunk + 1) * T // n_chunks
@@ -515,13 +557,15 @@ def _affine_rows(Z, W, const, n_chunks):
     return out
 
 
-def affine_rows(Z, W, const):
+def affine_rows(Z, W, const, work=None):
     """out = Z W + const (T, K) for Z (T, P), W (P, K), const (K,): a product
     with a small inner size P, in the numba thread pool (no BLAS threads, so
     the EM loop never alternates two spinning thread pools)."""
     Z = np.ascontiguousarray(Z, dtype=np.float64)
+    out = _buffer(work, "affine", (Z.shape[0], W.shape[1]))
     return _affine_rows(Z, np.ascontiguousarray(W, dtype=np.float64),
-                        np.ascontiguousarray(const, dtype=np.float64), _row_chunks(Z.shape[0]))
+                        np.ascontiguousarray(const, dtype=np.float64), _row_chunks(Z.shape[0]),
+                        out)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)

@@ -289,8 +289,11 @@ class BaseHMM(ParamsMixin):
         xp = data["xp"]
         kernels = self._kernels(xp)
         lfp = self._log_frameprob(data, clamp)
+        extra = {} if data.get("work") is None or kernels.__name__.endswith("hmm_xp") else \
+            {"work": data["work"]}  # fit reuses the numba work arrays between iterations
         log_prob, post, start_sum, xi_sum = kernels.forward_backward(
-            _safe_log(xp, self.startprob_), _safe_log(xp, self.transmat_), lfp, data["lengths"])
+            _safe_log(xp, self.startprob_), _safe_log(xp, self.transmat_), lfp, data["lengths"],
+            **extra)
         if not bool(xp.all(xp.isfinite(log_prob))):
             self._raise_impossible(log_prob, lfp, data["lengths"], xp, clamp)
         return log_prob, post, start_sum, xi_sum
@@ -355,6 +358,7 @@ class BaseHMM(ParamsMixin):
         """
         self._check_hyper()
         data = self._prepare(X, lengths, fit=True)
+        data["work"] = {}  # numba work arrays, reused by every E-step of this fit
         T = data["T"]
         clamp = self._check_states(states, T, data["like"])
         rng = as_generator(self.random_state)
@@ -778,7 +782,7 @@ class GaussianHMM(_GaussianData, BaseHMM):
     def _log_emission(self, data):
         mu_c = self.means_ - data["shift"][None, :]
         return em.gaussian_log_frameprob(data["X_c"], data["X_c2"], mu_c, self.covars_,
-                                         self.covariance_type, Z=data["Z"])
+                                         self.covariance_type, Z=data["Z"], work=data.get("work"))
 
     def _emission_stats(self, data, post):
         return em.gaussian_stats(data["X_c"], data["X_c2"], post, self.covariance_type,

@@ -126,7 +126,7 @@ def _precision_cholesky(cov):
     return xp.linalg.inv(L), log_det
 
 
-def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type, Z=None):
+def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type, Z=None, work=None):
     """log N(x_t | mu_k, Sigma_k) (T, K) (Bishop eq. 2.43).
 
     diag/spherical (sigma2 = covars, broadcast over D), by two matrix products:
@@ -139,7 +139,8 @@ def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type, Z=None):
 
     X_c: (T, D) centred data; X_c2: (T, D) its squares (diag/spherical only,
     else None); mu_c: (K, D) centred means; Z: optional (T, 2 D) = [X_c, X_c2]
-    (then diag/spherical take one matrix product instead of two).
+    (then diag/spherical take one matrix product instead of two); work: optional
+    dict of reusable NumPy output arrays (the EM loop's).
     """
     xp = get_namespace(X_c, mu_c, covars)
     T, D = X_c.shape
@@ -155,7 +156,7 @@ def gaussian_log_frameprob(X_c, X_c2, mu_c, covars, covariance_type, Z=None):
             if is_numpy_namespace(xp):
                 from ..kernels.hmm_numba import affine_rows
 
-                return affine_rows(Z, W, const)  # (T, K)
+                return affine_rows(Z, W, const, work=work)  # (T, K)
             return xp.matmul(Z, W) + const[None, :]  # (T, K)
         return (xp.matmul(X_c, (mu_c * inv).T) - 0.5 * xp.matmul(X_c2, inv.T)
                 + const[None, :])  # (T, K)
@@ -179,7 +180,6 @@ def gaussian_stats(X_c, X_c2, posteriors, covariance_type, Z=None):
     data, by matrix products (Bishop eqs. 13.20-13.21 numerators); with
     Z = [X_c, X_c2] (T, 2 D), obs and obs2 come from one product gamma^T Z."""
     xp = get_namespace(X_c, posteriors)
-    post = xp.sum(posteriors, axis=0)  # (K,)
     if Z is not None and covariance_type in ("diag", "spherical"):
         D = X_c.shape[1]
         if is_numpy_namespace(xp):
@@ -187,8 +187,10 @@ def gaussian_stats(X_c, X_c2, posteriors, covariance_type, Z=None):
 
             post, both = weighted_sums(posteriors, Z)  # (K,), (K, 2 D)
         else:
+            post = xp.sum(posteriors, axis=0)  # (K,)
             both = xp.matmul(posteriors.T, Z)  # (K, 2 D)
         return {"post": post, "obs": both[:, :D], "obs2": both[:, D:]}
+    post = xp.sum(posteriors, axis=0)  # (K,)
     obs = xp.matmul(posteriors.T, X_c)  # (K, D)
     stats = {"post": post, "obs": obs}
     if covariance_type in ("diag", "spherical"):
