@@ -476,3 +476,27 @@ def test_missing_rows_not_mutated():
     model.fit(X, lengths)
     model.predict(X, lengths)
     np.testing.assert_array_equal(X, X_before)  # NaN == NaN for assert_array_equal
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_user_set_means_rejected(value):
+    from lvm_core.models.hmm import GaussianHMM
+
+    X = np.random.default_rng(0).standard_normal((20, 1))
+    model = GaussianHMM(n_components=2, random_state=0, init=())
+    model.startprob_ = np.array([0.5, 0.5])
+    model.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    model.means_ = np.array([[value], [1.0]])
+    model.covars_ = np.ones((2, 1))
+    with pytest.raises(ValueError, match="means_ must be finite"):
+        model.fit(X)
+    with pytest.raises(ValueError, match="means_ must be finite"):
+        model.score(X)
+
+
+def test_default_tol_is_relative_and_tight():
+    """Defaults stop on a relative change of 1e-6, not hmmlearn's absolute 1e-2."""
+    from lvm_core.models.hmm import CategoricalHMM, GaussianHMM, GMMHMM, PoissonHMM
+
+    for cls in (CategoricalHMM, GaussianHMM, GMMHMM, PoissonHMM):
+        assert cls().tol == 1e-6

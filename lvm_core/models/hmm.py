@@ -35,6 +35,11 @@ Conventions:
   have log p(x_t | z_t = k) = 0 (marginalised) and add nothing to the
   emission statistics.
 
+Convergence: EM stops after ``n_iter`` iterations (default 10, as in
+hmmlearn) or once an iteration changes log p(X) by at most
+``tol * |log p(X)|`` (``tol`` is relative, default 1e-6: hmmlearn's absolute
+default of 1e-2 would be far too loose as a relative tolerance).
+
 Kernels: ``implementation="auto"`` uses the numba kernels for NumPy inputs
 and the array-API kernels otherwise ("numba" or "xp" forces one).
 """
@@ -145,6 +150,11 @@ class BaseHMM(ParamsMixin):
             raise ValueError(
                 f"{name} must have shape {tuple(shape)}; got {tuple(value.shape)}. "
                 "Set it consistently with n_components (and the number of features)."
+            )
+        if not bool(xp.all(xp.isfinite(value))):
+            raise ValueError(
+                f"{name} must be finite; got NaN or infinite entries. Set it to finite "
+                "values, or leave it as None so that fit() initialises it from the data."
             )
         return value
 
@@ -491,7 +501,7 @@ class CategoricalHMM(BaseHMM):
 
     def __init__(self, n_components=1, n_features=None, startprob_prior=1.0, transmat_prior=1.0,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10,
-                 tol=1e-2, verbose=False, learn=("startprob", "transmat", "emissionprob"),
+                 tol=1e-6, verbose=False, learn=("startprob", "transmat", "emissionprob"),
                  init="auto", init_method="random", allow_missing=False, implementation="auto"):
         self.n_components = n_components
         self.n_features = n_features
@@ -686,7 +696,7 @@ class GaussianHMM(_GaussianData, BaseHMM):
     def __init__(self, n_components=1, covariance_type="diag", min_covar=1e-3,
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0, means_weight=0,
                  covars_prior=1e-2, covars_weight=1, algorithm="viterbi", random_state=None,
-                 n_iter=10, tol=1e-2, verbose=False,
+                 n_iter=10, tol=1e-6, verbose=False,
                  learn=("startprob", "transmat", "means", "covars"), init="auto",
                  init_method="kmeans++", allow_missing=False, implementation="auto"):
         self.n_components = n_components
@@ -842,7 +852,7 @@ class GMMHMM(_GaussianData, BaseHMM):
     def __init__(self, n_components=1, n_mix=1, covariance_type="diag", min_covar=1e-3,
                  startprob_prior=1.0, transmat_prior=1.0, weights_prior=1.0, means_prior=0.0,
                  means_weight=0.0, covars_prior=None, covars_weight=None, algorithm="viterbi",
-                 random_state=None, n_iter=10, tol=1e-2, verbose=False,
+                 random_state=None, n_iter=10, tol=1e-6, verbose=False,
                  learn=("startprob", "transmat", "weights", "means", "covars"), init="auto",
                  init_method="kmeans++", allow_missing=False, implementation="auto"):
         self.n_components = n_components
@@ -1035,7 +1045,7 @@ class PoissonHMM(BaseHMM):
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0,
                  lambdas_prior=0.0, lambdas_weight=0.0, algorithm="viterbi", random_state=None,
-                 n_iter=10, tol=1e-2, verbose=False, learn=("startprob", "transmat", "lambdas"),
+                 n_iter=10, tol=1e-6, verbose=False, learn=("startprob", "transmat", "lambdas"),
                  init="auto", init_method="kmeans++", allow_missing=False,
                  implementation="auto"):
         self.n_components = n_components
