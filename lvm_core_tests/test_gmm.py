@@ -89,10 +89,10 @@ def test_matches_sklearn_from_the_same_initial_parameters(covariance_type):
     assert_allclose(ours.aic(X_new), ref.aic(X_new), rtol=1e-8)
 
 
-@pytest.mark.reference
-def test_sklearn_k_means_plus_plus_convention_gives_reg_covar_covariances():
-    """A one-hot start at K data points: means = the points, covariances = reg_covar I,
-    weights = 1/N each (unnormalised), exactly scikit-learn's _initialize."""
+def test_sklearn_one_hot_start_convention_gives_reg_covar_covariances():
+    """A one-hot start at K data points (random_from_data, k-means++): means = the
+    points, covariances = reg_covar I, weights = 1/N each (not renormalised), as in
+    scikit-learn's _initialize."""
     rng = np.random.default_rng(3)
     X = blobs(rng, N=60)
     model = GaussianMixture(n_components=3, init_params="random_from_data", random_state=0,
