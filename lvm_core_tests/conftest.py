@@ -31,7 +31,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
     derandomize=False,
 )
-settings.load_profile("lvm_core")
+# Under CI (CI=true) the examples are derandomized: the same inputs on every
+# run, so a landing never depends on luck; locally each run explores new ones.
+settings.register_profile(
+    "lvm_core_ci",
+    parent=settings.get_profile("lvm_core"),
+    derandomize=True,
+    print_blob=True,
+)
+settings.load_profile("lvm_core_ci" if os.environ.get("CI") else "lvm_core")
 
 
 def pytest_configure(config):
