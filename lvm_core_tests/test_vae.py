@@ -64,7 +64,24 @@ def test_gradients_match_central_differences(depth, widths, n_latent, n_samples,
     for k in grads:
         assert grads[k].shape == model.params[k].shape and grads[k].dtype == np.float64
     # h = 1e-5: the O(h^2) truncation stays < 1e-10 and round-off below 1e-10
-    check_grads(_fixed_eps_loss(model, X, eps), model.params, grads, h=1e-5, rtol=1e-6)
+    _check_grads_resolvable(_fixed_eps_loss(model, X, eps), model.params, grads, float(loss))
+
+
+def _check_grads_resolvable(f, params, grads, f_value, h=1e-5):
+    """check_grads with relative error < 1e-6 on every parameter whose gradient
+    central differences can resolve (max|g| >= 1e-4 (1 + |f|)).  Smaller ones
+    (e.g. deep layers of width-1 sigmoid nets, |g| ~ 1e-6) sit at the level of
+    the differences' round-off (~1e-16 |f| / h): for those the absolute error
+    must stay below 1e-9 (1 + |f|), which still catches any formula error."""
+    floor = 1e-4 * (1.0 + abs(f_value))
+    resolvable = {k for k in grads if float(np.max(np.abs(to_numpy(grads[k])))) >= floor}
+    errors = check_grads(f, params, grads, h=h, rtol=1e-6, raise_on_fail=False)
+    for k, err in errors.items():
+        scale = float(np.max(np.abs(to_numpy(grads[k])))) if grads[k].size else 0.0
+        if k in resolvable:
+            assert err < 1e-6, (k, err)
+        else:
+            assert err * max(scale, 1e-300) < 1e-9 * (1.0 + abs(f_value)), (k, err, scale)
 
 
 @pytest.mark.parametrize("objective", ["elbo", "iwae"])
