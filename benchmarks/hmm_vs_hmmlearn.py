@@ -19,7 +19,7 @@ its log-densities / statistics with BLAS (OpenBLAS threads), never both at
 once; hmmlearn's C++ forward-backward is single-threaded per call and its
 NumPy parts use the same BLAS.
 
-Usage: python benchmarks/hmm_vs_hmmlearn.py [--quick] [--repeats 3]
+Usage: python benchmarks/hmm_vs_hmmlearn.py [--quick] [--repeats 5]
 Ends with ``RESULT hmm_<cfg> ratio_vs_scaling=R ratio_vs_log=R ll_rel_diff=X``.
 """
 from __future__ import annotations
@@ -165,7 +165,7 @@ print((after - before) / 1024, np.isfinite(ll))
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (1/10 data, 1 repeat)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--configs", default="abc")
     parser.add_argument("--memory", action="store_true",
                         help="only report the E-step peak memory at K=8, T=1e6")
