@@ -74,17 +74,23 @@ def numerical_gradient(f, x, h=1e-6):
     like = None if isinstance(x, np.ndarray) else x
     x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
     grad = np.zeros_like(x0)
-    flat = x0.reshape(-1)
     gflat = grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        f_plus = _call(f, x0, like)
-        flat[i] = old - h
-        f_minus = _call(f, x0, like)
-        flat[i] = old
-        gflat[i] = (f_plus - f_minus) / (2.0 * h)
+    for i in range(x0.size):
+        gflat[i] = _central_difference(f, x0, i, h, like)
     return grad
+
+
+def _central_difference(f, x0, i, h, like):
+    """(f(x + h e_i) - f(x - h e_i)) / 2h, perturbing ``x0`` (float64, host) in place
+    and restoring it."""
+    flat = x0.reshape(-1)
+    old = flat[i]
+    flat[i] = old + h
+    f_plus = _call(f, x0, like)
+    flat[i] = old - h
+    f_minus = _call(f, x0, like)
+    flat[i] = old
+    return (f_plus - f_minus) / (2.0 * h)
 
 
 def _fail(message, raise_on_fail):
@@ -195,16 +201,7 @@ def _check_coords(f, x, grad, rng, n, h):
     like = None if isinstance(x, np.ndarray) else x
     x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
     g = np.asarray(to_numpy(grad), dtype=np.float64).reshape(-1)
-    flat = x0.reshape(-1)
-    idx = rng.choice(flat.size, size=n, replace=False)
-    num = np.empty(n)
-    for j, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + h
-        fp = _call(f, x0, like)
-        flat[i] = old - h
-        fm = _call(f, x0, like)
-        flat[i] = old
-        num[j] = (fp - fm) / (2.0 * h)
+    idx = rng.choice(x0.size, size=n, replace=False)
+    num = np.array([_central_difference(f, x0, i, h, like) for i in idx])
     scale = max(float(np.max(np.abs(g))), float(np.max(np.abs(num))), np.finfo(np.float64).tiny)
     return float(np.max(np.abs(num - g[idx])) / scale)
