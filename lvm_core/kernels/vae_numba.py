@@ -6,8 +6,7 @@ are left to NumPy's vectorised ufuncs (numba has no vector math library here).
 The kernels are serial (no ``parallel=True``): BLAS owns the cores.
 ``error_model="numpy"`` lets LLVM vectorise the divisions.
 
-Equations (Kingma & Welling 2014 with a Bernoulli decoder; Kingma & Ba 2015
-for Adam, in torch.optim.Adam's form):
+Equations (Kingma & Welling 2014 with a Bernoulli decoder):
 
 * ``bias_relu``: h = max(a + b, 0)
 * ``bias_neg_abs``: l = l + b, t = -|l|
@@ -15,16 +14,16 @@ for Adam, in torch.optim.Adam's form):
   e/(1+e); dl = (sigmoid(l) - x) / N; db = sum_n dl; acc_d = sum_n max(l, 0) - x l;
   e <- 1 + e (its log is the rest of softplus(l) = max(l, 0) + log(1 + e))
 * ``relu_backward_bias``: da = dh 1[h > 0], db = sum_n da
-* ``adam_update``: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-  p -= step_size m / (sqrt(v) / bc2_sqrt + eps)
+
+Adam itself is :func:`lvm_core.nn._optim_numba.adam_inplace_kernel`, shared with
+:func:`lvm_core.nn.adam`.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-__all__ = ["bias_relu", "bias_neg_abs", "bernoulli_nll_backward", "relu_backward_bias",
-           "adam_update"]
+__all__ = ["bias_relu", "bias_neg_abs", "bernoulli_nll_backward", "relu_backward_bias"]
 
 _jit = numba.njit(cache=True, error_model="numpy", fastmath=False, nogil=True)
 
@@ -90,18 +89,3 @@ def relu_backward_bias(dh, h, db):
             v = dh[n, j] if h[n, j] > zero else zero
             dh[n, j] = v
             db[j] += v
-
-
-@_jit
-def adam_update(p, g, m, v, beta1, beta2, step_size, bc2_sqrt, eps):
-    """In-place Adam on flat float32 arrays p, g, m, v (all (P,)); scalars float32."""
-    one = np.float32(1.0)
-    c1 = one - beta1
-    c2 = one - beta2
-    for i in range(p.shape[0]):
-        gi = g[i]
-        mi = beta1 * m[i] + c1 * gi
-        vi = beta2 * v[i] + c2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step_size * mi / (np.sqrt(vi) / bc2_sqrt + eps)

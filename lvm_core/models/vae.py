@@ -745,11 +745,23 @@ class VAE(ParamsMixin):
                                          eps=eps, weight_decay=weight_decay)
             self.params.update(new_params)  # the same dict: callers' references stay valid
             return loss, opt_state
-        from ..kernels import vae_numba as kn
+        from ..nn._optim_numba import adam_inplace_kernel
 
         loss, grads = self._fast_loss_and_grads(X_batch, eps_z[0])
         if not math.isfinite(float(loss)):
             return loss, opt_state
+        opt_state = _adam_state(self.params, opt_state)
+        t = int(opt_state["step"]) + 1
+        opt_state["step"] = t
+        f32 = np.float32
+        b1, b2 = float(betas[0]), float(betas[1])
+        step_size = f32(lr / (1.0 - b1 ** t))
+        bc2_sqrt = f32(math.sqrt(1.0 - b2 ** t))
+        for k, p in self.params.items():  # the nn.adam kernel, decay 1 (no weight decay here)
+            adam_inplace_kernel(p.reshape(-1), grads[k].reshape(-1), opt_state["m"][k].reshape(-1),
+                                opt_state["v"][k].reshape(-1), f32(1.0), f32(b1), f32(1.0 - b1),
+                                f32(b2), f32(1.0 - b2), bc2_sqrt, f32(eps), step_size)
+        return loss, opt_state
         opt_state = _adam_state(self.params, opt_state)
         t = int(opt_state["step"]) + 1
         opt_state["step"] = t
