@@ -7,13 +7,14 @@ dict ``model.params`` (gradient models), its fitted attributes ending in
 container is HDF5 through h5py (The HDF Group, *HDF5 file format
 specification*, version 3; Collette 2013, *Python and HDF5*).
 
-Layout of a file (format version 1)::
+Layout of a file (format version 2; version 1 files are still read)::
 
     /                      attrs: lvm_core_format = "lvm_core.model",
                                   format_version, lvm_core_version,
                                   class_module, class_qualname,
                                   hyper_params (tagged JSON),
                                   has_params, skipped_attributes (JSON list)
+                           (text attributes as fixed-length UTF-8 bytes)
     /params/<escaped key>  one dataset per entry of model.params
                            (attr "key": the original key)
     /hyper_params_arrays/  arrays referenced from the hyper_params JSON
@@ -36,6 +37,16 @@ bit-generator state) and ``{"__dataclass__": ["module:qualname", fields]}``
 under ``lvm_core.`` are rebuilt).  Python floats go through JSON's shortest round-trip
 repr; arrays keep their dtype and bits.
 
+Integrity (format version 2).  Files are written with HDF5's newest object
+formats (``libver="latest"``), whose superblock, object headers and B-trees
+carry checksums; every non-empty dataset (parameters, arrays, and the JSON
+text, stored as UTF-8 bytes) is written with the Fletcher-32 checksum filter
+(0-d arrays are stored with shape (1,) and the attribute ``scalar``), and
+text attributes are fixed-length, so they live inside the checksummed object
+headers.  A flipped bit anywhere that :func:`load` reads is reported as a
+ValueError naming the file, as are truncated and otherwise damaged files,
+never a silently changed parameter.
+
 Arrays on any backend are moved to the host explicitly with
 :func:`lvm_core.backend.to_numpy` before writing; :func:`load` returns NumPy
 arrays unless ``like=`` names an array whose namespace and device should
@@ -44,7 +55,10 @@ receive them (``load(path, like=x_on_gpu)``).
 Writes are atomic: the file is written to a temporary file in the same
 directory, flushed and fsync'ed, then moved over ``path`` with
 :func:`os.replace` (and the directory fsync'ed where the OS allows).  A failure at any point leaves a previous file at
-``path`` untouched and removes the temporary file.
+``path`` untouched and removes the temporary file.  A save killed outright
+(SIGKILL, power loss) can leave its temporary file ``.<name>.<pid>.<random>.tmp``
+behind; nothing reads it, and the next save to the same path removes it once
+the process that wrote it is gone.
 
 Only classes defined under ``lvm_core.models`` are rebuilt by :func:`load`
 (a file names a class; importing arbitrary modules named in a file would run
@@ -77,7 +91,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "lvm_core.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _ALLOWED_PACKAGE = "lvm_core.models"
 _REGISTRY: dict = {}
 _SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -286,15 +300,68 @@ def _write_section(parent, name: str, obj, where: str, encoded=None):
         doc, arrays = encoded
     text = json.dumps(doc)
     group = parent.create_group(name)
-    group.create_dataset("json", data=text, dtype=_h5py().string_dtype())
+    _write_text_dataset(group, "json", text)
     for i, arr in enumerate(arrays):
-        group.create_dataset(f"a{i}", data=arr)
+        _write_array(group, f"a{i}", arr)
 
 
 def _read_section(group, like):
-    text = group["json"].asstr()[()]
-    arrays = {name: np.asarray(group[name][()]) for name in group if name != "json"}
+    text = _read_text_dataset(group["json"])
+    arrays = {name: _read_array(group[name]) for name in group if name != "json"}
     return _decode(json.loads(text), arrays, like)
+
+
+# ----------------------------------------------------------------------------
+# checksummed datasets and attributes
+# ----------------------------------------------------------------------------
+def _write_array(group, name, arr):
+    """Dataset ``name`` holding ``arr`` with the Fletcher-32 checksum filter.
+
+    HDF5 filters need chunked storage, which a scalar dataspace cannot have, so
+    a 0-d array is stored with shape (1,) and the attribute ``scalar``.  An
+    empty array holds no data to protect and is stored plainly.
+    """
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        return group.create_dataset(name, data=arr)
+    if arr.ndim == 0:
+        dataset = group.create_dataset(name, data=arr.reshape(1), fletcher32=True)
+        dataset.attrs["scalar"] = True
+        return dataset
+    return group.create_dataset(name, data=arr, fletcher32=True)
+
+
+def _read_array(dataset) -> np.ndarray:
+    """The array written by :func:`_write_array` (or a plain version-1 dataset)."""
+    arr = np.asarray(dataset[()])
+    if bool(dataset.attrs.get("scalar", False)):
+        arr = arr.reshape(())
+    return arr
+
+
+def _write_text_dataset(group, name, text):
+    """UTF-8 bytes of ``text`` as a checksummed uint8 dataset (a variable-length
+    string would live in HDF5's global heap, which has no checksum)."""
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    _write_array(group, name, data)
+
+
+def _read_text_dataset(dataset) -> str:
+    if dataset.dtype == np.uint8:
+        return _read_array(dataset).tobytes().decode("utf-8")
+    return dataset.asstr()[()]  # format version 1: a variable-length string
+
+
+def _set_text_attr(obj, name, text):
+    """A fixed-length UTF-8 attribute: stored inside the (checksummed) object header."""
+    obj.attrs[name] = np.bytes_(text.encode("utf-8"))
+
+
+def _get_text_attr(obj, name, default=None):
+    value = obj.attrs.get(name, default)
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    return value
 
 
 # ----------------------------------------------------------------------------
@@ -372,12 +439,13 @@ def save(model, path, optimizer_state=None, extra=None):
             f"cannot save to {path!r}: the directory {directory!r} does not exist. "
             "Create it first (os.makedirs(directory, exist_ok=True))."
         )
+    _remove_stale_temporaries(directory, os.path.basename(path))
     fd, tmp_path = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+        prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp", dir=directory
     )
     os.close(fd)
     try:
-        with _h5py().File(tmp_path, "w") as f:
+        with _h5py().File(tmp_path, "w", libver="latest") as f:
             _write_model(f, model, optimizer_state, extra)
             f.flush()
         with open(tmp_path, "rb+") as handle:
@@ -388,6 +456,41 @@ def save(model, path, optimizer_state=None, extra=None):
             os.remove(tmp_path)
         raise
     _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(directory, basename):
+    """Delete ``.<basename>.<pid>.<random>.tmp`` files left by saves that were killed.
+
+    Only files whose writing process no longer exists are removed, so a save
+    running concurrently in another process keeps its temporary file.
+    """
+    prefix = f".{basename}."
+    try:
+        names = os.listdir(directory)
+    except OSError:  # pragma: no cover - unreadable directory: nothing to tidy
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix):-len(".tmp")].split(".", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:  # pragma: no cover - removed by someone else meanwhile
+            pass
+
+
+def _process_alive(pid) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or cannot tell: keep it
+    return True
 
 
 def _fsync_directory(directory):
@@ -407,21 +510,21 @@ def _fsync_directory(directory):
 def _write_model(f, model, optimizer_state, extra):
     """The body of :func:`save`: everything written into the open HDF5 file ``f``."""
     cls = type(model)
-    f.attrs["lvm_core_format"] = FORMAT_NAME
+    _set_text_attr(f, "lvm_core_format", FORMAT_NAME)
     f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["lvm_core_version"] = __version__
-    f.attrs["class_module"] = cls.__module__
-    f.attrs["class_qualname"] = cls.__qualname__
+    _set_text_attr(f, "lvm_core_version", __version__)
+    _set_text_attr(f, "class_module", cls.__module__)
+    _set_text_attr(f, "class_qualname", cls.__qualname__)
 
     hyper_arrays: list = []
     hyper_doc = {
         name: _encode(value, hyper_arrays, f"hyper-parameter {name!r} of {cls.__name__}")
         for name, value in _hyper_params(model).items()
     }
-    f.attrs["hyper_params"] = json.dumps(hyper_doc)
+    _set_text_attr(f, "hyper_params", json.dumps(hyper_doc))
     group = f.create_group("hyper_params_arrays")
     for i, arr in enumerate(hyper_arrays):
-        group.create_dataset(f"a{i}", data=arr)
+        _write_array(group, f"a{i}", arr)
 
     params = getattr(model, "params", None)
     f.attrs["has_params"] = isinstance(params, dict)
@@ -440,12 +543,12 @@ def _write_model(f, model, optimizer_state, extra):
                 )
             arr = to_numpy(value)
             _check_array_dtype(arr, f"model.params[{key!r}]")
-            dataset = group.create_dataset(_escape_key(key), data=arr)
-            dataset.attrs["key"] = key
+            dataset = _write_array(group, _escape_key(key), arr)
+            _set_text_attr(dataset, "key", key)
 
     fitted_arrays: list = []
     fitted_doc, skipped = _encode_fitted(model, fitted_arrays)
-    f.attrs["skipped_attributes"] = json.dumps(skipped)
+    _set_text_attr(f, "skipped_attributes", json.dumps(skipped))
     _write_section(f, "fitted", None, "fitted attributes", encoded=(fitted_doc, fitted_arrays))
     if optimizer_state is not None:
         _write_section(f, "optimizer_state", optimizer_state, "optimizer_state")
@@ -456,6 +559,15 @@ def _write_model(f, model, optimizer_state, extra):
 # ----------------------------------------------------------------------------
 # load
 # ----------------------------------------------------------------------------
+def _damaged(path, what, exc=None):
+    """The ValueError for a file whose contents cannot be trusted."""
+    cause = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+    return ValueError(
+        f"{os.fspath(path)!r} is damaged or truncated: {what}{cause}. The file cannot be "
+        "trusted; restore it from a backup or save the model again."
+    )
+
+
 def _open(path):
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -469,8 +581,16 @@ def _open(path):
             f"{path!r} is not an HDF5 file, so it was not written by lvm_core.io.save. "
             "Pass the path of a file written by lvm_core.io.save."
         )
-    f = h5py.File(path, "r")
-    found = f.attrs.get("lvm_core_format", None)
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:  # h5py raises OSError, RuntimeError, ... for broken files
+        raise _damaged(path, "HDF5 could not open it", exc) from None
+    try:
+        found = _get_text_attr(f, "lvm_core_format", None)
+        raw_version = f.attrs.get("format_version", -1)
+    except Exception as exc:
+        f.close()
+        raise _damaged(path, "its header attributes cannot be read", exc) from None
     if found != FORMAT_NAME:
         f.close()
         raise ValueError(
@@ -478,9 +598,13 @@ def _open(path):
             f"'lvm_core_format' is {found!r}, expected {FORMAT_NAME!r}). Pass a file "
             "written by lvm_core.io.save; for other HDF5 data use h5py directly."
         )
-    version = int(f.attrs.get("format_version", -1))
+    try:
+        version = int(raw_version)
+    except (TypeError, ValueError):
+        f.close()
+        raise _damaged(path, f"its format_version {raw_version!r} is not an integer") from None
     if version > FORMAT_VERSION or version < 1:
-        writer = f.attrs.get("lvm_core_version", "unknown")
+        writer = _get_text_attr(f, "lvm_core_version", "unknown")
         f.close()
         raise ValueError(
             f"{path!r} has lvm_core file format version {version} (written by lvm_core "
@@ -500,28 +624,46 @@ def load_state(path, like=None) -> dict:
     ``"skipped_attributes"``.  Arrays are NumPy, or on the namespace/device of
     ``like`` when given.  No class is imported, so any lvm_core file can be
     inspected (training loops use it to resume into an existing model).
+
+    Raises ValueError naming the file when it is damaged: a checksum that
+    does not match (a flipped bit), a truncated file, missing or unreadable
+    parts.
     """
     with _open(path) as f:
-        hyper_arrays = {name: np.asarray(ds[()]) for name, ds in f["hyper_params_arrays"].items()}
-        state = {
-            "class": f"{f.attrs['class_module']}:{f.attrs['class_qualname']}",
-            "format_version": int(f.attrs["format_version"]),
-            "lvm_core_version": str(f.attrs["lvm_core_version"]),
-            "hyper_params": _decode(json.loads(f.attrs["hyper_params"]), hyper_arrays, like),
-            "skipped_attributes": json.loads(f.attrs["skipped_attributes"]),
-            "params": None,
-            "fitted": _read_section(f["fitted"], like),
-            "optimizer_state": None,
-            "extra": None,
+        try:
+            state = _read_state(f, like)
+        except ValueError as exc:
+            if "bit generator" in str(exc) or "dataclass" in str(exc):
+                raise  # a readable file whose content names something unusable
+            raise _damaged(path, "a part of it cannot be decoded", exc) from None
+        except Exception as exc:  # OSError (checksum, truncation), KeyError, ...
+            raise _damaged(path, "a part of it cannot be read", exc) from None
+    return state
+
+
+def _read_state(f, like) -> dict:
+    """Everything in an open lvm_core file (arrays on ``like``'s device when given)."""
+    hyper_arrays = {name: _read_array(ds) for name, ds in f["hyper_params_arrays"].items()}
+    state = {
+        "class": f"{_get_text_attr(f, 'class_module')}:{_get_text_attr(f, 'class_qualname')}",
+        "format_version": int(f.attrs["format_version"]),
+        "lvm_core_version": str(_get_text_attr(f, "lvm_core_version")),
+        "hyper_params": _decode(json.loads(_get_text_attr(f, "hyper_params")), hyper_arrays,
+                                like),
+        "skipped_attributes": json.loads(_get_text_attr(f, "skipped_attributes")),
+        "params": None,
+        "fitted": _read_section(f["fitted"], like),
+        "optimizer_state": None,
+        "extra": None,
+    }
+    if bool(f.attrs["has_params"]):
+        state["params"] = {
+            str(_get_text_attr(ds, "key")): _to_like(_read_array(ds), like)
+            for ds in f["params"].values()
         }
-        if bool(f.attrs["has_params"]):
-            state["params"] = {
-                ds.attrs["key"]: _to_like(np.asarray(ds[()]), like) for ds in f["params"].values()
-            }
-        if "optimizer_state" in f:
-            state["optimizer_state"] = _read_section(f["optimizer_state"], like)
-        if "extra" in f:
-            state["extra"] = _read_section(f["extra"], like)
+    for name in ("optimizer_state", "extra"):
+        if name in f:
+            state[name] = _read_section(f[name], like)
     return state
 
 
