@@ -59,6 +59,7 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
     n_features : int, optional
         Required size of the last axis (for 2-D data).
     """
+    _reject_sparse(x, name)
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         if isinstance(x, (str, bytes)) or x is None:
             raise TypeError(
@@ -75,7 +76,14 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
                     f"{name} could not be converted to a numeric array (got a ragged "
                     "or non-numeric sequence). Pass a rectangular numeric array."
                 )
+    _reject_non_numeric(x, name)
     xp = get_namespace(x)
+    if xp.isdtype(x.dtype, "complex floating"):
+        raise TypeError(
+            f"{name} must be real-valued; got {_describe(x)}. lvm_core does not drop "
+            "imaginary parts silently: pass X.real (or stack X.real and X.imag as "
+            "separate features) if that is what you mean."
+        )
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in allowed:
@@ -96,6 +104,11 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
             f"{name} must have at least {min_rows} row(s); got {_describe(x)}. "
             "Pass non-empty data."
         )
+    if x.ndim >= 2 and x.shape[-1] == 0:
+        raise ValueError(
+            f"{name} must have at least one feature (last axis); got {_describe(x)}. "
+            "Pass data with one or more columns."
+        )
     if n_features is not None and x.ndim >= 2 and x.shape[-1] != n_features:
         raise ValueError(
             f"{name} must have {n_features} features (last axis) to match the model; "
@@ -104,6 +117,29 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
     if xp.isdtype(x.dtype, "real floating"):
         check_finite(x, name, allow_nan=allow_nan, allow_inf=allow_inf)
     return x
+
+
+def _reject_sparse(x, name):
+    """TypeError for SciPy sparse matrices/arrays (and other formats with ``nnz``)."""
+    module = type(x).__module__ or ""
+    if module.startswith("scipy.sparse") or (hasattr(x, "nnz") and hasattr(x, "toarray")):
+        shape = getattr(x, "shape", None)
+        raise TypeError(
+            f"{name} is a sparse matrix ({type(x).__name__} of shape {shape}); lvm_core "
+            "models need dense arrays. Densify it with X.toarray() if it fits in memory, "
+            "or reduce its dimension first (e.g. a truncated SVD)."
+        )
+
+
+def _reject_non_numeric(x, name):
+    """TypeError for object, string, bytes, void and datetime NumPy arrays."""
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    if isinstance(x, np.ndarray) and kind in ("O", "U", "S", "V", "M", "m"):
+        raise TypeError(
+            f"{name} must hold numbers; got a NumPy array of dtype {x.dtype} and shape "
+            f"{x.shape}. Convert it to a numeric dtype (e.g. X.astype(np.float64)), or "
+            "encode categories as integer codes."
+        )
 
 
 def check_finite(x, name, allow_nan=False, allow_inf=False):

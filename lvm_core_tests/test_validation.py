@@ -74,3 +74,53 @@ def test_small_checks():
         check_probability_vector(np.array([0.5, 0.6]), "startprob")
     with pytest.raises(ValueError, match="non-negative"):
         check_probability_vector(np.array([-0.1, 1.1]), "startprob")
+
+
+# ---------------------------------------------------------------------------
+# data that must never reach the models: complex, sparse, object, no columns
+# ---------------------------------------------------------------------------
+def _bad_inputs():
+    import scipy.sparse as sp
+
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    return {
+        "complex": (X + 1j * X, TypeError, "real-valued.*X.real"),
+        "sparse": (sp.csr_matrix(X), TypeError, "sparse matrix.*toarray"),
+        "sparse_array": (sp.csr_array(X), TypeError, "sparse matrix.*toarray"),
+        "object": (X.astype(object), TypeError, "must hold numbers.*object"),
+        "strings": (X.astype(str), TypeError, "must hold numbers"),
+        "no_features": (np.zeros((20, 0)), ValueError, "at least one feature"),
+        "no_rows": (np.zeros((0, 3)), ValueError, "at least 1 row"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs()))
+def test_check_array_refuses_data_it_cannot_use_faithfully(case):
+    X, error, match = _bad_inputs()[case]
+    with pytest.raises(error, match="X.*" + match):
+        check_array(X, "X", ndim=2)
+
+
+def _entry_points():
+    from lvm_core.models.factor_analysis import PPCA, FactorAnalysis
+    from lvm_core.models.gmm import GaussianMixture
+    from lvm_core.models.vae import VAE
+
+    return {
+        "GaussianMixture.fit": lambda X: GaussianMixture(n_components=2).fit(X),
+        "FactorAnalysis.fit": lambda X: FactorAnalysis(n_components=1).fit(X),
+        "PPCA.fit": lambda X: PPCA(n_components=1).fit(X),
+        "VAE.fit": lambda X: VAE(n_features=3, n_latent=1, hidden=(2,)).fit(
+            X, epochs=1),
+    }
+
+
+@pytest.mark.parametrize("case", ["complex", "sparse", "object", "no_features"])
+@pytest.mark.parametrize("entry", list(_entry_points()))
+def test_public_entry_points_refuse_unusable_data(entry, case):
+    X, error, match = _bad_inputs()[case]
+    before = X.copy()
+    with pytest.raises((TypeError, ValueError), match=match):
+        _entry_points()[entry](X)
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        np.testing.assert_array_equal(X, before)
