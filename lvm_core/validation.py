@@ -15,6 +15,7 @@ from .backend import get_namespace, namespace_name
 
 __all__ = [
     "NotFittedError",
+    "not_fitted_error",
     "check_array",
     "check_finite",
     "check_lengths",
@@ -26,7 +27,31 @@ __all__ = [
 
 
 class NotFittedError(ValueError, AttributeError):
-    """Raised when a model is used before ``fit`` (or before parameters are set)."""
+    """Raised when a model is used before ``fit`` (or before parameters are set).
+
+    When scikit-learn has been imported, the error raised is also an instance
+    of ``sklearn.exceptions.NotFittedError`` (see :func:`not_fitted_error`), so
+    that scikit-learn's tools recognise it; lvm_core never imports scikit-learn.
+    """
+
+
+_SKLEARN_NOT_FITTED: dict = {}
+
+
+def not_fitted_error(message):
+    """A :class:`NotFittedError` for ``message``; also scikit-learn's NotFittedError
+    when scikit-learn is already imported in this process."""
+    import sys
+
+    sk_exceptions = sys.modules.get("sklearn.exceptions")
+    sk_class = getattr(sk_exceptions, "NotFittedError", None)
+    if sk_class is None:
+        return NotFittedError(message)
+    cls = _SKLEARN_NOT_FITTED.get(sk_class)
+    if cls is None:
+        cls = type("NotFittedError", (NotFittedError, sk_class), {"__module__": __name__})
+        _SKLEARN_NOT_FITTED[sk_class] = cls
+    return cls(message)
 
 
 def _describe(x) -> str:
@@ -70,17 +95,24 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
             xp = get_namespace(xp_like)
             x = xp.asarray(np.asarray(x), device=getattr(xp_like, "device", None))
         else:
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except ValueError:
+                x = np.asarray(x, dtype=object)
             if x.dtype == object:
-                raise TypeError(
-                    f"{name} could not be converted to a numeric array (got a ragged "
-                    "or non-numeric sequence). Pass a rectangular numeric array."
-                )
-    _reject_non_numeric(x, name)
+                try:
+                    x = x.astype(np.float64)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"{name} could not be converted to a numeric array (got a ragged "
+                        "or non-numeric sequence). Pass a rectangular numeric array."
+                    ) from None
+    x = _as_numeric(x, name)
     xp = get_namespace(x)
     if xp.isdtype(x.dtype, "complex floating"):
-        raise TypeError(
-            f"{name} must be real-valued; got {_describe(x)}. lvm_core does not drop "
+        raise ValueError(
+            f"Complex data not supported: {name} must be real-valued; got {_describe(x)}. "
+            "lvm_core does not drop "
             "imaginary parts silently: pass X.real (or stack X.real and X.imag as "
             "separate features) if that is what you mean."
         )
@@ -89,7 +121,8 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
         if x.ndim not in allowed:
             hint = ""
             if 2 in allowed and x.ndim == 1:
-                hint = " Reshape a single feature with X.reshape(-1, 1), or one sample with X.reshape(1, -1)."
+                hint = (" Reshape your data: X.reshape(-1, 1) for a single feature, or "
+                        "X.reshape(1, -1) for a single sample.")
             raise ValueError(
                 f"{name} must have {' or '.join(map(str, allowed))} dimension(s); got "
                 f"{_describe(x)}.{hint}"
@@ -106,8 +139,9 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
         )
     if x.ndim >= 2 and x.shape[-1] == 0:
         raise ValueError(
-            f"{name} must have at least one feature (last axis); got {_describe(x)}. "
-            "Pass data with one or more columns."
+            f"{name} must have at least one feature (last axis): found 0 feature(s) "
+            f"(shape={tuple(x.shape)}) while a minimum of 1 is required. Pass data with "
+            "one or more columns."
         )
     if n_features is not None and x.ndim >= 2 and x.shape[-1] != n_features:
         raise ValueError(
@@ -131,15 +165,29 @@ def _reject_sparse(x, name):
         )
 
 
-def _reject_non_numeric(x, name):
-    """TypeError for object, string, bytes, void and datetime NumPy arrays."""
+def _as_numeric(x, name):
+    """NumPy object arrays of numbers become float64 (as scikit-learn does); object
+    arrays holding anything else, and string, bytes, void and datetime arrays, raise
+    TypeError."""
     kind = getattr(getattr(x, "dtype", None), "kind", None)
-    if isinstance(x, np.ndarray) and kind in ("O", "U", "S", "V", "M", "m"):
+    if not isinstance(x, np.ndarray):
+        return x
+    if kind == "O":
+        try:
+            return x.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{name} must hold numbers; got a NumPy array of dtype object and shape "
+                f"{x.shape} whose entries are not all numbers ({exc}). Convert it to a "
+                "numeric dtype, or encode categories as integer codes."
+            ) from None
+    if kind in ("U", "S", "V", "M", "m"):
         raise TypeError(
             f"{name} must hold numbers; got a NumPy array of dtype {x.dtype} and shape "
             f"{x.shape}. Convert it to a numeric dtype (e.g. X.astype(np.float64)), or "
             "encode categories as integer codes."
         )
+    return x
 
 
 def check_finite(x, name, allow_nan=False, allow_inf=False):
@@ -203,7 +251,7 @@ def check_is_fitted(model, attributes):
         attributes = [attributes]
     missing = [a for a in attributes if getattr(model, a, None) is None]
     if missing:
-        raise NotFittedError(
+        raise not_fitted_error(
             f"This {type(model).__name__} instance is not fitted yet (missing "
             f"{', '.join(missing)}). Call fit(X) first, or set the parameters yourself."
         )

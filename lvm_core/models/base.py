@@ -4,16 +4,38 @@ Hyper-parameters are the arguments of ``__init__`` and are stored unchanged
 under the same names; fitted attributes end in ``_``.  ``get_params`` /
 ``set_params`` follow scikit-learn so that lvm_core estimators work with its
 model-selection tools without importing it.
+
+scikit-learn (>= 1.6) asks every estimator for its tags with
+``__sklearn_tags__``; :class:`ParamsMixin` answers with scikit-learn's own
+``Tags`` when scikit-learn is importable (it never is a dependency), built
+from the class attribute ``_estimator_type`` ("density_estimator",
+"clusterer", "transformer" or None).  ``__sklearn_is_fitted__`` tells
+scikit-learn's ``check_is_fitted`` whether ``fit`` has run.
+
+Input features follow scikit-learn's conventions: ``fit`` records
+``n_features_in_`` (and ``feature_names_in_`` for a DataFrame whose column
+names are all strings) and inference methods compare with them, both through
+:meth:`ParamsMixin._validate_data` (called on the caller's ``X``, before it is
+converted to an array).
+:class:`ClusterMixin` adds ``fit_predict``; :class:`TransformerMixin` adds
+``fit_transform``, ``get_feature_names_out`` and ``set_output`` (pandas or
+polars containers for ``transform`` output).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
-__all__ = ["ParamsMixin"]
+import numpy as np
+
+__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin"]
 
 
 class ParamsMixin:
-    """``get_params`` / ``set_params`` / ``__repr__`` from the ``__init__`` signature."""
+    """``get_params`` / ``set_params`` / ``__repr__`` from the ``__init__`` signature,
+    scikit-learn tags, and the input-feature bookkeeping of fitted estimators."""
+
+    _estimator_type = None
 
     @classmethod
     def _param_names(cls):
@@ -54,3 +76,154 @@ class ParamsMixin:
             if not same:
                 parts.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+    # ------------------------------------------------------------------
+    # scikit-learn protocol (no import of scikit-learn unless it is installed)
+    # ------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        """scikit-learn's ``Tags`` for this estimator (needs scikit-learn >= 1.6)."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        kind = self._estimator_type
+        return Tags(
+            estimator_type=kind,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags() if kind == "transformer" else None,
+            input_tags=InputTags(two_d_array=True),
+        )
+
+    def __sklearn_is_fitted__(self):
+        """True once ``fit`` has set a public attribute ending in ``_``."""
+        return any(name.endswith("_") and not name.startswith("_") and value is not None
+                   for name, value in vars(self).items())
+
+    def _validate_data(self, X, reset, name="X", **check_kwargs):
+        """``check_array(X, name, **check_kwargs)``, recording (``reset=True``, at fit)
+        or checking (``reset=False``) the input features: their number from the
+        checked array, their names from the caller's ``X`` (a DataFrame)."""
+        from ..validation import check_array
+
+        names = _column_names(X)
+        X = check_array(X, name, **check_kwargs)
+        n = int(X.shape[1]) if X.ndim > 1 else 1
+        if reset:
+            self.n_features_in_ = n
+            if names is not None:
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            return X
+        expected = getattr(self, "n_features_in_", None)
+        if expected is not None and n != expected:
+            raise ValueError(
+                f"X has {n} features, but {type(self).__name__} is expecting {expected} "
+                "features as input. Pass data with the columns the model was fitted on."
+            )
+        fitted_names = getattr(self, "feature_names_in_", None)
+        if fitted_names is not None and names is not None \
+                and not np.array_equal(names, fitted_names):
+            raise ValueError(
+                f"The feature names of X differ from those seen at fit by "
+                f"{type(self).__name__}: got {list(names)}, expected {list(fitted_names)}. "
+                "Select and order the columns as at fit."
+            )
+        return X
+
+
+def _column_names(X):
+    """Column names of a DataFrame-like X when they are all strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = [c for c in columns]
+    if not names or not all(isinstance(c, str) for c in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+class ClusterMixin:
+    """``fit_predict(X)``: fit, then the most probable component of each row."""
+
+    _estimator_type = "clusterer"
+
+    def fit_predict(self, X, y=None, **fit_params):
+        """``self.fit(X, **fit_params).predict(X)``; ``y`` is ignored."""
+        return self.fit(X, **fit_params).predict(X)
+
+
+class TransformerMixin:
+    """``fit_transform``, ``get_feature_names_out`` and ``set_output`` for transformers.
+
+    ``set_output(transform="pandas")`` (or "polars") makes ``transform`` and
+    ``fit_transform`` return a DataFrame with columns
+    ``get_feature_names_out()``; ``"default"`` returns arrays again.  Like
+    scikit-learn, a subclass's ``transform`` is wrapped once, when the class is
+    defined; ``fit_transform`` goes through it.
+    """
+
+    _estimator_type = "transformer"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("transform")
+        if method is not None and not getattr(method, "_lvm_wraps_output", False):
+            cls.transform = _wrap_output(method)
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """``self.fit(X, **fit_params).transform(X)``; ``y`` is ignored (the output
+        follows ``set_output`` through ``transform``)."""
+        return self.fit(X, **fit_params).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """``["<classname>0", "<classname>1", ...]``, one per output column."""
+        n_out = getattr(self, "_n_features_out", None)
+        if n_out is None:
+            components = getattr(self, "components_", None)
+            if components is None:
+                from ..validation import not_fitted_error
+
+                raise not_fitted_error(
+                    f"This {type(self).__name__} instance is not fitted yet. Call fit(X) first."
+                )
+            n_out = int(np.shape(components)[0])
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(n_out)], dtype=object)
+
+    def set_output(self, *, transform=None):
+        """Choose the container of ``transform``'s output: "default", "pandas" or "polars"."""
+        if transform is None:
+            return self
+        if transform not in ("default", "pandas", "polars"):
+            raise ValueError(
+                f"set_output(transform=...) must be 'default', 'pandas' or 'polars'; got "
+                f"{transform!r}."
+            )
+        # scikit-learn's clone() copies this attribute, so the choice survives cloning
+        self._sklearn_output_config = {"transform": transform}
+        return self
+
+
+def _wrap_output(method):
+    """Wrap a transform method so that its output follows ``set_output``."""
+
+    @functools.wraps(method)
+    def wrapped(self, X, *args, **kwargs):
+        out = method(self, X, *args, **kwargs)
+        container = getattr(self, "_sklearn_output_config", {}).get("transform", "default")
+        if container == "default":
+            return out
+        columns = list(self.get_feature_names_out())
+        index = getattr(X, "index", None) if container == "pandas" else None
+        from ..backend import to_numpy
+
+        data = to_numpy(out)
+        if container == "pandas":
+            import pandas as pd
+
+            return pd.DataFrame(data, columns=columns, index=index)
+        import polars as pl
+
+        return pl.DataFrame(data, schema=columns)
+
+    wrapped._lvm_wraps_output = True
+    return wrapped
