@@ -48,10 +48,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":
+    from _setup import limit_blas_threads
+
+    limit_blas_threads()  # before NumPy is imported (see examples/_setup.py)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _setup import cupy_or_exit  # noqa: E402
 from lvm_core.backend import asarray, get_namespace, item, to_numpy  # noqa: E402
 from lvm_core.models.aevb_fa import AEVBFactorAnalysis  # noqa: E402
 from lvm_core.nn import adam  # noqa: E402
@@ -73,6 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-train", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1; 0 leaves the library default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--out", default="outputs/fa_em_vs_aevb", help="directory for the figures")
@@ -283,9 +291,8 @@ def plot_data(X_test, X_model, path):
 def main(argv=None):
     args = parse_args(argv)
     like = None
-    if args.backend == "cupy":
-        import cupy
-
+    cupy = cupy_or_exit(args.backend)  # one line and exit 2 without CuPy or a GPU
+    if cupy is not None:
         like = cupy.zeros(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,11 +27,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":
+    from _setup import limit_blas_threads
+
+    limit_blas_threads()  # before NumPy is imported (see examples/_setup.py)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_tools.mnist import load_mnist_like  # noqa: E402
+from _setup import cupy_or_exit  # noqa: E402
 from lvm_core.backend import to_numpy  # noqa: E402
 from lvm_core.models.factor_analysis import PPCA  # noqa: E402
 from lvm_core.models.gmm import GaussianMixture  # noqa: E402
@@ -52,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--n-images", type=int, default=None,
                    help="test images used (default 10,000; 2,000 with --quick)")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1; 0 leaves the library default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/gmm_clusters", help="directory for the figures")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
@@ -138,9 +146,8 @@ def main(argv=None):
     args = parse_args(argv)
     X, y, source = load_mnist_like("fashion-mnist", "test", path=args.data_dir)
     X, y = X[: args.n_images].astype(np.float64), y[: args.n_images]
+    cupy = cupy_or_exit(args.backend)  # one line and exit 2 without CuPy or a GPU
     if args.backend == "cupy":
-        import cupy
-
         X = cupy.asarray(X)
     ppca = PPCA(n_components=args.n_factors).fit(X)
     Z = ppca.transform(X)  # (N, L) posterior means E[z|x]

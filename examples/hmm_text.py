@@ -31,11 +31,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":
+    from _setup import limit_blas_threads
+
+    limit_blas_threads()  # before NumPy is imported (see examples/_setup.py)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_tools.text import load_embedded_text, text_to_sequences  # noqa: E402
+from _setup import cupy_or_exit  # noqa: E402
 from lvm_core.backend import to_numpy  # noqa: E402
 from lvm_core.models.hmm import CategoricalHMM  # noqa: E402
 
@@ -55,6 +61,8 @@ def parse_args(argv=None):
                    help="relative change of log p(X) that stops EM (default 1e-9)")
     p.add_argument("--restarts", type=int, default=None,
                    help="starts; the best likelihood wins (default 3, 1 with --quick)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1; 0 leaves the library default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/hmm_text", help="directory for the figure")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
@@ -114,9 +122,8 @@ def main(argv=None):
     symbols = [vocab.decode([i]) for i in range(vocab.size)]
     freq = np.bincount(X[:, 0], minlength=vocab.size) / X.shape[0]  # (F,) symbol frequencies
     print(f"{X.shape[0]} symbols in {len(lengths)} sentences, alphabet {shown(symbols)!r}")
+    cupy = cupy_or_exit(args.backend)  # one line and exit 2 without CuPy or a GPU
     if args.backend == "cupy":
-        import cupy
-
         X = cupy.asarray(X)
 
     rng = np.random.default_rng(args.seed)

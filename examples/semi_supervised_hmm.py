@@ -37,11 +37,17 @@ import itertools
 import sys
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":
+    from _setup import limit_blas_threads
+
+    limit_blas_threads()  # before NumPy is imported (see examples/_setup.py)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_tools.synthetic import make_hmm_data  # noqa: E402
+from _setup import cupy_or_exit  # noqa: E402
 from lvm_core.backend import to_numpy  # noqa: E402
 from lvm_core.models.hmm import GaussianHMM  # noqa: E402
 
@@ -63,6 +69,8 @@ def parse_args(argv=None):
                    help="unsupervised EM restarts (default 3; 1 with --quick)")
     p.add_argument("--n-iter", type=int, default=None,
                    help="maximum EM iterations (default 200; 20 with --quick)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1; 0 leaves the library default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/semi_supervised_hmm", help="directory for the figure")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy",
@@ -152,9 +160,9 @@ def main(argv=None):
     # Start the partially labelled model at the means of the labelled steps.
     means_init = np.stack([X_tr[partial == k].mean(axis=0) for k in range(K)])  # (K, 1)
 
-    if args.backend == "cupy":
-        import cupy
+    cupy = cupy_or_exit(args.backend)  # one line and exit 2 without CuPy or a GPU
 
+    if args.backend == "cupy":
         X_tr, X_te, partial = cupy.asarray(X_tr), cupy.asarray(X_te), cupy.asarray(partial)
         means_init = cupy.asarray(means_init)
 

@@ -45,23 +45,10 @@ import time
 from pathlib import Path
 
 
-def _limit_blas_threads(argv=None):
-    """Set the BLAS thread count from ``--threads`` before NumPy is imported.
-
-    The OpenBLAS/MKL/OpenMP pools are sized when the library loads, so this
-    must run first; an explicit environment setting by the user wins.
-    """
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=1)
-    known, _ = pre.parse_known_args(argv)
-    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    if known.threads > 0 and not any(os.environ.get(n) for n in names):
-        for n in names:
-            os.environ[n] = str(known.threads)
-
-
 if __name__ == "__main__":
-    _limit_blas_threads()
+    from _setup import limit_blas_threads
+
+    limit_blas_threads()
 
 import numpy as np  # noqa: E402
 
@@ -124,11 +111,10 @@ def load_data(data_dir=None):
 
 def to_backend(X, backend):
     """``X`` on the chosen backend (cupy.asarray for the GPU)."""
-    if backend == "numpy":
-        return X
-    import cupy  # imported only when asked for
+    from _setup import cupy_or_exit
 
-    return cupy.asarray(X)
+    cupy = cupy_or_exit(backend)  # one line and exit 2 without CuPy or a GPU
+    return X if cupy is None else cupy.asarray(X)
 
 
 def _pyplot():

@@ -150,6 +150,10 @@ class ndarray:  # no array is an instance: array-api-compat's is_cupy_array stay
     pass
 
 
+def is_available():  # the stand-in "GPU" is always there
+    return True
+
+
 def asarray(a, dtype=None):
     with open(os.environ["FAKE_CUPY_LOG"], "a") as f:
         f.write(f"asarray {getattr(a, 'shape', None)}\\n")
@@ -185,3 +189,54 @@ def test_cupy_option_is_array_api_clean(script, tmp_path, monkeypatch):
         f"{script} --backend cupy never called cupy.asarray\n{log}")
     for name in CASES[script][0]:
         assert (out / name).is_file(), f"{script} did not write {name}\n{log}"
+
+
+@pytest.mark.parametrize("script", sorted(CUPY_CASES))
+def test_cupy_option_without_cupy_says_so_in_one_line(script, tmp_path, monkeypatch):
+    """``--backend cupy`` where CuPy cannot be imported: exit status 2 and one line that
+    names what is missing and the fix, no traceback."""
+    blocker = tmp_path / "no_cupy" / "cupy"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named cupy')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(blocker.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--quick", "--out", str(tmp_path / "out"),
+         "--backend", "cupy", *CUPY_CASES[script]],
+        cwd=str(tmp_path), env=_fresh_install_env(tmp_path), capture_output=True, text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--backend cupy needs CuPy" in lines[0] \
+        and "--backend numpy" in lines[0], proc.stderr
+
+
+def test_cupy_option_without_a_gpu_says_so_in_one_line(tmp_path, monkeypatch):
+    fake = tmp_path / "gpuless" / "cupy"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("def is_available():\n    return False\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(fake.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "gmm_clusters.py"), "--quick", "--out",
+         str(tmp_path / "out"), "--backend", "cupy"],
+        cwd=str(tmp_path), env=_fresh_install_env(tmp_path), capture_output=True, text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "needs a CUDA GPU, but no CUDA GPU was found" in proc.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_example_caps_blas_threads_before_importing_numpy(script):
+    """Each example calls limit_blas_threads before NumPy is imported (the BLAS pools
+    are sized when the library loads)."""
+    text = (EXAMPLES / script).read_text()
+    cap = text.find("limit_blas_threads()")
+    assert cap >= 0, f"{script} does not cap its BLAS threads"
+    numpy_import = text.find("\nimport numpy")
+    assert 0 <= cap < numpy_import, f"{script} imports NumPy before capping BLAS threads"
+    assert "--threads" in text
