@@ -534,6 +534,13 @@ def test_argument_errors(kind):
         cell.forward({**params, "W_x": np.zeros((3, 3))}, X)
     with pytest.raises(ValueError, match="dtype must be"):
         cell.init(0, dtype="int32")
+    H_seq, cache = cell.forward(params, X)
+    with pytest.raises(TypeError, match="dH_seq has dtype float32"):
+        cell.backward(params, np.ones((4, 5, 3), dtype=np.float32), cache, {})
+    with pytest.raises(ValueError, match="dH_seq must have shape"):
+        cell.backward(params, np.ones((4, 5, 2)), cache, {})
+    with pytest.raises(ValueError, match="grads"):
+        cell.backward(params, np.ones((4, 5, 3)), cache, {"W_h": np.zeros((2, 2))})
     if kind == "lstm":
         with pytest.raises(TypeError, match=r"tuple \(h, c\)"):
             cell.forward(params, X, np.zeros((5, 3)))

@@ -254,6 +254,20 @@ def _write_param_grads(cell, grads, dW_x, db_x, dW_h, db_h, accumulate):
     store_grad(grads, p + "b_h", db_h, accumulate)
 
 
+def _check_grad_array(d, like, name):
+    """An incoming gradient: an array of ``like``'s namespace, shape and dtype."""
+    if not hasattr(d, "shape") or not hasattr(d, "dtype"):
+        raise TypeError(f"{name} must be an array of shape {tuple(like.shape)} or None; got "
+                        f"{type(d).__name__}.")
+    get_namespace(d, like)
+    if tuple(d.shape) != tuple(like.shape):
+        raise ValueError(f"{name} must have shape {tuple(like.shape)}; got {tuple(d.shape)}.")
+    if d.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {d.dtype}; expected {like.dtype} like the "
+                        "forward pass.")
+    return d
+
+
 def _x_projection_backward(dA, lin_cache, need_dx):
     """(dx, dW_x, db_x) of gx = x W_x + b_x; dx None when not needed."""
     if need_dx:
@@ -297,18 +311,20 @@ class GRUCell(_Cell):
     n_gates = 3
 
     # ----------------------------------------------------------------- one step
-    def step_forward(self, params, x_t, state=None):
+    def step_forward(self, params, x_t, state=None, ws=None):
         """h_t = GRU(x_t, h_{t-1}).  Shapes: x_t (N, D), state h_{t-1} (N, H) or None
-        (zeros).  Returns ``(h_t, cache)``; h_t is the next step's state."""
+        (zeros).  Returns ``(h_t, cache)``; h_t is the next step's state.  ``ws`` is
+        accepted for the layer protocol and unused."""
         W_x, W_h, b_x, b_h = self._params(params)
         self._check_x(x_t, W_x, 2, "x_t")
         h_prev = self._state_array(state, x_t.shape[0], x_t, "state")
-        gx, lin_cache = linear_forward(x_t, W_x, b_x)  # (N, 3H)
+        gx, _ = linear_forward(x_t, W_x, b_x)  # (N, 3H)
         gh = get_namespace(h_prev).matmul(h_prev, W_h) + b_h  # (N, 3H)
         r, z, n, ghn, h_new = _gru_gates(gx, gh, h_prev, self.H)
         return h_new, GRUStepCache(x=x_t, h_prev=h_prev, r=r, z=z, n=n, ghn=ghn)
 
-    def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True):
+    def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True,
+                      ws=None):
         """Backward of one step for dstate_out = dL/dh_t (N, H).
 
         Adds (``accumulate=True``, the default: steps share the weights) or
@@ -316,8 +332,9 @@ class GRUCell(_Cell):
         dh_{t-1})``; dx_t is None with ``need_dx=False``.
         """
         W_x, W_h, _, _ = self._params(params)
-        xp = get_namespace(dstate_out, W_h)
         c = cache
+        _check_grad_array(dstate_out, c.h_prev, "dstate_out")
+        xp = get_namespace(dstate_out, W_h)
         da_r, da_z, da_n = _gru_gate_grads(dstate_out, c.h_prev, c.r, c.z, c.n, c.ghn)
         dA_x = xp.concat([da_r, da_z, da_n], axis=1)  # (N, 3H)
         dA_h = xp.concat([da_r, da_z, c.r * da_n], axis=1)  # (N, 3H)
@@ -377,9 +394,12 @@ class GRUCell(_Cell):
         c = cache
         xp = get_namespace(c.H_seq, W_h)
         T, N, H = c.H_seq.shape
-        dh = self._grad_in(dstate_T, c.h0, "dstate_T")
+        if dstate_T is None:
+            dh = xp.zeros((N, H), dtype=c.h0.dtype, device=device_of(c.h0))
+        else:
+            dh = _check_grad_array(dstate_T, c.h0, "dstate_T")
         if dH_seq is not None:
-            self._check_seq_grad(dH_seq, c.H_seq, "dH_seq")
+            _check_grad_array(dH_seq, c.H_seq, "dH_seq")
         dev = device_of(c.H_seq)
         dA_x = xp.empty((T, N, 3 * H), dtype=c.H_seq.dtype, device=dev)
         dA_h = xp.empty((T, N, 3 * H), dtype=c.H_seq.dtype, device=dev)
@@ -411,24 +431,6 @@ class GRUCell(_Cell):
         _write_param_grads(self, grads, dW_x, db_x, xp.matmul(H_prev.T, dA_h2),
                            xp.sum(dA_h2, axis=0), accumulate)
         return dX, dh
-
-    def _grad_in(self, d, like, name):
-        if d is None:
-            xp = get_namespace(like)
-            return xp.zeros(tuple(like.shape), dtype=like.dtype, device=device_of(like))
-        get_namespace(d, like)
-        if tuple(d.shape) != tuple(like.shape):
-            raise ValueError(f"{name} must have shape {tuple(like.shape)}; got {tuple(d.shape)}.")
-        return d
-
-    def _check_seq_grad(self, d, like, name):
-        get_namespace(d, like)
-        if tuple(d.shape) != tuple(like.shape):
-            raise ValueError(
-                f"{name} must have shape (T, N, H) = {tuple(like.shape)} like H_seq; got "
-                f"{tuple(d.shape)}."
-            )
-
 
 # --------------------------------------------------------------------------- LSTM
 def _lstm_gates(a, c_prev, H):
@@ -477,10 +479,10 @@ class LSTMCell(_Cell):
                 self._state_array(state[1], N, like, name + "[1] (c)"))
 
     # ----------------------------------------------------------------- one step
-    def step_forward(self, params, x_t, state=None):
+    def step_forward(self, params, x_t, state=None, ws=None):
         """(h_t, c_t) = LSTM(x_t, (h_{t-1}, c_{t-1})).  Shapes: x_t (N, D), state a
         tuple of (N, H) arrays or None (zeros).  Returns ``((h_t, c_t), cache)``;
-        the tuple is the next step's state."""
+        the tuple is the next step's state.  ``ws`` is accepted and unused."""
         W_x, W_h, b_x, b_h = self._params(params)
         self._check_x(x_t, W_x, 2, "x_t")
         h_prev, c_prev = self._state_pair(state, x_t.shape[0], x_t, "state")
@@ -492,7 +494,8 @@ class LSTMCell(_Cell):
         return (h_new, c_new), LSTMStepCache(x=x_t, h_prev=h_prev, c_prev=c_prev, gates=gates,
                                              tanh_c=tanh_c)
 
-    def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True):
+    def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True,
+                      ws=None):
         """Backward of one step for dstate_out = (dL/dh_t, dL/dc_t) (either may be
         None: zeros).
 
@@ -574,12 +577,7 @@ class LSTMCell(_Cell):
         T, N, H = c.H_seq.shape
         dh, dc = self._state_pair(dstate_T, N, c.h0, "dstate_T")
         if dH_seq is not None:
-            get_namespace(dH_seq, c.H_seq)
-            if tuple(dH_seq.shape) != tuple(c.H_seq.shape):
-                raise ValueError(
-                    f"dH_seq must have shape (T, N, H) = {tuple(c.H_seq.shape)} like H_seq; "
-                    f"got {tuple(dH_seq.shape)}."
-                )
+            _check_grad_array(dH_seq, c.H_seq, "dH_seq")
         dA = xp.empty((T, N, 4 * H), dtype=c.H_seq.dtype, device=device_of(c.H_seq))
         for t in range(T - 1, -1, -1):
             if dH_seq is not None:
