@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from lvm_core.backend import device_of, to_numpy
 from lvm_core.gradcheck import numerical_gradient, relative_error
-from lvm_core.nn import GRUCell, LSTMCell
+from lvm_core.nn import Embedding, GRUCell, LSTMCell
 
 from .conftest import require
 
@@ -190,6 +190,36 @@ def test_grad_single_steps(kind, T, N, D, H, seed, scale):
         def f0(v, j=j):
             return loss(params, xs, make_state(kind, [v if i == j else s for i, s in enumerate(s0)]))
         fd_check(f0, s0[j], dstate[j], f"state0[{j}]")
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+@settings(max_examples=6)
+@given(T=dims, N=dims, seed=seeds)
+def test_grad_embedding_into_cell(kind, T, N, seed):
+    """Symbols -> Embedding -> masked unroll, one flat params dict: the gradient of
+    every key (the embedding's through BPTT's dX) against central differences."""
+    K, D, H = 4, 2, 3
+    rng = np.random.default_rng(seed)
+    emb, cell = Embedding(K, D, prefix="emb_"), CELLS[kind](D, H, prefix="rnn_")
+    params = {**emb.init(seed, dtype="float64"), **cell.init(seed + 1, dtype="float64")}
+    symbols = rng.integers(0, K, size=(T, N))
+    mask = random_mask(rng, T, N)
+    W = rng.standard_normal((T, N, H))
+
+    def loss(p):
+        X, _ = emb.forward(p, symbols)
+        return float(np.sum(W * cell.forward(p, X, None, mask)[0]))
+
+    X, c_emb = emb.forward(params, symbols)
+    H_seq, c_rnn = cell.forward(params, X, None, mask)
+    grads = {}
+    dX = cell.backward(params, W, c_rnn, grads)
+    emb.backward(params, dX, c_emb, grads)
+    assert sorted(grads) == sorted(params)
+    for key in params:
+        def f(v, key=key):
+            return loss({**params, key: v})
+        fd_check(f, params[key], grads[key], key)
 
 
 # ------------------------------------------------------------------ PyTorch oracle

@@ -61,6 +61,17 @@ arrays; backward writes d loss/d param into ``grads`` (in place into existing
 buffers).  The input projection x W_x + b_x of all T steps is one matmul
 (:func:`lvm_core.functional.linear_forward`), the recurrence one (N, H) x
 (H, 3H or 4H) matmul per step.
+
+Example (the first layers of a character RNN; VRNN-style models call
+``step_forward`` / ``step_backward`` instead, one step at a time)::
+
+    emb, gru = Embedding(K, D, prefix="emb_"), GRUCell(D, H, prefix="gru_")
+    params = {**emb.init(0), **gru.init(1)}
+    X, c_emb = emb.forward(params, symbols)              # (T, N) -> (T, N, D)
+    H_seq, c_gru = gru.forward(params, X, mask=mask)     # (T, N, H)
+    grads = {}
+    dX, dh0 = gru.backward_with_state(params, dH_seq, c_gru, grads)
+    emb.backward(params, dX, c_emb, grads)               # grads holds all five keys
 """
 from __future__ import annotations
 
