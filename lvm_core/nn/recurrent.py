@@ -1,0 +1,623 @@
+"""Recurrent cells (GRU, LSTM) with single steps, a sequence unroll and
+backpropagation through time written by hand.
+
+Gated recurrent unit (Cho et al. 2014, with PyTorch's placement of the reset
+gate inside the candidate, as ``torch.nn.GRU``), for x_t (N, D), h_{t-1} (N, H):
+
+    r_t = s(x_t W_ir + b_ir + h_{t-1} W_hr + b_hr)
+    z_t = s(x_t W_iz + b_iz + h_{t-1} W_hz + b_hz)
+    n_t = tanh(x_t W_in + b_in + r_t * (h_{t-1} W_hn + b_hn))
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+Long short-term memory (Hochreiter & Schmidhuber 1997, with the forget gate
+of Gers et al. 2000, as ``torch.nn.LSTM``):
+
+    a_t = x_t W_x + b_x + h_{t-1} W_h + b_h = [a_i, a_f, a_g, a_o]     # (N, 4H)
+    i = s(a_i),  f = s(a_f),  g = tanh(a_g),  o = s(a_o)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+s is the logistic sigmoid.  The gates share one matmul per input: W_x (D, 3H
+or 4H), W_h (H, 3H or 4H), b_x and b_h (3H or 4H,), gates stacked along the
+columns in PyTorch's order (r, z, n and i, f, g, o), so that
+``W_x = weight_ih_l0.T``, ``W_h = weight_hh_l0.T``, ``b_x = bias_ih_l0``,
+``b_h = bias_hh_l0``.  Initialisation as PyTorch: every entry ~ U(-k, k),
+k = 1/sqrt(H).
+
+Masks (sequences of different lengths in one batch): with m_t (N,) in {0, 1},
+
+    state_t = m_t * cell(x_t, state_{t-1}) + (1 - m_t) * state_{t-1},
+
+so where m_t = 0 the state is carried unchanged and x_t gets zero gradient.
+
+Backpropagation through time (Werbos 1990): the unroll is one deep network
+whose layers share W.  With dh_t = dL/dh_t collected from the output at t and
+from step t + 1, going t = T .. 1 (GRU):
+
+    dn = dh_t (1 - z),  dz = dh_t (h_{t-1} - n)
+    da_n = dn (1 - n^2),  da_z = dz z (1 - z),  da_r = da_n (h_{t-1} W_hn + b_hn) r (1 - r)
+    dA_x,t = [da_r, da_z, da_n],   dA_h,t = [da_r, da_z, r da_n]
+    dh_{t-1} = dh_t z + dA_h,t W_h^T
+
+and (LSTM, dc_t arriving from step t + 1):
+
+    dc = dc_t + dh_t o (1 - tanh^2 c_t)
+    da_i = dc g i (1 - i),  da_f = dc c_{t-1} f (1 - f),  da_g = dc i (1 - g^2),
+    da_o = dh_t tanh(c_t) o (1 - o),   dA_t = [da_i, da_f, da_g, da_o]
+    dh_{t-1} = dA_t W_h^T,   dc_{t-1} = dc f.
+
+The parameter gradients are sums over steps, computed after the loop as one
+matmul each over the stacked (T N) rows:
+
+    dW_x = sum_t x_t^T dA_x,t,  db_x = sum_{t,n} dA_x,t,
+    dW_h = sum_t h_{t-1}^T dA_h,t,  db_h = sum_{t,n} dA_h,t,  dx_t = dA_x,t W_x^T.
+
+With a mask, dh_t (and dc_t) is split: m_t dh_t enters the cell's backward,
+(1 - m_t) dh_t passes to dh_{t-1} unchanged.
+
+The layer protocol (shared by every layer in lvm_core.nn): parameters live in
+the model's flat ``params`` dict under ``prefix``; ``init(rng)`` returns new
+arrays; backward writes d loss/d param into ``grads`` (in place into existing
+buffers).  The input projection x W_x + b_x of all T steps is one matmul
+(:func:`lvm_core.functional.linear_forward`), the recurrence one (N, H) x
+(H, 3H or 4H) matmul per step.
+
+Example (the first layers of a character RNN; VRNN-style models call
+``step_forward`` / ``step_backward`` instead, one step at a time)::
+
+    emb, gru = Embedding(K, D, prefix="emb_"), GRUCell(D, H, prefix="gru_")
+    params = {**emb.init(0), **gru.init(1)}
+    X, c_emb = emb.forward(params, symbols)              # (T, N) -> (T, N, D)
+    H_seq, c_gru = gru.forward(params, X, mask=mask)     # (T, N, H)
+    grads = {}
+    dX, dh0 = gru.backward_with_state(params, dH_seq, c_gru, grads)
+    emb.backward(params, dX, c_emb, grads)               # grads holds all five keys
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+from ..backend import _dtype_name, device_of, get_namespace
+from ..functional.activations import sigmoid
+from ..functional.linear import linear_backward, linear_forward
+from ..random import as_generator, uniform
+from ._grads import check_param, store_grad
+
+__all__ = ["GRUCell", "LSTMCell", "GRUStepCache", "LSTMStepCache", "GRUCache", "LSTMCache"]
+
+
+# --------------------------------------------------------------------------- caches
+class GRUStepCache(NamedTuple):
+    """One GRU step: input, previous state and the gate values."""
+
+    x: object  # (N, D)
+    h_prev: object  # (N, H)
+    r: object  # (N, H)
+    z: object  # (N, H)
+    n: object  # (N, H)
+    ghn: object  # (N, H)  h_prev W_hn + b_hn
+
+
+class LSTMStepCache(NamedTuple):
+    """One LSTM step: input, previous state, gates and tanh(c_t)."""
+
+    x: object  # (N, D)
+    h_prev: object  # (N, H)
+    c_prev: object  # (N, H)
+    gates: object  # (N, 4H) activated i, f, g, o
+    tanh_c: object  # (N, H)
+
+
+class GRUCache(NamedTuple):
+    """A GRU unroll: what BPTT needs."""
+
+    linear: object  # LinearCache of the input projection (x = X (T, N, D))
+    h0: object  # (N, H)
+    H_seq: object  # (T, N, H)
+    gates: object  # (T, N, 3H) r, z, n
+    ghn: object  # (T, N, H)
+    mask: object  # (T, N, 1) float 0/1, or None
+
+
+class LSTMCache(NamedTuple):
+    """An LSTM unroll: what BPTT needs."""
+
+    linear: object  # LinearCache of the input projection
+    h0: object  # (N, H)
+    c0: object  # (N, H)
+    H_seq: object  # (T, N, H)
+    C_seq: object  # (T, N, H)
+    gates: object  # (T, N, 4H) i, f, g, o
+    tanh_c: object  # (T, N, H) tanh of the unmasked new cell state
+    mask: object  # (T, N, 1) float 0/1, or None
+
+
+# --------------------------------------------------------------------------- shared
+class _Cell:
+    """Parameters, initialisation and input checks shared by GRU and LSTM."""
+
+    n_gates = 0
+    name = ""
+
+    def __init__(self, D, H, prefix=""):
+        for arg, value in (("D", D), ("H", H)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str; got {type(prefix).__name__}.")
+        self.D = int(D)
+        self.H = int(H)
+        self.prefix = prefix
+
+    @property
+    def param_names(self):
+        """[prefix+"W_x", prefix+"W_h", prefix+"b_x", prefix+"b_h"]."""
+        return [self.prefix + k for k in ("W_x", "W_h", "b_x", "b_h")]
+
+    def _shapes(self):
+        G = self.n_gates * self.H
+        return {"W_x": (self.D, G), "W_h": (self.H, G), "b_x": (G,), "b_h": (G,)}
+
+    def init(self, rng, dtype="float32", like=None):
+        """New parameters, every entry ~ U(-1/sqrt(H), 1/sqrt(H)) (as PyTorch).
+
+        Returns ``{prefix+"W_x": (D, G), prefix+"W_h": (H, G), prefix+"b_x": (G,),
+        prefix+"b_h": (G,)}`` with G = 3H (GRU) or 4H (LSTM), on the namespace
+        and device of ``like`` (NumPy when None).
+        """
+        dt = _dtype_name(dtype)
+        if dt not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}.")
+        rng = as_generator(rng)
+        bound = 1.0 / math.sqrt(self.H)
+        return {self.prefix + k: uniform(rng, shape, like=like, dtype=dt, low=-bound, high=bound)
+                for k, shape in self._shapes().items()}
+
+    def _params(self, params):
+        shapes = self._shapes()
+        W_x, W_h, b_x, b_h = (check_param(params, self.prefix + k, shapes[k], repr(self))
+                              for k in ("W_x", "W_h", "b_x", "b_h"))
+        get_namespace(W_x, W_h, b_x, b_h)
+        return W_x, W_h, b_x, b_h
+
+    def _check_x(self, x, W_x, ndim, name):
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(
+                f"{name} must be an array; got {type(x).__name__}. Convert it with "
+                "lvm_core.backend.asarray(x, like=W)."
+            )
+        get_namespace(x, W_x)
+        what = "(T, N, D)" if ndim == 3 else "(N, D)"
+        if x.ndim != ndim or x.shape[-1] != self.D:
+            raise ValueError(
+                f"{name} must have shape {what} with D = {self.D}; got {tuple(x.shape)}. "
+                + ("Put time first: X[t] is the batch at step t." if ndim == 3 else "")
+            )
+        if ndim == 3 and x.shape[0] < 1:
+            raise ValueError(f"{name} must have at least one time step; got shape {tuple(x.shape)}.")
+        if x.dtype != W_x.dtype:
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but the parameters are {W_x.dtype}. Cast one "
+                "of them explicitly (float32 models stay float32)."
+            )
+
+    def _state_array(self, s, N, like, name):
+        xp = get_namespace(like)
+        if s is None:
+            return xp.zeros((N, self.H), dtype=like.dtype, device=device_of(like))
+        if not hasattr(s, "shape"):
+            raise TypeError(f"{name} must be an array of shape (N, H); got {type(s).__name__}.")
+        get_namespace(s, like)
+        if tuple(s.shape) != (N, self.H):
+            raise ValueError(
+                f"{name} must have shape (N, H) = ({N}, {self.H}); got {tuple(s.shape)}."
+            )
+        if s.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {s.dtype}; expected {like.dtype} like the input.")
+        return s
+
+    def _mask(self, mask, T, N, like, check):
+        """(T, N) 0/1 mask -> (T, N, 1) bool and float arrays (None, None without one)."""
+        if mask is None:
+            return None, None
+        xp = get_namespace(like)
+        if not hasattr(mask, "shape"):
+            raise TypeError(f"mask must be an array of shape (T, N); got {type(mask).__name__}.")
+        get_namespace(mask, like)
+        if tuple(mask.shape) != (T, N):
+            raise ValueError(
+                f"mask must have shape (T, N) = ({T}, {N}) like X's first two axes; got "
+                f"{tuple(mask.shape)}. Build it as mask[t, n] = t < length[n]."
+            )
+        if xp.isdtype(mask.dtype, "bool"):
+            m_bool = mask
+        else:
+            if check and bool(xp.any((mask != 0) & (mask != 1))):
+                raise ValueError(
+                    "mask must hold only 0 and 1 (or booleans); got other values. "
+                    "Use mask = (t < length) per sequence."
+                )
+            m_bool = mask != 0
+        m_bool = m_bool[:, :, None]  # (T, N, 1)
+        return m_bool, xp.astype(m_bool, like.dtype)
+
+    def backward(self, params, dH_seq, cache, grads, dstate_T=None, need_dx=True, ws=None,
+                 accumulate=False):
+        """BPTT through an unroll; returns dX (T, N, D), or None with need_dx=False.
+
+        Same as :meth:`backward_with_state` without the gradient of the initial
+        state (use that method when state0 is trained or comes from another layer).
+        """
+        return self.backward_with_state(params, dH_seq, cache, grads, dstate_T=dstate_T,
+                                        need_dx=need_dx, ws=ws, accumulate=accumulate)[0]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(D={self.D}, H={self.H}, prefix={self.prefix!r})"
+
+
+def _write_param_grads(cell, grads, dW_x, db_x, dW_h, db_h, accumulate):
+    p = cell.prefix
+    store_grad(grads, p + "W_x", dW_x, accumulate)
+    store_grad(grads, p + "W_h", dW_h, accumulate)
+    store_grad(grads, p + "b_x", db_x, accumulate)
+    store_grad(grads, p + "b_h", db_h, accumulate)
+
+
+def _check_grad_array(d, like, name):
+    """An incoming gradient: an array of ``like``'s namespace, shape and dtype."""
+    if not hasattr(d, "shape") or not hasattr(d, "dtype"):
+        raise TypeError(f"{name} must be an array of shape {tuple(like.shape)} or None; got "
+                        f"{type(d).__name__}.")
+    get_namespace(d, like)
+    if tuple(d.shape) != tuple(like.shape):
+        raise ValueError(f"{name} must have shape {tuple(like.shape)}; got {tuple(d.shape)}.")
+    if d.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {d.dtype}; expected {like.dtype} like the "
+                        "forward pass.")
+    return d
+
+
+def _x_projection_backward(dA, lin_cache, need_dx):
+    """(dx, dW_x, db_x) of gx = x W_x + b_x; dx None when not needed."""
+    if need_dx:
+        return linear_backward(dA, lin_cache)
+    xp = get_namespace(dA)
+    G = dA.shape[-1]
+    dA2 = xp.reshape(dA, (-1, G))
+    x2 = xp.reshape(lin_cache.x, (-1, lin_cache.W.shape[0]))
+    return None, xp.matmul(x2.T, dA2), xp.sum(dA2, axis=0)
+
+
+# --------------------------------------------------------------------------- GRU
+def _gru_gates(gx, gh, h_prev, H):
+    """r, z, n, ghn and h_new of one GRU step from gx = x W_x + b_x, gh = h W_h + b_h."""
+    xp = get_namespace(gx)
+    rz = sigmoid(gx[:, :2 * H] + gh[:, :2 * H])  # (N, 2H)
+    r, z = rz[:, :H], rz[:, H:]
+    ghn = gh[:, 2 * H:]  # (N, H)
+    n = xp.tanh(gx[:, 2 * H:] + r * ghn)
+    h_new = (1.0 - z) * n + z * h_prev  # exactly h_prev where z = 1
+    return r, z, n, ghn, h_new
+
+
+def _gru_gate_grads(dh, h_prev, r, z, n, ghn):
+    """(da_r, da_z, da_n) of one GRU step for dh = dL/dh_new."""
+    da_n = dh * (1.0 - z) * (1.0 - n * n)
+    da_z = dh * (h_prev - n) * z * (1.0 - z)
+    da_r = da_n * ghn * r * (1.0 - r)
+    return da_r, da_z, da_n
+
+
+class GRUCell(_Cell):
+    """Gated recurrent unit (Cho et al. 2014) in PyTorch's form; see the module
+    docstring for the equations and their BPTT.
+
+    Parameters: ``prefix + "W_x"`` (D, 3H), ``"W_h"`` (H, 3H), ``"b_x"`` (3H,),
+    ``"b_h"`` (3H,), gate columns in the order r, z, n.
+    The state is h (N, H).
+    """
+
+    n_gates = 3
+
+    # ----------------------------------------------------------------- one step
+    def step_forward(self, params, x_t, state=None, ws=None):
+        """h_t = GRU(x_t, h_{t-1}).  Shapes: x_t (N, D), state h_{t-1} (N, H) or None
+        (zeros).  Returns ``(h_t, cache)``; h_t is the next step's state.  ``ws`` is
+        accepted for the layer protocol and unused."""
+        W_x, W_h, b_x, b_h = self._params(params)
+        self._check_x(x_t, W_x, 2, "x_t")
+        h_prev = self._state_array(state, x_t.shape[0], x_t, "state")
+        gx, _ = linear_forward(x_t, W_x, b_x)  # (N, 3H)
+        gh = get_namespace(h_prev).matmul(h_prev, W_h) + b_h  # (N, 3H)
+        r, z, n, ghn, h_new = _gru_gates(gx, gh, h_prev, self.H)
+        return h_new, GRUStepCache(x=x_t, h_prev=h_prev, r=r, z=z, n=n, ghn=ghn)
+
+    def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True,
+                      ws=None):
+        """Backward of one step for dstate_out = dL/dh_t (N, H).
+
+        Adds (``accumulate=True``, the default: steps share the weights) or
+        writes the parameter gradients into ``grads``.  Returns ``(dx_t,
+        dh_{t-1})``; dx_t is None with ``need_dx=False``.
+        """
+        W_x, W_h, _, _ = self._params(params)
+        c = cache
+        _check_grad_array(dstate_out, c.h_prev, "dstate_out")
+        xp = get_namespace(dstate_out, W_h)
+        da_r, da_z, da_n = _gru_gate_grads(dstate_out, c.h_prev, c.r, c.z, c.n, c.ghn)
+        dA_x = xp.concat([da_r, da_z, da_n], axis=1)  # (N, 3H)
+        dA_h = xp.concat([da_r, da_z, c.r * da_n], axis=1)  # (N, 3H)
+        dh_prev = dstate_out * c.z + xp.matmul(dA_h, W_h.T)
+        dx = xp.matmul(dA_x, W_x.T) if need_dx else None
+        _write_param_grads(self, grads, xp.matmul(c.x.T, dA_x), xp.sum(dA_x, axis=0),
+                           xp.matmul(c.h_prev.T, dA_h), xp.sum(dA_h, axis=0), accumulate)
+        return dx, dh_prev
+
+    # ----------------------------------------------------------------- unroll
+    def forward(self, params, X, state0=None, mask=None, ws=None, check=True):
+        """H_seq[t] = h_t for t = 1 .. T.  Shapes: X (T, N, D), state0 h_0 (N, H) or
+        None (zeros), mask (T, N) of 0/1 or bool, or None.  Returns ``(H_seq, cache)``
+        with H_seq (T, N, H); the final state is H_seq[T - 1].
+
+        ``check=False`` skips the 0/1 check of a non-boolean mask (one device ->
+        host sync).  ``ws`` is accepted for the layer protocol and unused.
+        """
+        W_x, W_h, b_x, b_h = self._params(params)
+        self._check_x(X, W_x, 3, "X")
+        xp = get_namespace(X, W_x)
+        T, N, _ = X.shape
+        H = self.H
+        h0 = self._state_array(state0, N, X, "state0")
+        m_bool, m_float = self._mask(mask, T, N, X, check)
+        GX, lin_cache = linear_forward(X, W_x, b_x)  # (T, N, 3H): every step at once
+        dev = device_of(X)
+        H_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
+        gates = xp.empty((T, N, 3 * H), dtype=X.dtype, device=dev)
+        ghn_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
+        h = h0
+        for t in range(T):
+            gh = xp.matmul(h, W_h) + b_h  # (N, 3H)
+            r, z, n, ghn, h_new = _gru_gates(GX[t, ...], gh, h, H)
+            if m_bool is not None:
+                h_new = xp.where(m_bool[t, ...], h_new, h)
+            gates[t, :, :H] = r
+            gates[t, :, H:2 * H] = z
+            gates[t, :, 2 * H:] = n
+            ghn_seq[t, ...] = ghn
+            H_seq[t, ...] = h_new
+            h = h_new
+        return H_seq, GRUCache(linear=lin_cache, h0=h0, H_seq=H_seq, gates=gates,
+                               ghn=ghn_seq, mask=m_float)
+
+    def backward_with_state(self, params, dH_seq, cache, grads, dstate_T=None, need_dx=True,
+                            ws=None, accumulate=False):
+        """Backpropagation through time (Werbos 1990) of an unroll.
+
+        ``dH_seq`` (T, N, H) = dL/dH_seq (None: zeros), ``dstate_T`` (N, H) =
+        dL/dh_T from beyond the sequence (None: zeros; a loss on the final state
+        may equally be put into dH_seq[T - 1]).  Writes (``accumulate=True``:
+        adds) the parameter gradients into ``grads``.  Returns ``(dX, dh0)``:
+        dX (T, N, D) (None with ``need_dx=False``) and dh0 = dL/d state0 (N, H).
+        """
+        W_x, W_h, _, _ = self._params(params)
+        c = cache
+        xp = get_namespace(c.H_seq, W_h)
+        T, N, H = c.H_seq.shape
+        if dstate_T is None:
+            dh = xp.zeros((N, H), dtype=c.h0.dtype, device=device_of(c.h0))
+        else:
+            dh = _check_grad_array(dstate_T, c.h0, "dstate_T")
+        if dH_seq is not None:
+            _check_grad_array(dH_seq, c.H_seq, "dH_seq")
+        dev = device_of(c.H_seq)
+        dA_x = xp.empty((T, N, 3 * H), dtype=c.H_seq.dtype, device=dev)
+        dA_h = xp.empty((T, N, 3 * H), dtype=c.H_seq.dtype, device=dev)
+        for t in range(T - 1, -1, -1):
+            if dH_seq is not None:
+                dh = dh + dH_seq[t, ...]
+            h_prev = c.H_seq[t - 1, ...] if t > 0 else c.h0
+            if c.mask is not None:
+                dh_cell = dh * c.mask[t, ...]  # enters the cell where m_t = 1
+                dh_carry = dh - dh_cell  # passes straight to h_{t-1} where m_t = 0
+            else:
+                dh_cell = dh
+            r = c.gates[t, :, :H]
+            z = c.gates[t, :, H:2 * H]
+            n = c.gates[t, :, 2 * H:]
+            da_r, da_z, da_n = _gru_gate_grads(dh_cell, h_prev, r, z, n, c.ghn[t, ...])
+            dA_x[t, :, :H] = da_r
+            dA_x[t, :, H:2 * H] = da_z
+            dA_x[t, :, 2 * H:] = da_n
+            dA_h[t, :, :2 * H] = dA_x[t, :, :2 * H]
+            dA_h[t, :, 2 * H:] = r * da_n
+            dh = dh_cell * z + xp.matmul(dA_h[t, ...], W_h.T)
+            if c.mask is not None:
+                dh = dh + dh_carry
+        dX, dW_x, db_x = _x_projection_backward(dA_x, c.linear, need_dx)
+        H_prev = xp.reshape(xp.concat([c.h0[None, ...], c.H_seq[:T - 1, ...]], axis=0),
+                            (T * N, H))  # (T N, H): the state entering each step
+        dA_h2 = xp.reshape(dA_h, (T * N, 3 * H))
+        _write_param_grads(self, grads, dW_x, db_x, xp.matmul(H_prev.T, dA_h2),
+                           xp.sum(dA_h2, axis=0), accumulate)
+        return dX, dh
+
+# --------------------------------------------------------------------------- LSTM
+def _lstm_gates(a, c_prev, H):
+    """Activated gates (N, 4H), c_new, tanh(c_new), h_new from a = x W_x + b_x + h W_h + b_h."""
+    xp = get_namespace(a)
+    s_if = sigmoid(a[:, :2 * H])  # (N, 2H): i, f
+    g = xp.tanh(a[:, 2 * H:3 * H])
+    o = sigmoid(a[:, 3 * H:])
+    i, f = s_if[:, :H], s_if[:, H:]
+    c_new = f * c_prev + i * g  # exactly c_prev where f = 1 and i = 0
+    tanh_c = xp.tanh(c_new)
+    return i, f, g, o, c_new, tanh_c, o * tanh_c
+
+
+def _lstm_gate_grads(dh, dc, c_prev, i, f, g, o, tanh_c):
+    """(da_i, da_f, da_g, da_o, dc_total) of one LSTM step for dh = dL/dh_t and dc =
+    dL/dc_t from later steps."""
+    dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    da_i = dc_total * g * i * (1.0 - i)
+    da_f = dc_total * c_prev * f * (1.0 - f)
+    da_g = dc_total * i * (1.0 - g * g)
+    da_o = dh * tanh_c * o * (1.0 - o)
+    return da_i, da_f, da_g, da_o, dc_total
+
+
+class LSTMCell(_Cell):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate, Gers et al.
+    2000) in PyTorch's form; see the module docstring for the equations and BPTT.
+
+    Parameters: ``prefix + "W_x"`` (D, 4H), ``"W_h"`` (H, 4H), ``"b_x"`` (4H,),
+    ``"b_h"`` (4H,), gate columns in the order i, f, g, o.
+    The state is the tuple (h, c), each (N, H).
+    """
+
+    n_gates = 4
+
+    def _state_pair(self, state, N, like, name):
+        if state is None:
+            state = (None, None)
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(
+                f"{name} of an LSTMCell must be a tuple (h, c) of (N, H) arrays, or None; "
+                f"got {type(state).__name__}."
+            )
+        return (self._state_array(state[0], N, like, name + "[0] (h)"),
+                self._state_array(state[1], N, like, name + "[1] (c)"))
+
+    # ----------------------------------------------------------------- one step
+    def step_forward(self, params, x_t, state=None, ws=None):
+        """(h_t, c_t) = LSTM(x_t, (h_{t-1}, c_{t-1})).  Shapes: x_t (N, D), state a
+        tuple of (N, H) arrays or None (zeros).  Returns ``((h_t, c_t), cache)``;
+        the tuple is the next step's state.  ``ws`` is accepted and unused."""
+        W_x, W_h, b_x, b_h = self._params(params)
+        self._check_x(x_t, W_x, 2, "x_t")
+        h_prev, c_prev = self._state_pair(state, x_t.shape[0], x_t, "state")
+        xp = get_namespace(x_t, W_x)
+        gx, _ = linear_forward(x_t, W_x, b_x)  # (N, 4H)
+        a = gx + xp.matmul(h_prev, W_h) + b_h
+        i, f, g, o, c_new, tanh_c, h_new = _lstm_gates(a, c_prev, self.H)
+        gates = xp.concat([i, f, g, o], axis=1)  # (N, 4H)
+        return (h_new, c_new), LSTMStepCache(x=x_t, h_prev=h_prev, c_prev=c_prev, gates=gates,
+                                             tanh_c=tanh_c)
+
+    def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True,
+                      ws=None):
+        """Backward of one step for dstate_out = (dL/dh_t, dL/dc_t) (either may be
+        None: zeros).
+
+        Adds (``accumulate=True``, the default) or writes the parameter gradients
+        into ``grads``.  Returns ``(dx_t, (dh_{t-1}, dc_{t-1}))``; dx_t is None with
+        ``need_dx=False``.
+        """
+        W_x, W_h, _, _ = self._params(params)
+        c = cache
+        H = self.H
+        dh, dc = self._state_pair(dstate_out, c.h_prev.shape[0], c.h_prev, "dstate_out")
+        xp = get_namespace(dh, W_h)
+        gs = c.gates
+        i, f, g, o = gs[:, :H], gs[:, H:2 * H], gs[:, 2 * H:3 * H], gs[:, 3 * H:]
+        da_i, da_f, da_g, da_o, dc_total = _lstm_gate_grads(dh, dc, c.c_prev, i, f, g, o,
+                                                            c.tanh_c)
+        dA = xp.concat([da_i, da_f, da_g, da_o], axis=1)  # (N, 4H)
+        dh_prev = xp.matmul(dA, W_h.T)
+        dc_prev = dc_total * f
+        dx = xp.matmul(dA, W_x.T) if need_dx else None
+        _write_param_grads(self, grads, xp.matmul(c.x.T, dA), xp.sum(dA, axis=0),
+                           xp.matmul(c.h_prev.T, dA), xp.sum(dA, axis=0), accumulate)
+        return dx, (dh_prev, dc_prev)
+
+    # ----------------------------------------------------------------- unroll
+    def forward(self, params, X, state0=None, mask=None, ws=None, check=True):
+        """H_seq[t] = h_t for t = 1 .. T.  Shapes: X (T, N, D), state0 a tuple
+        (h_0, c_0) of (N, H) arrays or None (zeros), mask (T, N) of 0/1 or bool, or
+        None.  Returns ``(H_seq, cache)``; the final state is (H_seq[T - 1],
+        cache.C_seq[T - 1]).
+
+        ``check=False`` skips the 0/1 check of a non-boolean mask.  ``ws`` is
+        accepted for the layer protocol and unused.
+        """
+        W_x, W_h, b_x, b_h = self._params(params)
+        self._check_x(X, W_x, 3, "X")
+        xp = get_namespace(X, W_x)
+        T, N, _ = X.shape
+        H = self.H
+        h0, c0 = self._state_pair(state0, N, X, "state0")
+        m_bool, m_float = self._mask(mask, T, N, X, check)
+        GX, lin_cache = linear_forward(X, W_x, b_x)  # (T, N, 4H)
+        dev = device_of(X)
+        H_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
+        C_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
+        tanh_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
+        gates = xp.empty((T, N, 4 * H), dtype=X.dtype, device=dev)
+        h, c = h0, c0
+        for t in range(T):
+            a = GX[t, ...] + xp.matmul(h, W_h) + b_h  # (N, 4H)
+            i, f, g, o, c_new, tanh_c, h_new = _lstm_gates(a, c, H)
+            if m_bool is not None:
+                c_new = xp.where(m_bool[t, ...], c_new, c)
+                h_new = xp.where(m_bool[t, ...], h_new, h)
+            gates[t, :, :H] = i
+            gates[t, :, H:2 * H] = f
+            gates[t, :, 2 * H:3 * H] = g
+            gates[t, :, 3 * H:] = o
+            tanh_seq[t, ...] = tanh_c
+            H_seq[t, ...] = h_new
+            C_seq[t, ...] = c_new
+            h, c = h_new, c_new
+        return H_seq, LSTMCache(linear=lin_cache, h0=h0, c0=c0, H_seq=H_seq, C_seq=C_seq,
+                                gates=gates, tanh_c=tanh_seq, mask=m_float)
+
+    def backward_with_state(self, params, dH_seq, cache, grads, dstate_T=None, need_dx=True,
+                            ws=None, accumulate=False):
+        """Backpropagation through time (Werbos 1990) of an unroll.
+
+        ``dH_seq`` (T, N, H) = dL/dH_seq (None: zeros); ``dstate_T`` = (dL/dh_T,
+        dL/dc_T) from beyond the sequence (None, or either entry None: zeros).
+        Writes (``accumulate=True``: adds) the parameter gradients into
+        ``grads``.  Returns ``(dX, (dh0, dc0))``: dX (T, N, D) (None with
+        ``need_dx=False``) and the gradient of the initial state.
+        """
+        W_x, W_h, _, _ = self._params(params)
+        c = cache
+        xp = get_namespace(c.H_seq, W_h)
+        T, N, H = c.H_seq.shape
+        dh, dc = self._state_pair(dstate_T, N, c.h0, "dstate_T")
+        if dH_seq is not None:
+            _check_grad_array(dH_seq, c.H_seq, "dH_seq")
+        dA = xp.empty((T, N, 4 * H), dtype=c.H_seq.dtype, device=device_of(c.H_seq))
+        for t in range(T - 1, -1, -1):
+            if dH_seq is not None:
+                dh = dh + dH_seq[t, ...]
+            c_prev = c.C_seq[t - 1, ...] if t > 0 else c.c0
+            if c.mask is not None:
+                m = c.mask[t, ...]
+                dh_cell, dc_cell = dh * m, dc * m
+                dh_carry, dc_carry = dh - dh_cell, dc - dc_cell
+            else:
+                dh_cell, dc_cell = dh, dc
+            gs = c.gates[t, ...]
+            f = gs[:, H:2 * H]
+            da_i, da_f, da_g, da_o, dc_total = _lstm_gate_grads(
+                dh_cell, dc_cell, c_prev, gs[:, :H], f, gs[:, 2 * H:3 * H], gs[:, 3 * H:],
+                c.tanh_c[t, ...])
+            dA[t, :, :H] = da_i
+            dA[t, :, H:2 * H] = da_f
+            dA[t, :, 2 * H:3 * H] = da_g
+            dA[t, :, 3 * H:] = da_o
+            dh = xp.matmul(dA[t, ...], W_h.T)
+            dc = dc_total * f
+            if c.mask is not None:
+                dh = dh + dh_carry
+                dc = dc + dc_carry
+        dX, dW_x, db_x = _x_projection_backward(dA, c.linear, need_dx)
+        H_prev = xp.reshape(xp.concat([c.h0[None, ...], c.H_seq[:T - 1, ...]], axis=0),
+                            (T * N, H))  # (T N, H)
+        dA2 = xp.reshape(dA, (T * N, 4 * H))
+        _write_param_grads(self, grads, dW_x, db_x, xp.matmul(H_prev.T, dA2),
+                           xp.sum(dA2, axis=0), accumulate)
+        return dX, (dh, dc)
