@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from lvm_core.backend import device_of, to_numpy
 from lvm_core.gradcheck import check_gradient, check_grads, relative_error
 from lvm_core.nn import ACTIVATIONS, MLP, init_linear
+from lvm_core.ops import reference
 
 from .conftest import Backend, require
 
@@ -45,7 +46,7 @@ def _away_from_kinks(mlp, x, params, margin=1e-3):
         a = h @ params[f"{mlp.prefix}W{i}"] + params[f"{mlp.prefix}b{i}"]
         if np.any(np.abs(a) < margin):
             return False
-        h = mlp._hidden[0](a)[0] if i < mlp.n_layers - 1 else a
+        h = reference.bias_act(a, 0.0 * a[0], mlp.layers[i].activation)
     return True
 
 
