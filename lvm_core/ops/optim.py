@@ -28,15 +28,18 @@ def _zeros_like(x):
 
 
 def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-          keys=None):
+          keys=None, advance=True):
     """One Adam(W) step on ``params`` in place; returns ``state`` (updated in place).
 
-    ``state`` None starts a run (m = v = 0, t = 0).  Step t counts calls.
+    ``state`` None starts a run (m = v = 0, t = 0).  The step count t advances
+    by one per call unless ``advance=False`` (a second parameter group of the
+    same step).
     """
     if state is None:
         state = {"step": 0, "m": {}, "v": {}}
-    t = int(state["step"]) + 1
-    state["step"] = t
+    if advance:
+        state["step"] = int(state["step"]) + 1
+    t = int(state["step"])
     beta1, beta2 = float(betas[0]), float(betas[1])
     step_size = lr / (1.0 - beta1 ** t)
     sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
@@ -63,11 +66,12 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
 
 
 def sgd_(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-         dampening=0.0, keys=None):
+         dampening=0.0, keys=None, advance=True):
     """One SGD step on ``params`` in place; returns ``state`` (updated in place)."""
     if state is None:
         state = {"step": 0, "momentum_buffer": {}}
-    state["step"] = int(state["step"]) + 1
+    if advance:
+        state["step"] = int(state["step"]) + 1
     buffers = state["momentum_buffer"]
     for k in (grads if keys is None else keys):
         theta, g = params[k], grads[k]
