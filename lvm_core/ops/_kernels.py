@@ -401,3 +401,37 @@ def kl_std_normal(mu, log_var, std, inv_s2, log_s2, scale, kl, dmu, dlog_var):
             dmu[n, j] += scale * (m * inv_s2)
             dlog_var[n, j] += scale * (_HALF * (var * inv_s2 - _ONE))
         kl[n] = _HALF * acc
+
+
+# --------------------------------------------------------------------------
+# reductions without NumPy's ufunc buffers
+# --------------------------------------------------------------------------
+@_jit
+def col_sum(a, out):
+    """out_j = sum_n a_nj.  a (N, H), out (H,)."""
+    N, H = a.shape
+    for j in range(H):
+        out[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            out[j] += a[n, j]
+
+
+@_jit_rows
+def row_sum_into(a, out, sign):
+    """out_n += sign sum_j a_nj.  a (M, D), out (M,)."""
+    M, D = a.shape
+    for n in range(M):
+        acc = 0.0
+        for j in range(D):
+            acc += a[n, j]
+        out[n] += sign * acc
+
+
+@_jit
+def scale_copy(a, c, out):
+    """out = c a (a may be a strided view; out contiguous)."""
+    N, L = a.shape
+    for n in range(N):
+        for j in range(L):
+            out[n, j] = c * a[n, j]

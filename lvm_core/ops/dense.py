@@ -108,7 +108,7 @@ def bias_act_backward(dy, y, activation, out=None, db_out=None, ws=None, name="b
         db = np.empty(H, dtype=dy.dtype)
     if activation == "identity":
         if out is None:
-            np.sum(dy, axis=0, out=db)
+            K.col_sum(dy, db)
             return dy, db
     da = writable_out(out, dy.shape, dy.dtype)
     if da is None:

@@ -27,7 +27,7 @@ def reparameterize(mu, log_var, eps, ws=None, name="latent"):
     if not fusable(mu, log_var, eps, contiguous=False) or eps.ndim != 3:
         return ref.reparameterize(mu, log_var, eps)
     std = scratch(ws, name + ".std", mu.shape, mu)
-    np.multiply(log_var, mu.dtype.type(0.5), out=std)
+    K.scale_copy(log_var, mu.dtype.type(0.5), std)
     np.exp(std, out=std)
     z = scratch(ws, name + ".z", eps.shape, mu)
     K.reparameterize(mu, std, eps, z)

@@ -43,7 +43,7 @@ def _outs(ws, name, like, grad_out):
     if g is None:
         g = scratch(ws, name + ".grad", like.shape, like)
     return g, scratch(ws, name + ".ll", (M,), like), scratch(ws, name + ".e", like.shape, like), \
-        scratch(ws, name + ".rows", (M,), like)
+        scratch(ws, name + ".m", (M,), like)
 
 
 def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoulli"):
@@ -53,13 +53,12 @@ def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoul
     """
     if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
         return ref.bernoulli_loglik(logits, x, scale)
-    dl, ll, e, rows = _outs(ws, name, logits, grad_out)
+    dl, ll, e, _ = _outs(ws, name, logits, grad_out)
     K.neg_abs(logits, e)
     np.exp(e, out=e)
     K.bernoulli_grad(logits, x, e, logits.dtype.type(scale), dl, ll)
     np.log(e, out=e)  # log(1 + exp(-|l|))
-    np.sum(e, axis=1, out=rows)
-    ll -= rows
+    K.row_sum_into(e, ll, logits.dtype.type(-1.0))
     return ll, dl
 
 
@@ -71,14 +70,13 @@ def continuous_bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None,
     """
     if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
         return ref.continuous_bernoulli_loglik(logits, x, scale)
-    dl, ll, e, rows = _outs(ws, name, logits, grad_out)
+    dl, ll, e, _ = _outs(ws, name, logits, grad_out)
     dt = logits.dtype.type
     K.neg_abs(logits, e)
     np.exp(e, out=e)
     K.continuous_bernoulli_grad(logits, x, e, dt(scale), dt(_CUTOFF), dl, ll)
     np.log(e, out=e)
-    np.sum(e, axis=1, out=rows)
-    ll += rows
+    K.row_sum_into(e, ll, logits.dtype.type(1.0))
     return ll, dl
 
 
