@@ -493,10 +493,11 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         Objects with any of the methods ``on_step(info)`` (after every
         optimizer step; ``info`` has ``model``, ``epoch``, ``step``,
         ``global_step`` and ``loss``, a device scalar: reading it syncs) and
-        ``on_epoch(info)`` (after each epoch, validation and checkpoint
-        included; ``info`` has ``model``, ``epoch`` and ``history``).  An
-        ``on_epoch`` returning True stops training (``stop_reason``
-        "callback: ...").
+        ``on_epoch(info)`` (after each epoch and its validation, before the
+        checkpoint; ``info`` has ``model``, ``epoch`` and ``history``).  A
+        callback returning True stops training (``stop_reason`` "callback:
+        ..."): ``on_step`` after that step (the epoch's loss is then the
+        mean over its completed steps), ``on_epoch`` after that epoch.
 
     Returns
     -------
@@ -653,7 +654,7 @@ def _train_one_epoch(loop, history, best, epoch, epochs, bar, validation_data, p
     if validation_data is not None:
         _validate(loop, history, best, epoch, validation_data, patience, snapshot)
     history.epochs_completed = epoch
-    if patience is not None and best["wait"] >= patience:
+    if patience is not None and best["wait"] >= patience and not history.stopped_early:
         history.stopped_early = True
         history.stop_reason = (
             f"early_stopping: validation loss did not improve for {patience} epoch(s) after "
@@ -710,12 +711,16 @@ def _run_epoch(loop, history, epoch, epochs, bar):
 
     step_callbacks = [cb.on_step for cb in loop.callbacks
                       if callable(getattr(cb, "on_step", None))]
+    stop_after = None
     for s in range(loop.n_steps):
         loss, _ = loop.step(perm, s)
         loop.global_step += 1
         pending.append(loss)
         for on_step in step_callbacks:
-            on_step(StepInfo(loop.model, epoch, s + 1, loop.global_step, loss))
+            if on_step(StepInfo(loop.model, epoch, s + 1, loop.global_step, loss)) is True:
+                stop_after = s + 1
+        if stop_after is not None:
+            break
         if bar is not None:
             bar.update(1)
             now = time.perf_counter()
@@ -728,8 +733,13 @@ def _run_epoch(loop, history, epoch, epochs, bar):
     flush()
     if not _all_finite(loop.model.params):  # finite losses, yet a NaN/inf crept in
         _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, loop.n_steps)
-    history.train_loss.append(float(np.dot(host_loss, sizes) / loop.n))
+    done = len(host_loss)
+    history.train_loss.append(float(np.dot(host_loss, sizes[:done]) / np.sum(sizes[:done])))
     history.seconds_per_epoch.append(time.perf_counter() - start)
+    if stop_after is not None:
+        history.stopped_early = True
+        history.stop_reason = (f"callback: on_step asked to stop after step {stop_after}/"
+                               f"{loop.n_steps} of epoch {epoch}")
     return snapshot
 
 

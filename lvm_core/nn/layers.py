@@ -93,6 +93,9 @@ class Dense:
 
     Shapes: x (N, D_in), W (D_in, D_out), b (D_out,), y (N, D_out).
     Backward: da = dy act'(a), dW = x^T da, db = sum_n da, dx = da W^T.
+    With ``transpose=True`` W is stored (D_out, D_in) (y = x W^T, dW = da^T x,
+    dx = da W), the layout of torch's nn.Linear and of models written as
+    ``mu = V x``; with ``bias=False`` there is no b.
 
     Parameters
     ----------
@@ -101,65 +104,87 @@ class Dense:
         One of :data:`lvm_core.ops.ACTIVATIONS` (None = identity).
     prefix, suffix : str
         Keys are ``prefix + "W" + suffix`` and ``prefix + "b" + suffix``
-        (``Dense(..., prefix="enc_", suffix="0")`` owns ``enc_W0``, ``enc_b0``).
+        (``Dense(..., prefix="enc_", suffix="0")`` owns ``enc_W0``, ``enc_b0``),
+        unless ``W_key`` / ``b_key`` name them outright.
     init : {"torch", "glorot", "he"}
         Scheme of :func:`lvm_core.nn.init_linear`.
+    bias, transpose : bool
     """
 
-    def __init__(self, d_in, d_out, activation=None, prefix="", suffix="", init="torch"):
+    def __init__(self, d_in, d_out, activation=None, prefix="", suffix="", init="torch",
+                 bias=True, transpose=False, W_key=None, b_key=None):
         self.d_in = _check_size(d_in, "d_in")
         self.d_out = _check_size(d_out, "d_out")
         self.activation = ops.check_activation(activation)
         if init not in INIT_SCHEMES:
             raise ValueError(f"init must be one of {INIT_SCHEMES}; got {init!r}.")
         self.init_scheme = init
-        self.W_key = f"{prefix}W{suffix}"
-        self.b_key = f"{prefix}b{suffix}"
+        self.bias = bool(bias)
+        self.transpose = bool(transpose)
+        self.W_key = f"{prefix}W{suffix}" if W_key is None else W_key
+        self.b_key = (f"{prefix}b{suffix}" if b_key is None else b_key) if self.bias else None
+        self._W_shape = (self.d_out, self.d_in) if self.transpose else (self.d_in, self.d_out)
 
     @property
     def param_names(self):
-        return [self.W_key, self.b_key]
+        return [self.W_key, self.b_key] if self.bias else [self.W_key]
 
     def init(self, rng, dtype="float32", like=None):
-        """{W_key: W (D_in, D_out), b_key: b (D_out,)} drawn with ``init``'s scheme."""
+        """{W_key: W, b_key: b (D_out,)} drawn with ``init``'s scheme (W (D_in, D_out),
+        or (D_out, D_in) when transposed)."""
         W, b = init_linear(rng, self.d_in, self.d_out, scheme=self.init_scheme, dtype=dtype,
                            like=like)
-        return {self.W_key: W, self.b_key: b}
+        if self.transpose:
+            W = get_namespace(W).asarray(W.T, copy=True)
+        return {self.W_key: W, self.b_key: b} if self.bias else {self.W_key: W}
 
     def _weight(self, params, ws):
         return _get(params, self.W_key, repr(self))
 
+    def _bias(self, params, like):
+        if self.bias:
+            return _get(params, self.b_key, repr(self))
+        xp = get_namespace(like)
+        return xp.zeros((self.d_out,), dtype=like.dtype, device=device_of(like))
+
     def forward(self, params, x, ws=None):
         """y = act(x W + b); returns (y, cache)."""
         W = self._weight(params, ws)
-        b = _get(params, self.b_key, repr(self))
-        _check_input(x, W, repr(self))
-        a = ops.matmul(x, W, out=_buffer(ws, self.W_key + ".y", (x.shape[0], self.d_out), x))
-        y = ops.bias_act(a, b, self.activation, out=a, ws=ws, name=self.W_key)
+        _check_input(x, W.T if self.transpose else W, repr(self))
+        a = ops.matmul(x, W.T if self.transpose else W,
+                       out=_buffer(ws, self.W_key + ".y", (x.shape[0], self.d_out), x))
+        if not self.bias and self.activation == "identity":
+            return a, (x, a)
+        y = ops.bias_act(a, self._bias(params, a), self.activation, out=a, ws=ws,
+                         name=self.W_key)
         return y, (x, y)
 
     def _weight_grad(self, dW_raw):
         return dW_raw
 
     def backward(self, params, dy, cache, grads, ws=None, need_dx=True):
-        """Writes grads[W_key], grads[b_key]; returns dx (N, D_in) or None."""
+        """Writes grads[W_key] (and grads[b_key]); returns dx (N, D_in) or None."""
         x, y = cache
         N = x.shape[0]
-        da, db = ops.bias_act_backward(
-            dy, y, self.activation,
-            out=None if self.activation == "identity" else _buffer(ws, self.W_key + ".da",
-                                                                   (N, self.d_out), dy),
-            db_out=_grad_out(grads, self.b_key, (self.d_out,), dy.dtype), ws=ws, name=self.W_key)
-        store_grad(grads, self.b_key, db)
-        dW = ops.matmul(x.T, da, out=self._dW_out(grads, ws, x))
+        if not self.bias and self.activation == "identity":
+            da = dy
+        else:
+            da, db = ops.bias_act_backward(
+                dy, y, self.activation,
+                out=None if self.activation == "identity" else _buffer(
+                    ws, self.W_key + ".da", (N, self.d_out), dy),
+                db_out=_grad_out(grads, self.b_key, (self.d_out,), dy.dtype) if self.bias
+                else None, ws=ws, name=self.W_key)
+            if self.bias:
+                store_grad(grads, self.b_key, db)
+        out = _grad_out(grads, self.W_key, self._W_shape, x.dtype)
+        dW = ops.matmul(da.T, x, out=out) if self.transpose else ops.matmul(x.T, da, out=out)
         store_grad(grads, self.W_key, self._weight_grad(dW))
         if not need_dx:
             return None
         W = self._weight(params, ws)
-        return ops.matmul(da, W.T, out=_buffer(ws, self.W_key + ".dx", (N, self.d_in), x))
-
-    def _dW_out(self, grads, ws, like):
-        return _grad_out(grads, self.W_key, (self.d_in, self.d_out), like.dtype)
+        return ops.matmul(da, W if self.transpose else W.T,
+                          out=_buffer(ws, self.W_key + ".dx", (N, self.d_in), x))
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.d_in}, {self.d_out}, "
@@ -183,7 +208,7 @@ class MaskedDense(Dense):
         if host.shape != (self.d_in, self.d_out):
             raise ValueError(
                 f"mask must have shape (d_in, d_out) = ({self.d_in}, {self.d_out}); got "
-                f"{host.shape}."
+                f"{host.shape}. (MaskedDense stores W as (d_in, d_out).)"
             )
         if not np.all((host == 0) | (host == 1)):
             raise ValueError("mask must hold only 0 and 1 (connection absent / present).")
