@@ -27,6 +27,7 @@ DEV = EXAMPLES + [
     "array-api-strict>=2.2",
     "scikit-learn>=1.3",
     "hmmlearn>=0.3.2,<0.4",
+    "ruff>=0.4",
 ]
 
 setup(
