@@ -77,7 +77,7 @@ def numerical_gradient(f, x, h=1e-6):
     Cost: 2 * x.size evaluations of ``f``.
     """
     like = None if isinstance(x, np.ndarray) else x
-    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
+    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True, order="C")
     grad = np.zeros_like(x0)
     gflat = grad.reshape(-1)
     for i in range(x0.size):
@@ -137,7 +137,7 @@ def check_directional(f, x, grad, rng=0, n_directions=4, h=1e-5, rtol=1e-6,
     """
     rng = as_generator(rng)
     like = None if isinstance(x, np.ndarray) else x
-    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
+    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True, order="C")
     g = np.asarray(to_numpy(grad), dtype=np.float64)
     if g.shape != x0.shape:
         raise ValueError(f"gradient for {name} has shape {g.shape} but {name} has shape {x0.shape}.")
@@ -204,7 +204,7 @@ def check_grads(f, params, grads, h=1e-6, rtol=1e-6, raise_on_fail=True,
 def _check_coords(f, x, grad, rng, n, h):
     """Relative error on ``n`` random coordinates (scaled by the whole gradient)."""
     like = None if isinstance(x, np.ndarray) else x
-    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
+    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True, order="C")
     g = np.asarray(to_numpy(grad), dtype=np.float64).reshape(-1)
     idx = rng.choice(x0.size, size=n, replace=False)
     num = np.array([_central_difference(f, x0, i, h, like) for i in idx])

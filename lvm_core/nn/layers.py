@@ -134,8 +134,9 @@ class Dense:
         or (D_out, D_in) when transposed)."""
         W, b = init_linear(rng, self.d_in, self.d_out, scheme=self.init_scheme, dtype=dtype,
                            like=like)
-        if self.transpose:
-            W = get_namespace(W).asarray(W.T, copy=True)
+        if self.transpose:  # (D_out, D_in), C-contiguous on NumPy (the fused ops need it)
+            W = np.ascontiguousarray(W.T) if type(W) is np.ndarray else \
+                get_namespace(W).asarray(W.T, copy=True)
         return {self.W_key: W, self.b_key: b} if self.bias else {self.W_key: W}
 
     def _weight(self, params, ws):
