@@ -325,8 +325,13 @@ class VAE(ParamsMixin):
         dout, dlog_var_x = f["dll_dout"], f["dll_dlog_var_x"]
         if c is not None:
             c_col = xp.reshape(c, (R * N, 1))
-            dout = c_col * dout
-            dlog_var_x = None if dlog_var_x is None else c_col * dlog_var_x
+            if ws is not None and type(dout) is np.ndarray:  # workspace buffers: scale in place
+                np.multiply(dout, c_col, out=dout)
+                if dlog_var_x is not None:
+                    np.multiply(dlog_var_x, c_col, out=dlog_var_x)
+            else:
+                dout = c_col * dout
+                dlog_var_x = None if dlog_var_x is None else c_col * dlog_var_x
         trunk, head = f["dec_cache"]
         if self.decoder == "gaussian" and self.decoder_var == "output":
             dh = layers["out"].backward(params, (dout, dlog_var_x), head, grads, ws)
