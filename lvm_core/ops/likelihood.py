@@ -89,7 +89,7 @@ def gaussian_loglik(x, mu, log_var, scale=1.0, grad_out=None, log_var_grad_out=N
     ((M, D), or None for a float log_var).
     """
     fixed = isinstance(log_var, float)
-    if not fusable(x, mu, None if fixed else log_var) or mu.ndim != 2 \
+    if not fusable(x, mu, None if fixed else log_var, contiguous=False) or mu.ndim != 2 \
             or x.shape != mu.shape or (not fixed and log_var.shape != mu.shape):
         return ref.gaussian_loglik(x, mu, log_var, scale)
     M, D = mu.shape
