@@ -77,9 +77,12 @@ def torch_cb_log_normalizer(torch, logits):
     """log C(l) = log(l / tanh(l/2)), safe near l = 0 (series) and for large |l|."""
     a = logits.abs()
     small = a < SERIES_CUTOFF
-    a_safe = torch.where(small, torch.ones_like(a), a)  # keeps the unused branch finite
+    # each branch sees only inputs where it is finite, so that where's backward never
+    # multiplies 0 by an infinite derivative (the series overflows for |l| > ~500)
+    a_safe = torch.where(small, torch.ones_like(a), a)
+    l_small = torch.where(small, logits, torch.zeros_like(logits))
     big = torch.log(a_safe) + torch.log1p(torch.exp(-a_safe)) - torch.log(-torch.expm1(-a_safe))
-    u = logits * logits
+    u = l_small * l_small
     series = LOG_2 + u * _horner(u, _CB_COEFS)
     return torch.where(small, series, big)
 
@@ -323,18 +326,21 @@ class JaxTwin:
         return elbo / X.shape[0], iwae / X.shape[0]
 
 
+def jax_cb_log_normalizer(jnp, logits):
+    """log C(l) = log(l / tanh(l/2)) in JAX, as :func:`torch_cb_log_normalizer`."""
+    a = jnp.abs(logits)
+    small = a < SERIES_CUTOFF
+    a_safe = jnp.where(small, 1.0, a)  # finite inputs for each branch (see torch's)
+    l_small = jnp.where(small, logits, 0.0)
+    big = jnp.log(a_safe) + jnp.log1p(jnp.exp(-a_safe)) - jnp.log(-jnp.expm1(-a_safe))
+    u = l_small * l_small
+    return jnp.where(small, LOG_2 + u * _horner(u, _CB_COEFS), big)
+
+
 def _jax_terms(jax, n_hidden, activation, decoder):
     jnp = jax.numpy
     act = {"relu": jax.nn.relu, "elu": jax.nn.elu, "tanh": jnp.tanh}[activation]
     enc_names, mu_names, lv_names, dec_names, out_names = layer_names(n_hidden)
-
-    def cb_log_normalizer(logits):
-        a = jnp.abs(logits)
-        small = a < SERIES_CUTOFF
-        a_safe = jnp.where(small, 1.0, a)
-        big = jnp.log(a_safe) + jnp.log1p(jnp.exp(-a_safe)) - jnp.log(-jnp.expm1(-a_safe))
-        u = logits * logits
-        return jnp.where(small, LOG_2 + u * _horner(u, _CB_COEFS), big)
 
     def terms(p, x, eps):
         R, N, L = eps.shape
@@ -350,7 +356,7 @@ def _jax_terms(jax, n_hidden, activation, decoder):
         logits = (h @ p[out_names[0]] + p[out_names[1]]).reshape(R, N, -1)
         ll = x * logits - jax.nn.softplus(logits)
         if decoder == "continuous_bernoulli":
-            ll = ll + cb_log_normalizer(logits)
+            ll = ll + jax_cb_log_normalizer(jnp, logits)
         log_px = ll.sum(-1)
         log_pz_qz = -0.5 * (z * z - eps * eps - log_var).sum(-1)
         kl = 0.5 * (jnp.exp(log_var) + mu * mu - 1.0 - log_var).sum(-1)
@@ -385,6 +391,26 @@ def make_jax_bounds(jax, n_hidden, activation, decoder):
 
 
 # ---------------------------------------------------------------- comparisons
+def check_cb_log_normalizer(fn, grad_fn):
+    """Largest errors of a log C(l) implementation and of its gradient, float32 in, against
+    float64 closed forms log(l / tanh(l/2)) and 1/l - 1/sinh(l) on |l| in [1e-3, 1e6]
+    (log 2 and 0 at l = 0), including the series/closed-form seam at |l| = 1/2.
+
+    ``fn`` and ``grad_fn`` map a float32 NumPy vector to NumPy vectors.
+    Returns (max relative value error, max absolute gradient error).
+    """
+    a = np.concatenate([np.geomspace(1e-3, 1e6, 400), [0.4999, 0.5, 0.5001, 600.0]])
+    l = np.concatenate([-a, [0.0], a]).astype(np.float32)
+    l64 = l.astype(np.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ref = np.where(l64 == 0, LOG_2, np.log(np.abs(l64) / np.abs(np.tanh(l64 / 2))))
+        dref = np.where(l64 == 0, 0.0, 1.0 / l64 - 1.0 / np.sinh(l64))
+    v, g = np.asarray(fn(l), np.float64), np.asarray(grad_fn(l), np.float64)
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(g))):
+        return math.inf, math.inf
+    return float(np.max(np.abs(v - ref) / np.abs(ref))), float(np.max(np.abs(g - dref)))
+
+
 def max_rel_diff(ours, peer):
     """max over keys of max|ours - peer| / max|peer| (each gradient scaled by its own size)."""
     worst, where = 0.0, None
