@@ -5,6 +5,7 @@ array-api-compat.  Everything else is an extra:
 
 * ``gpu``: CuPy (choose the wheel matching your CUDA, e.g. ``cupy-cuda12x``);
 * ``examples``: matplotlib and tqdm for the example scripts;
+* ``distributed``: dask.distributed, for EM whose E-steps run on a cluster;
 * ``dev``: the test suite and its reference implementations.
 """
 import re
@@ -27,7 +28,9 @@ DEV = EXAMPLES + [
     "array-api-strict>=2.2",
     "scikit-learn>=1.3",
     "hmmlearn>=0.3.2,<0.4",
+    "dask[distributed]>=2024.1",
 ]
+DISTRIBUTED = ["dask[distributed]>=2024.1"]
 
 setup(
     name="lvm_core",
@@ -52,6 +55,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "examples": EXAMPLES,
+        "distributed": DISTRIBUTED,
         "dev": DEV,
     },
     classifiers=[
