@@ -248,7 +248,13 @@ class ChunkedRows:
         a, b = self.bounds[i]
         return self.X[a:b, ...]
 
+    def map_gather(self, fn, params, **options):
+        """[fn(block_i, extra_i, params, **options) for every block]."""
+        return [fn(self.read(i), self.extras[i], params, **options)
+                for i in range(len(self.bounds))]
+
     def map_reduce(self, fn, params, **options):
+        """sum_i fn(block_i, extra_i, params, **options), as (stats, objective)."""
         total = None
         for i in range(len(self.bounds)):
             result = fn(self.read(i), self.extras[i], params, **options)
@@ -294,7 +300,14 @@ class DaskRows:
         self.extra_parts = client.scatter(self.extras) if any(
             e is not None for e in self.extras) else self.extras
 
+    def map_gather(self, fn, params, **options):
+        """[fn(block_i, extra_i, params, **options) for every block], run on the workers."""
+        futures = self.client.map(fn, self.parts, self.extra_parts, params=params, pure=False,
+                                  **options)
+        return self.client.gather(futures)
+
     def map_reduce(self, fn, params, **options):
+        """sum_i fn(block_i, ...) on the workers: parameters broadcast once, tree-summed."""
         client = self.client
         params_future = client.scatter(params, broadcast=True, hash=False)
         results = client.map(fn, self.parts, self.extra_parts, params=params_future,
