@@ -265,6 +265,18 @@ class ChunkedRows:
         pass
 
 
+class _Box:
+    """One object around the parameters, so that dask scatters them as one piece
+    (a dict or tuple would be split into several keys)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _call_boxed(chunk, extra, fn, box, options):
+    return fn(chunk, extra, box.value, **options)
+
+
 def _tree_sum(client, futures):
     """Pairwise (tree) reduction of futures of E-step results on the cluster."""
     while len(futures) > 1:
@@ -296,28 +308,29 @@ class DaskRows:
             blocks = list(X.to_delayed().ravel())
             self.parts = client.compute(blocks)
         else:
-            self.parts = client.scatter([X[a:b, ...] for a, b in self.bounds])
-        self.extra_parts = client.scatter(self.extras) if any(
+            self.parts = client.scatter([X[a:b, ...] for a, b in self.bounds], hash=False)
+        self.extra_parts = client.scatter(self.extras, hash=False) if any(
             e is not None for e in self.extras) else self.extras
 
     def map_gather(self, fn, params, **options):
         """[fn(block_i, extra_i, params, **options) for every block], run on the workers."""
-        futures = self.client.map(fn, self.parts, self.extra_parts, params=params, pure=False,
-                                  **options)
+        futures = self.client.map(_call_boxed, self.parts, self.extra_parts, fn=fn,
+                                  box=_Box(params), options=options, pure=False)
         return self.client.gather(futures)
 
     def map_reduce(self, fn, params, **options):
         """sum_i fn(block_i, ...) on the workers: parameters broadcast once, tree-summed."""
         client = self.client
-        params_future = client.scatter(params, broadcast=True, hash=False)
-        results = client.map(fn, self.parts, self.extra_parts, params=params_future,
-                             pure=False, **options)
+        box = client.scatter(_Box(params), broadcast=True, hash=False)  # one future
+        results = client.map(_call_boxed, self.parts, self.extra_parts, fn=fn, box=box,
+                             options=options, pure=False)
         total = _tree_sum(client, results).result()
-        client.cancel([params_future])
+        client.cancel([box])
         return total
 
     def close(self):
-        self.client.cancel(list(self.parts))
+        futures = list(self.parts) + [e for e in self.extra_parts if hasattr(e, "key")]
+        self.client.cancel(futures)
 
 
 def default_client(client, X):

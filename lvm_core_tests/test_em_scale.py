@@ -302,3 +302,16 @@ def test_step_size_is_validated():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="step_size"):
             GaussianHMM(2, random_state=0).partial_fit(X, step_size=0.0)
+
+
+def test_dask_collection_without_a_client_says_how_to_fix():
+    da = pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+
+    try:
+        distributed.default_client()
+        pytest.skip("a default client is running in this process")
+    except ValueError:
+        pass
+    with pytest.raises(ValueError, match="Client"):
+        GaussianMixture(2).fit(da.from_array(np.ones((10, 2)), chunks=(5, 2)))

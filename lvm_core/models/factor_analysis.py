@@ -213,9 +213,10 @@ def ppca_closed_form(scatter, n_samples, n_components):
     return components, xp.maximum(sigma2, xp.asarray(SMALL, dtype=sigma2.dtype, device=sigma2.device))
 
 
-def _scatter_chunk(chunk, extra, mean, dtype):
+def _scatter_chunk(chunk, extra, params, dtype):
     """(S_block = sum_n (x_n - mean)(x_n - mean)^T, 0) for one block of rows."""
     block = np.asarray(chunk, dtype=dtype)
+    mean = params
     block = check_array(block, "X", ndim=2, dtype_kind="numeric", n_features=mean.shape[0])
     Xc = block - mean
     return SufficientStatistics(scatter=Xc.T @ Xc), 0.0
