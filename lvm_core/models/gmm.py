@@ -228,6 +228,35 @@ class GaussianMixture(ParamsMixin):
     after the maximisation, as in scikit-learn) can lower it by a small
     amount near the optimum.
 
+    Parameters
+    ----------
+    n_components : int
+        Number of components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Form of the covariances.
+    tol : float
+        Stop when the mean log-likelihood per sample changes by less than this.
+    reg_covar : float
+        Added to the diagonal of every covariance after each M-step.
+    max_iter : int
+        Maximum number of EM iterations per start.
+    n_init : int
+        Number of starts; the best final log-likelihood is kept.
+    init_params : {"kmeans++", "k-means++", "kmeans", "random", "random_from_data"}
+        How the starting responsibilities are drawn (initialisations see at
+        most 100,000 randomly chosen rows).
+    weights_init, means_init, precisions_init : arrays, optional
+        Starting parameters replacing those from ``init_params``.
+    random_state : int, numpy Generator or None
+        Seed of the initialisation.
+    verbose : int
+        Print the objective of every iteration when > 0.
+    dtype : {"float64", "float32"}
+        Floating type of the fit.
+
+    ``fit`` also takes an ``h5py.Dataset`` (streamed by ``chunk_size`` rows),
+    a dask array or a dask ``client``; ``partial_fit`` runs online EM.
+
     Fitted attributes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
     ``precisions_cholesky_``, ``precisions_``, ``converged_``, ``n_iter_``,
     ``lower_bound_`` (mean log-likelihood per sample of the last E-step),
