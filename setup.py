@@ -5,6 +5,7 @@ array-api-compat.  Everything else is an extra:
 
 * ``gpu``: CuPy (choose the wheel matching your CUDA, e.g. ``cupy-cuda12x``);
 * ``examples``: matplotlib and tqdm for the example scripts;
+* ``distributed``: dask.distributed, for EM whose E-steps run on a cluster;
 * ``dev``: the test suite and its reference implementations.
 """
 import re
@@ -29,7 +30,9 @@ DEV = EXAMPLES + [
     "hmmlearn>=0.3.2,<0.4",
     "pandas>=1.5",
     "ruff>=0.4",
+    "dask[distributed]>=2024.1",
 ]
+DISTRIBUTED = ["dask[distributed]>=2024.1"]
 
 setup(
     name="lvm_core",
@@ -54,6 +57,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "examples": EXAMPLES,
+        "distributed": DISTRIBUTED,
         "dev": DEV,
     },
     classifiers=[

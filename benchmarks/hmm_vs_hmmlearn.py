@@ -149,10 +149,11 @@ m = GaussianHMM({K}, n_iter=1, init=())
 m.startprob_ = np.full({K}, 1 / {K}); m.transmat_ = np.full(({K}, {K}), 1 / {K})
 m.means_ = rng.normal(size=({K}, {D})); m.covars_ = np.ones(({K}, {D}))
 m.fit(X[:1000])                       # compile / load the kernels
-data = m._prepare(X, None, fit=True)
-m._check_parameters(data["like"])
+X_valid, missing = m._validate(X)
+data = m._features(X_valid, np.array([len(X)]), m._reference([m._summary(X_valid, missing)]))
+params = m._fitted_params(data["like"])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-stats, ll = m._e_step(data)
+stats, ll = m._e_step(data, params)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((after - before) / 1024, np.isfinite(ll))
 """

@@ -22,11 +22,11 @@ step in Viterbi).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..backend import asarray, device_of, get_namespace
+from ..families._common import safe_log
 
 __all__ = ["forward_backward", "forward_log_prob", "viterbi"]
 
@@ -92,8 +92,7 @@ def _forward(xp, pi, A, b, m, padded, valid):
         rescue = ~(c > 0)
         if bool(xp.any(rescue)):
             reach = pred > 0
-            log_cur = xp.where(reach, xp.log(xp.where(reach, pred, xp.ones_like(pred)))
-                               + padded[:, t, :], xp.full_like(pred, -math.inf))
+            log_cur = safe_log(pred) + padded[:, t, :]  # -inf where unreachable
             m_new = xp.max(log_cur, axis=1)  # (S,)
             ok = rescue & xp.isfinite(m_new)
             m_safe = xp.where(ok, m_new, xp.zeros_like(m_new))
@@ -109,7 +108,7 @@ def _forward(xp, pi, A, b, m, padded, valid):
         a_new = a / safe_c[:, None]
         alpha = a_new if t == 0 else xp.where(v[:, None], a_new, alpha)
         alphas.append(alpha)
-        log_c.append(xp.where(c > 0, xp.log(safe_c), xp.full_like(c, -math.inf)))
+        log_c.append(safe_log(c))
         b_rows.append(b_t)
         m_rows.append(m_t)
     return alphas, log_c, b_rows, m_rows

@@ -36,7 +36,11 @@ M-step (PRML 12.69-12.70; Rubin & Thayer 1982)::
 Every statistic is linear in the scatter matrix S = sum_n x_c x_c^T, so ``fit``
 computes S once (O(N D^2)) and each EM iteration costs O(D^2 L), independent
 of N (:func:`e_step_from_scatter`); :func:`e_step` computes the same numbers
-from the data (O(N D L)) for chunked or streaming use.
+from the data (O(N D L)) for chunked or streaming use.  The mean and S are
+sums over rows, so ``fit`` also accepts an ``h5py.Dataset`` or any array-like
+with row slicing (read in blocks of ``chunk_size`` rows, memory O(block)) and
+dask arrays or a dask ``client`` (the block sums run on the workers and are
+tree-summed; see :mod:`lvm_core.em`).
 
 PPCA also has a closed form (Tipping & Bishop 1999, eqs. 7-8): with the
 eigen-decomposition of the sample covariance S/N = U diag(lambda) U^T (sorted
@@ -46,8 +50,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backend import asarray, get_namespace, item
-from ..em import SufficientStatistics, run_em
+from ..em import (SufficientStatistics, check_chunk_size, check_row_source, default_client,
+                  is_in_memory_array, make_source, row_bounds, run_em, streamed_mean)
 from ..random import as_generator, normal
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
 from .base import ParamsMixin
@@ -206,10 +213,43 @@ def ppca_closed_form(scatter, n_samples, n_components):
     return components, xp.maximum(sigma2, xp.asarray(SMALL, dtype=sigma2.dtype, device=sigma2.device))
 
 
+def _scatter_chunk(chunk, extra, params, dtype):
+    """(S_block = sum_n (x_n - mean)(x_n - mean)^T, 0) for one block of rows."""
+    block = np.asarray(chunk, dtype=dtype)
+    mean = params
+    block = check_array(block, "X", ndim=2, dtype_kind="numeric", n_features=mean.shape[0])
+    Xc = block - mean
+    return SufficientStatistics(scatter=Xc.T @ Xc), 0.0
+
+
 class _LinearGaussian(ParamsMixin):
     """Shared inference for FA and PPCA (x ~ N(mu, W^T W + Psi))."""
 
     _isotropic = False
+
+    def _mean_and_scatter(self, X, chunk_size, client):
+        """(xp, like, N, D, mean (D,), S = sum_n x_c x_c^T (D, D)), in memory or by blocks."""
+        chunk_size = check_chunk_size(chunk_size)
+        client = default_client(client, X)
+        if client is None and chunk_size is None and is_in_memory_array(X):
+            xp, X = self._validate_X(X, fitting=True)
+            mean = xp.mean(X, axis=0)
+            Xc = X - mean
+            return xp, X, X.shape[0], X.shape[1], mean, xp.matmul(Xc.T, Xc)
+        if is_in_memory_array(X):
+            X = check_array(X, "X", ndim=2, dtype_kind="numeric", min_rows=2)
+        N, D = check_row_source(X)
+        if N < 2:
+            raise ValueError(f"X must have at least 2 row(s); got shape {(N, D)}. Pass non-empty data.")
+        step = chunk_size if chunk_size is not None else -(-N // 4)
+        source = make_source(X, row_bounds(N, step), client=client)
+        try:
+            mean = streamed_mean(source, self.dtype)
+            stats, _ = source.map_reduce(_scatter_chunk, mean, dtype=self.dtype)
+        finally:
+            source.close()
+        like = np.zeros((1, D), dtype=self.dtype)
+        return get_namespace(like), like, N, D, mean.astype(self.dtype), stats["scatter"]
 
     def _check_fitted(self):
         check_is_fitted(self, ["components_", "noise_variance_", "mean_"])
@@ -332,19 +372,20 @@ class FactorAnalysis(_LinearGaussian):
         self.method = method
         self.dtype = dtype
 
-    def fit(self, X, y=None):
-        """Fit by EM on the scatter matrix (computed once); returns ``self``."""
+    def fit(self, X, y=None, chunk_size=None, client=None):
+        """Fit by EM on the scatter matrix (computed once); returns ``self``.
+
+        ``X`` may be an array, an ``h5py.Dataset`` (or any array-like with row
+        slicing, read in blocks of ``chunk_size`` rows) or a dask array; with
+        a dask ``client`` the block sums run on its workers.
+        """
         check_choice(self.method, "method", ("em",))
         check_choice(self.dtype, "dtype", ("float64", "float32"))
         check_positive_int(self.max_iter, "max_iter")
         if not isinstance(self.tol, (int, float)) or self.tol < 0:
             raise ValueError(f"tol must be a number >= 0; got {self.tol!r}.")
-        xp, X = self._validate_X(X, fitting=True)
-        N, D = X.shape
+        xp, X, N, D, self.mean_, scatter = self._mean_and_scatter(X, chunk_size, client)  # (D, D)
         L = self._check_n_components(D)
-        self.mean_ = xp.mean(X, axis=0)
-        Xc = X - self.mean_
-        scatter = xp.matmul(Xc.T, Xc)  # (D, D)
         if self.noise_variance_init is None:
             psi = xp.ones((D,), dtype=X.dtype, device=X.device)
         else:
@@ -392,22 +433,23 @@ class PPCA(_LinearGaussian):
         self.random_state = random_state
         self.dtype = dtype
 
-    def fit(self, X, y=None):
-        """Fit by the closed form or by EM; returns ``self``."""
+    def fit(self, X, y=None, chunk_size=None, client=None):
+        """Fit by the closed form or by EM; returns ``self``.
+
+        ``X`` may be an array, an ``h5py.Dataset`` (or any array-like with row
+        slicing, read in blocks of ``chunk_size`` rows) or a dask array; with
+        a dask ``client`` the block sums run on its workers.
+        """
         check_choice(self.method, "method", ("closed_form", "em"))
         check_choice(self.dtype, "dtype", ("float64", "float32"))
         check_positive_int(self.max_iter, "max_iter")
         if not isinstance(self.tol, (int, float)) or self.tol < 0:
             raise ValueError(f"tol must be a number >= 0; got {self.tol!r}.")
-        xp, X = self._validate_X(X, fitting=True)
-        N, D = X.shape
+        xp, X, N, D, self.mean_, scatter = self._mean_and_scatter(X, chunk_size, client)  # (D, D)
         L = self._check_n_components(D)
         if L >= D:
             raise ValueError(f"PPCA needs n_components < n_features (sigma^2 is the mean of "
                              f"the discarded eigenvalues); got n_components={L}, n_features={D}.")
-        self.mean_ = xp.mean(X, axis=0)
-        Xc = X - self.mean_
-        scatter = xp.matmul(Xc.T, Xc)  # (D, D)
         if self.method == "closed_form":
             self.components_, self.noise_variance_ = ppca_closed_form(scatter, N, L)
             log_likelihood = e_step_from_scatter(scatter, N, self.components_,

@@ -38,26 +38,34 @@ with Lambda_k = Sigma_k^{-1} = U_k U_k^T, so that::
 For ``diag`` U_k is the vector 1/sqrt(diag Sigma_k), for ``spherical`` the
 scalar 1/sigma_k, for ``tied`` one (D, D) factor shared by all components.
 
-Speed: for ``full`` covariances on NumPy the E-step works on blocks of rows:
-one GEMM against the stacked factors [U_1 | ... | U_K] (D, K*D) gives all K
-whitened residuals, a fused Numba kernel turns them into log N, the
-log-sum-exp and r_nk, and SS_k comes from one more GEMM of the
-responsibilities against the packed products x_a x_b (a <= b).  The generic
-array-API path (any backend) loops over components; both are tested equal.
-``fit`` runs EM on X minus the data mean (EM is translation-equivariant) so
-that the raw second moments SS_k lose no digits to an offset of the data.
+The Gaussian maths (log-density, statistics, M-step, parameterisation) lives
+in :mod:`lvm_core.families.gaussian`; the blocked full-covariance E-step in
+:mod:`lvm_core.kernels.gaussian_numba`.  Statistics are taken about a fixed
+reference point c (the data mean, computed once per fit) so that the raw
+second moments lose no digits to an offset and the statistics of chunks add
+up exactly: ``fit`` accepts, besides arrays, an ``h5py.Dataset`` or any
+array-like with row slicing (streamed in blocks of ``chunk_size`` rows,
+memory O(block)), a dask array or a dask ``client`` (E-steps on the
+workers, see :mod:`lvm_core.em`); ``partial_fit`` runs online EM (Cappe &
+Moulines 2009).
 """
 from __future__ import annotations
 
 import math
 import warnings
 
-import numba
 import numpy as np
 
 from ..backend import asarray, get_namespace, is_numpy_namespace, item, to_numpy
-from ..em import ConvergenceMonitor, SufficientStatistics, run_em
-from ..random import as_generator, categorical, normal, uniform
+from ..em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, check_row_source,
+                  default_client, is_in_memory_array, make_source, row_bounds, run_em,
+                  step_size_schedule, stepwise_update, streamed_mean, take_rows)
+from ..families import gaussian as gauss
+from ..families._common import init_rows, kmeans, kmeans_plusplus, logsumexp
+from ..families.gaussian import (compute_precision_cholesky, covariances_from_cholesky,
+                                 log_det_precision_cholesky, precision_cholesky_from_precisions,
+                                 precisions_from_cholesky)
+from ..random import as_generator, normal, uniform
 from ..validation import (
     check_array,
     check_choice,
@@ -75,11 +83,13 @@ __all__ = [
     "precision_cholesky_from_precisions",
     "log_det_precision_cholesky",
     "AbsoluteToleranceMonitor",
+    "precisions_from_cholesky",
+    "covariances_from_cholesky",
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans++", "k-means++", "random_from_data", "random", "kmeans")
-_CHUNK_ROWS = 2048  # rows per block of the NumPy full-covariance E-step
+INIT_MAX_ROWS = 100_000  # initialisations use at most this many (randomly chosen) rows
 
 
 class AbsoluteToleranceMonitor(ConvergenceMonitor):
@@ -105,303 +115,60 @@ class AbsoluteToleranceMonitor(ConvergenceMonitor):
         return self.converged or self.iter >= self.n_iter
 
 
-# ---------------------------------------------------------------------------
-# small array-API helpers
-# ---------------------------------------------------------------------------
-
-def _eye(xp, D, like):
-    return xp.eye(D, dtype=like.dtype, device=like.device)
-
-
-def _logsumexp_rows(xp, a):
-    """log sum_k exp(a_nk) for a (N, K), max-shifted; returns (N,)."""
-    a_max = xp.max(a, axis=1, keepdims=True)  # (N, 1)
-    a_max = xp.where(xp.isfinite(a_max), a_max, xp.zeros_like(a_max))
-    return xp.log(xp.sum(xp.exp(a - a_max), axis=1)) + a_max[:, 0]
-
-
-def _inv_lower_triangular(xp, L):
-    """L^{-1} for lower-triangular L (..., D, D), through a linear solve."""
-    D = L.shape[-1]
-    eye = _eye(xp, D, L)
-    if L.ndim == 3:
-        eye = xp.broadcast_to(eye, L.shape)
-    return xp.linalg.solve(L, eye)
-
-
-def _matrix_transpose(xp, A):
-    return xp.permute_dims(A, (0, 2, 1)) if A.ndim == 3 else A.T
-
-
-def _cholesky(xp, A, what):
-    try:
-        L = xp.linalg.cholesky(A)
-    except Exception as exc:  # numpy LinAlgError, or a backend's own error
-        raise ValueError(
-            f"{what} is not symmetric positive definite ({exc}). Check the initial "
-            "precisions, or increase reg_covar / rescale the data (degenerate data, "
-            "too many components, or collapsed samples)."
-        ) from None
-    if not bool(xp.all(xp.isfinite(L))):
-        raise ValueError(
-            f"{what} is not symmetric positive definite (its Cholesky factor is not "
-            "finite). Increase reg_covar or check the data."
-        )
-    return L
-
-
-# ---------------------------------------------------------------------------
-# parameterisation: precision Cholesky factors
-# ---------------------------------------------------------------------------
-
-def compute_precision_cholesky(covariances, covariance_type):
-    """Upper-triangular U with Sigma^{-1} = U U^T, from the covariances.
-
-    With Sigma = L L^T (Cholesky, L lower), Sigma^{-1} = L^{-T} L^{-1}, hence
-    U = L^{-T}.  ``diag``: U = 1/sqrt(sigma^2) (K, D); ``spherical``: (K,).
-
-    Shapes: full (K, D, D), tied (D, D), diag (K, D), spherical (K,).
-    Raises ValueError when a covariance is not positive definite.
-    """
-    xp = get_namespace(covariances)
-    if covariance_type in ("full", "tied"):
-        L = _cholesky(xp, covariances, "A component covariance")
-        return _matrix_transpose(xp, _inv_lower_triangular(xp, L))
-    if bool(xp.any(covariances <= 0.0)):
-        raise ValueError(
-            "A component variance is not positive. Increase reg_covar or check the data "
-            "(a collapsed component or a constant feature)."
-        )
-    return 1.0 / xp.sqrt(covariances)
-
-
-def precision_cholesky_from_precisions(precisions, covariance_type):
-    """Upper-triangular U with Lambda = U U^T, from precision matrices Lambda.
-
-    With J the exchange matrix (reverses rows/columns), J Lambda J = C C^T
-    (Cholesky, C lower) gives Lambda = (J C J)(J C J)^T and J C J is upper
-    triangular: U = J C J.  ``diag``/``spherical``: U = sqrt(Lambda).
-    """
-    xp = get_namespace(precisions)
-    if covariance_type in ("full", "tied"):
-        flipped = xp.flip(precisions, axis=(-2, -1))
-        C = _cholesky(xp, flipped, "A precision matrix (precisions_init)")
-        return xp.flip(C, axis=(-2, -1))
-    if bool(xp.any(precisions <= 0.0)):
-        raise ValueError("precisions_init must be positive; got a value <= 0.")
-    return xp.sqrt(precisions)
-
-
-def precisions_from_cholesky(precisions_cholesky, covariance_type):
-    """Lambda = U U^T (full/tied) or U^2 (diag/spherical)."""
-    xp = get_namespace(precisions_cholesky)
-    if covariance_type in ("full", "tied"):
-        return xp.matmul(precisions_cholesky, _matrix_transpose(xp, precisions_cholesky))
-    return precisions_cholesky * precisions_cholesky
-
-
-def covariances_from_cholesky(precisions_cholesky, covariance_type):
-    """Sigma = (U U^T)^{-1} = U^{-T} U^{-1} (full/tied) or 1/U^2."""
-    xp = get_namespace(precisions_cholesky)
-    if covariance_type in ("full", "tied"):
-        U_inv_T = _inv_lower_triangular(xp, _matrix_transpose(xp, precisions_cholesky))  # U^{-T}
-        return xp.matmul(U_inv_T, _matrix_transpose(xp, U_inv_T))
-    return 1.0 / (precisions_cholesky * precisions_cholesky)
-
-
-def log_det_precision_cholesky(precisions_cholesky, covariance_type, n_features):
-    """log det U_k = 1/2 log det Lambda_k, shape (K,) (a scalar for ``tied``).
-
-    full/tied: sum_d log U_dd; diag: sum_d log U_d; spherical: D log U.
-    """
-    xp = get_namespace(precisions_cholesky)
-    if covariance_type in ("full", "tied"):
-        diagonal = xp.linalg.diagonal(precisions_cholesky)  # (K, D) or (D,)
-        return xp.sum(xp.log(diagonal), axis=-1)
-    if covariance_type == "diag":
-        return xp.sum(xp.log(precisions_cholesky), axis=1)
-    return n_features * xp.log(precisions_cholesky)
-
-
-# ---------------------------------------------------------------------------
-# E-step
-# ---------------------------------------------------------------------------
-
 def estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type):
-    """log N(x_n | mu_k, Sigma_k), shape (N, K).
-
-    log N = -D/2 log(2 pi) + log det U_k - 1/2 ||(x_n - mu_k) U_k||^2
-    (generic array-API code, a loop over the K components for full/tied).
-    """
-    xp = get_namespace(X, means, precisions_cholesky)
-    N, D = X.shape
-    K = means.shape[0]
-    log_det = log_det_precision_cholesky(precisions_cholesky, covariance_type, D)
-    if covariance_type in ("full", "tied"):
-        columns = []
-        for k in range(K):
-            U_k = precisions_cholesky[k, ...] if covariance_type == "full" else precisions_cholesky
-            y = xp.matmul(X, U_k) - xp.matmul(means[k, :], U_k)  # (N, D)
-            columns.append(xp.sum(y * y, axis=1))
-        maha = xp.stack(columns, axis=1)  # (N, K)
-    elif covariance_type == "diag":
-        lam = precisions_cholesky * precisions_cholesky  # (K, D)
-        maha = (xp.sum(means * means * lam, axis=1)[None, :]
-                - 2.0 * xp.matmul(X, (means * lam).T)
-                + xp.matmul(X * X, lam.T))  # (N, K)
-    else:
-        lam = precisions_cholesky * precisions_cholesky  # (K,)
-        maha = ((xp.sum(means * means, axis=1) * lam)[None, :]
-                - 2.0 * xp.matmul(X, means.T) * lam[None, :]
-                + xp.sum(X * X, axis=1)[:, None] * lam[None, :])  # (N, K)
-    return -0.5 * (D * math.log(2.0 * math.pi) + maha) + log_det
+    """log N(x_n | mu_k, Sigma_k), shape (N, K) (:func:`lvm_core.families.gaussian.log_prob`)."""
+    return gauss.log_prob(X, means, precisions_cholesky, covariance_type)
 
 
-def _statistics_from_resp(xp, X, resp, covariance_type):
-    """Additive statistics N_k, s_k, SS_k from responsibilities (N, K)."""
-    resp_sum = xp.sum(resp, axis=0)  # (K,)
-    x_sum = xp.matmul(resp.T, X)  # (K, D)
-    if covariance_type == "full":
-        K = resp.shape[1]
-        xx_sum = xp.stack([xp.matmul((X * resp[:, k:k + 1]).T, X) for k in range(K)])  # (K, D, D)
-    elif covariance_type == "tied":
-        xx_sum = xp.matmul(X.T, X)  # (D, D)
-    else:
-        xx_sum = xp.matmul(resp.T, X * X)  # (K, D)
-    return SufficientStatistics(
-        resp_sum=resp_sum, x_sum=x_sum, xx_sum=xx_sum,
-        n_samples=xp.asarray(float(X.shape[0]), dtype=X.dtype, device=X.device),
-    )
+def _statistics_from_resp(xp, X, resp, covariance_type, shift=None):
+    """Additive statistics N_k, s_k, SS_k (about ``shift``) from responsibilities (N, K)."""
+    stats = SufficientStatistics(gauss.statistics(X, resp, covariance_type, shift))
+    stats["n_samples"] = xp.asarray(float(X.shape[0]), dtype=X.dtype, device=X.device)
+    return stats
 
 
-def _e_step_generic(X, weights, means, precisions_cholesky, covariance_type):
-    xp = get_namespace(X, weights, means, precisions_cholesky)
-    weighted = estimate_log_gaussian_prob(X, means, precisions_cholesky, covariance_type) + xp.log(weights)
-    log_p = _logsumexp_rows(xp, weighted)  # (N,)
-    resp = xp.exp(weighted - log_p[:, None])  # (N, K)
-    stats = _statistics_from_resp(xp, X, resp, covariance_type)
-    return stats, xp.sum(log_p)
-
-
-@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def _full_block_resp(Y, mu_U, const, resp):  # pragma: no cover - compiled
-    """Fused per-row kernel: maha, log-sum-exp, responsibilities; returns sum_n log p(x_n).
-
-    Y (n, K*D) holds x_n [U_1 | ... | U_K]; with y_nk = Y[n, kD:(k+1)D] - mu_k U_k,
-    w_nk = const_k - 1/2 ||y_nk||^2, log p(x_n) = logsumexp_k w_nk and
-    resp[n, k] = exp(w_nk - log p(x_n)).
-    """
-    n, K = resp.shape
-    D = Y.shape[1] // K
-    total = 0.0
-    for i in range(n):
-        w_max = -np.inf
-        for k in range(K):
-            s = 0.0
-            for d in range(D):
-                v = Y[i, k * D + d] - mu_U[k * D + d]
-                s += v * v
-            w = const[k] - 0.5 * s
-            resp[i, k] = w
-            if w > w_max:
-                w_max = w
-        norm = 0.0
-        for k in range(K):
-            e = np.exp(resp[i, k] - w_max)
-            resp[i, k] = e
-            norm += e
-        for k in range(K):
-            resp[i, k] /= norm
-        total += w_max + np.log(norm)
-    return total
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _packed_outer(X, out):  # pragma: no cover - compiled
-    """out[n, :] = upper triangle of x_n x_n^T, row by row (x_a x_b for a <= b)."""
-    n, D = X.shape
-    for i in range(n):
-        idx = 0
-        for a in range(D):
-            xa = X[i, a]
-            for b in range(a, D):
-                out[i, idx] = xa * X[i, b]
-                idx += 1
-
-
-def _e_step_full_numpy(X, weights, means, precisions_cholesky):
-    """NumPy/Numba fast path of the full-covariance E-step (same math, blocked).
-
-    For a block of rows, Y = X [U_1 | ... | U_K] (n, K*D) holds all whitened
-    data from one GEMM; a fused kernel subtracts mu_k U_k, forms ||y_nk||^2,
-    the log-sum-exp and r_nk.  SS_k = sum_n r_nk x_n x_n^T comes from one
-    GEMM of the responsibilities against the packed products x_a x_b (a <= b),
-    shape (n, D(D+1)/2), unpacked into symmetric (K, D, D) at the end.
-    """
-    N, D = X.shape
-    K = means.shape[0]
-    dtype = X.dtype
-    X = np.ascontiguousarray(X)
-    U_stack = np.ascontiguousarray(np.transpose(precisions_cholesky, (1, 0, 2)).reshape(D, K * D))  # (D, K*D)
-    mu_U = np.einsum("kd,kde->ke", means, precisions_cholesky).reshape(K * D)  # (K*D,)
-    log_det = np.sum(np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)), axis=1)
-    const = np.log(weights) + log_det - 0.5 * D * math.log(2.0 * math.pi)  # (K,)
-    n_pairs = D * (D + 1) // 2
-    resp_sum = np.zeros(K, dtype=dtype)
-    x_sum = np.zeros((K, D), dtype=dtype)
-    xx_packed = np.zeros((K, n_pairs), dtype=dtype)  # (K, D(D+1)/2)
-    log_likelihood = 0.0
-    n_block = max(1, min(N, _CHUNK_ROWS))
-    Y_buf = np.empty((n_block, K * D), dtype=dtype)
-    resp_buf = np.empty((n_block, K), dtype=dtype)
-    XX_buf = np.empty((n_block, n_pairs), dtype=dtype)
-    for start in range(0, N, n_block):
-        Xb = X[start:start + n_block]  # (n, D)
-        n = Xb.shape[0]
-        Y, resp, XX = Y_buf[:n], resp_buf[:n], XX_buf[:n]
-        np.matmul(Xb, U_stack, out=Y)  # (n, K*D)
-        log_likelihood += _full_block_resp(Y, mu_U, const, resp)
-        resp_sum += np.sum(resp, axis=0)
-        x_sum += resp.T @ Xb
-        _packed_outer(Xb, XX)
-        xx_packed += resp.T @ XX  # (K, D(D+1)/2)
-    rows, cols = np.triu_indices(D)
-    xx_sum = np.empty((K, D, D), dtype=dtype)
-    xx_sum[:, rows, cols] = xx_packed
-    xx_sum[:, cols, rows] = xx_packed
-    stats = SufficientStatistics(resp_sum=resp_sum, x_sum=x_sum, xx_sum=xx_sum,
-                                 n_samples=np.asarray(float(N), dtype=dtype))
-    return stats, np.asarray(log_likelihood, dtype=dtype)
-
-
-def e_step(X, weights, means, precisions_cholesky, covariance_type, fast=True):
+def e_step(X, weights, means, precisions_cholesky, covariance_type, fast=True, shift=None):
     """E-step: responsibilities r_nk and their additive statistics (PRML eq. 9.23).
+
+        log r_nk = log pi_k + log N(x_n | mu_k, Sigma_k) - log p(x_n)
 
     Parameters
     ----------
     X : (N, D) array
     weights : (K,) mixing proportions pi_k
-    means : (K, D) component means mu_k
+    means : (K, D) component means mu_k, in the coordinates of ``X - shift``
     precisions_cholesky : factors U_k (see :func:`compute_precision_cholesky`)
     covariance_type : {"full", "tied", "diag", "spherical"}
     fast : bool
-        Use the blocked NumPy path for ``full`` on NumPy (same numbers).
+        Use the blocked NumPy kernel for ``full`` on NumPy (same numbers).
+    shift : (D,) array or None
+        The reference point c of the statistics (rows are taken as x - c).
 
     Returns
     -------
     stats : SufficientStatistics
-        ``resp_sum`` N_k (K,), ``x_sum`` sum_n r_nk x_n (K, D), ``xx_sum``
-        sum_n r_nk x_n x_n^T (full (K, D, D); diag/spherical (K, D) diagonal;
-        tied sum_n x_n x_n^T (D, D)), ``n_samples`` N (0-d).
+        ``resp_sum`` N_k (K,), ``x_sum`` sum_n r_nk y_n (K, D), ``xx_sum``
+        sum_n r_nk y_n y_n^T (full (K, D, D); diag/spherical (K, D) diagonal;
+        tied sum_n y_n y_n^T (D, D)), ``n_samples`` N (0-d); y_n = x_n - c.
     log_likelihood : 0-d array
         sum_n log p(x_n), the EM bound at q = posterior.
     """
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     xp = get_namespace(X, weights, means, precisions_cholesky)
     if fast and covariance_type == "full" and is_numpy_namespace(xp):
-        return _e_step_full_numpy(np.asarray(X), np.asarray(weights), np.asarray(means),
-                                  np.asarray(precisions_cholesky))
-    return _e_step_generic(X, weights, means, precisions_cholesky, covariance_type)
+        from ..kernels.gaussian_numba import full_e_step
+
+        resp_sum, x_sum, xx_sum, ll = full_e_step(
+            np.asarray(X), np.asarray(weights), np.asarray(means), np.asarray(precisions_cholesky),
+            None if shift is None else np.asarray(shift))
+        stats = SufficientStatistics(resp_sum=resp_sum, x_sum=x_sum, xx_sum=xx_sum,
+                                     n_samples=np.asarray(float(X.shape[0]), dtype=X.dtype))
+        return stats, np.asarray(ll, dtype=X.dtype)
+    Y = X if shift is None else X - shift[None, :]
+    weighted = gauss.log_prob(Y, means, precisions_cholesky, covariance_type) + xp.log(weights)
+    log_p = logsumexp(weighted, axis=1)  # (N,)
+    resp = xp.exp(weighted - log_p[:, None])  # (N, K)
+    return _statistics_from_resp(xp, Y, resp, covariance_type), xp.sum(log_p)
 
 
 # ---------------------------------------------------------------------------
@@ -409,40 +176,36 @@ def e_step(X, weights, means, precisions_cholesky, covariance_type, fast=True):
 # ---------------------------------------------------------------------------
 
 def m_step(stats, covariance_type, reg_covar):
-    """M-step from the statistics alone (PRML eqs. 9.24-9.27).
-
-    N_k' = N_k + 10 eps;  pi_k = N_k' / sum_j N_j';  xbar_k = s_k / N_k';
-    full:      S_k = SS_k / N_k' - xbar_k xbar_k^T + reg I          (K, D, D)
-    tied:      S = (sum_n x x^T - sum_k N_k' xbar_k xbar_k^T) / sum_k N_k' + reg I   (D, D)
-    diag:      s2_k = SS_k / N_k' - xbar_k^2 + reg                   (K, D)
-    spherical: s2_k = mean_d(diag s2_k)                              (K,)
-
-    Returns ``(weights, means, covariances)``.
-    """
+    """M-step from the statistics alone (PRML eqs. 9.24-9.27); see
+    :func:`lvm_core.families.gaussian.m_step`.  Returns ``(weights, means, covariances)``."""
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    resp_sum = stats["resp_sum"]
-    xp = get_namespace(resp_sum)
-    N_k = resp_sum + 10.0 * _dtype_eps(resp_sum.dtype)  # (K,)
-    weights = N_k / xp.sum(N_k)
-    means = stats["x_sum"] / N_k[:, None]  # (K, D)
-    D = means.shape[1]
-    if covariance_type == "full":
-        covariances = stats["xx_sum"] / N_k[:, None, None] - means[:, :, None] * means[:, None, :]
-        covariances = covariances + reg_covar * _eye(xp, D, means)
-        covariances = 0.5 * (covariances + _matrix_transpose(xp, covariances))
-    elif covariance_type == "tied":
-        mean_outer = xp.matmul((N_k[:, None] * means).T, means)  # (D, D)
-        covariances = (stats["xx_sum"] - mean_outer) / xp.sum(N_k) + reg_covar * _eye(xp, D, means)
-        covariances = 0.5 * (covariances + covariances.T)
-    else:
-        variances = stats["xx_sum"] / N_k[:, None] - means * means + reg_covar  # (K, D)
-        covariances = variances if covariance_type == "diag" else xp.mean(variances, axis=1)
-    return weights, means, covariances
+    return gauss.m_step(stats, covariance_type, reg_covar)
 
 
 def _dtype_eps(dtype):
-    text = str(dtype)
-    return float(np.finfo(np.float32).eps) if "float32" in text else float(np.finfo(np.float64).eps)
+    return float(np.finfo(np.float32).eps) if "float32" in str(dtype) else float(np.finfo(np.float64).eps)
+
+
+def _reference_point(mean):
+    """The statistics' reference point c: the data mean rounded to float32
+    precision, so that a mean summed in another order (by blocks, on workers)
+    gives the same c and the fits agree to round-off."""
+    xp = get_namespace(mean)
+    return xp.astype(xp.astype(mean, xp.float32), mean.dtype)
+
+
+def _e_step_chunk(chunk, extra, params, covariance_type, shift, dtype, n_features, validate):
+    """E-step of one block of rows (run in process, per streamed block, or on a dask worker)."""
+    if validate:
+        if not hasattr(chunk, "dtype") or not is_in_memory_array(chunk):
+            chunk = np.asarray(chunk)
+        chunk = check_array(chunk, "X", ndim=2, dtype_kind="numeric", n_features=n_features)
+    xp = get_namespace(chunk)
+    if chunk.dtype != getattr(xp, dtype):
+        chunk = xp.astype(chunk, getattr(xp, dtype))
+    weights, means, prec_chol = params
+    stats, log_likelihood = e_step(chunk, weights, means, prec_chol, covariance_type, shift=shift)
+    return stats, item(log_likelihood)
 
 
 # ---------------------------------------------------------------------------
@@ -464,6 +227,35 @@ class GaussianMixture(ParamsMixin):
     each iteration cannot lower log p(X); a positive ``reg_covar`` (added
     after the maximisation, as in scikit-learn) can lower it by a small
     amount near the optimum.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components K.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Form of the covariances.
+    tol : float
+        Stop when the mean log-likelihood per sample changes by less than this.
+    reg_covar : float
+        Added to the diagonal of every covariance after each M-step.
+    max_iter : int
+        Maximum number of EM iterations per start.
+    n_init : int
+        Number of starts; the best final log-likelihood is kept.
+    init_params : {"kmeans++", "k-means++", "kmeans", "random", "random_from_data"}
+        How the starting responsibilities are drawn (initialisations see at
+        most 100,000 randomly chosen rows).
+    weights_init, means_init, precisions_init : arrays, optional
+        Starting parameters replacing those from ``init_params``.
+    random_state : int, numpy Generator or None
+        Seed of the initialisation.
+    verbose : int
+        Print the objective of every iteration when > 0.
+    dtype : {"float64", "float32"}
+        Floating type of the fit.
+
+    ``fit`` also takes an ``h5py.Dataset`` (streamed by ``chunk_size`` rows),
+    a dask array or a dask ``client``; ``partial_fit`` runs online EM.
 
     Fitted attributes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
     ``precisions_cholesky_``, ``precisions_``, ``converged_``, ``n_iter_``,
@@ -538,7 +330,7 @@ class GaussianMixture(ParamsMixin):
                 raise ValueError(f"precisions_init must have shape {expected} for covariance_type="
                                  f"{self.covariance_type!r}; got {tuple(p.shape)}.")
             if self.covariance_type in ("full", "tied"):
-                asym = xp.max(xp.abs(p - _matrix_transpose(xp, p)))
+                asym = xp.max(xp.abs(p - xp.matrix_transpose(p)))
                 if item(asym) > 1e-8 * max(1.0, item(xp.max(xp.abs(p)))):
                     raise ValueError("precisions_init must be symmetric; symmetrise it, e.g. "
                                      "(P + P.T) / 2.")
@@ -556,9 +348,9 @@ class GaussianMixture(ParamsMixin):
         if self.init_params == "random_from_data":
             indices = rng.choice(N, size=K, replace=False)
         elif self.init_params in ("kmeans++", "k-means++"):
-            indices = _kmeans_plusplus_indices(xp, X, K, rng)
+            indices = kmeans_plusplus(X, K, rng)
         else:  # kmeans
-            labels = _kmeans_labels(xp, X, K, rng)
+            labels = kmeans(X, K, rng)[1]
             one_hot = labels[:, None] == xp.arange(K, device=X.device)[None, :]
             return xp.astype(one_hot, X.dtype)
         index = asarray(np.asarray(indices, dtype=np.int64), like=X, dtype="int64")
@@ -567,10 +359,15 @@ class GaussianMixture(ParamsMixin):
         return xp.astype(one_hot, X.dtype)
 
     def _initialize(self, xp, X, rng, inits):
-        """(weights, means, precisions_cholesky, covariances) of one EM start."""
+        """(weights, means, precisions_cholesky, covariances) of one EM start; X (n, D) are the
+        (shifted) rows the initialisation sees."""
         ctype = self.covariance_type
         weights = means = covariances = None
         if len(inits) < 3:
+            if X.shape[0] < self.n_components:
+                raise ValueError(f"n_components={self.n_components} must be <= n_samples="
+                                 f"{X.shape[0]}: every component needs data. Use fewer "
+                                 "components or more samples.")
             resp = self._initial_resp(xp, X, rng)
             stats = _statistics_from_resp(xp, X, resp, ctype)
             weights, means, covariances = m_step(stats, ctype, self.reg_covar)
@@ -585,58 +382,161 @@ class GaussianMixture(ParamsMixin):
             precisions_cholesky = compute_precision_cholesky(covariances, ctype)
         return weights, means, precisions_cholesky, covariances
 
+    # -- data ----------------------------------------------------------------
+    def _source(self, X, chunk_size, client):
+        """(xp, source of row blocks, N, D, in_memory X or None)."""
+        chunk_size = check_chunk_size(chunk_size)
+        client = default_client(client, X)
+        if client is None and chunk_size is None and is_in_memory_array(X):
+            xp, X = self._validate_X(X, fitting=True)
+            N, D = X.shape
+            return xp, make_source(X, [(0, N)]), N, D, X
+        if is_in_memory_array(X):
+            xp, X = self._validate_X(X, fitting=True)
+        N, D = check_row_source(X)
+        bounds = row_bounds(N, chunk_size if chunk_size is not None else
+                            (N if client is None else -(-N // 8)))
+        return np, make_source(X, bounds, client=client), N, D, X
+
+    def _fit_options(self, D, shift, in_memory):
+        return dict(covariance_type=self.covariance_type, shift=shift, dtype=self.dtype,
+                    n_features=D, validate=not in_memory)
+
+    def _finish(self, weights, means, prec_chol, covariances, shift):
+        ctype = self.covariance_type
+        self.weights_ = weights
+        self.means_ = means + shift
+        self.precisions_cholesky_ = prec_chol
+        self.covariances_ = (covariances if covariances is not None
+                             else covariances_from_cholesky(prec_chol, ctype))
+        self.precisions_ = precisions_from_cholesky(prec_chol, ctype)
+
     # -- fit -----------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Estimate the parameters by EM; returns ``self``."""
+    def fit(self, X, y=None, chunk_size=None, client=None):
+        """Estimate the parameters by EM; returns ``self``.
+
+        Parameters
+        ----------
+        X : (N, D) array, array-like with ``shape`` and row slicing, or dask array
+            The data.  An ``h5py.Dataset`` (or any such array-like) is streamed
+            in blocks of ``chunk_size`` rows, never loaded whole.
+        y : ignored
+        chunk_size : int, optional
+            Rows per block of the E-step (out-of-core, or per dask task).
+        client : dask.distributed.Client, optional
+            Run the E-steps on this cluster's workers (the default client is
+            used for a dask array).  The result equals the in-process fit up
+            to round-off.
+        """
         self._check_hyperparameters()
-        xp, X = self._validate_X(X, fitting=True)
-        N, D = X.shape
+        xp, source, N, D, X_mem = self._source(X, chunk_size, client)
         K = self.n_components
         if N < 2:
             raise ValueError(f"X must have at least 2 samples to fit a GaussianMixture; got {N}.")
         if N < K:
             raise ValueError(f"n_components={K} must be <= n_samples={N}: every component needs "
                              "data. Use fewer components or more samples.")
-        inits = self._check_initial(xp, X)
+        in_memory = X_mem is not None and len(getattr(source, "bounds", ())) == 1 \
+            and not hasattr(source, "client")
+        like = X_mem if X_mem is not None and is_in_memory_array(X_mem) else \
+            np.zeros((1, D), dtype=self.dtype)
+        inits = self._check_initial(xp, like)
         rng = as_generator(self.random_state)
         ctype = self.covariance_type
         reg = float(self.reg_covar)
 
-        # EM is translation-equivariant: fit on X - c (c = data mean) so the
-        # raw second moments SS_k lose no digits to a large offset.
-        center = xp.mean(X, axis=0)  # (D,)
-        Xc = X - center
+        # EM is translation-equivariant: statistics about c = the data mean, so
+        # the raw second moments SS_k lose no digits to a large offset.
+        center = _reference_point(xp.mean(X_mem, axis=0) if in_memory else
+                                  asarray(streamed_mean(source, self.dtype), like=like))  # (D,)
         if "means" in inits:
             inits["means"] = inits["means"] - center
+        options = self._fit_options(D, center if in_memory else to_numpy(center), in_memory)
 
         def e_step_fn(params):
             weights, means, prec_chol, _ = params
-            stats, log_likelihood = e_step(Xc, weights, means, prec_chol, ctype)
-            return stats, item(log_likelihood) / N
+            stats, log_likelihood = source.map_reduce(_e_step_chunk, (weights, means, prec_chol),
+                                                      **options)
+            return stats, float(log_likelihood) / N
 
         def m_step_fn(stats, params):
             weights, means, covariances = m_step(stats, ctype, reg)
             return weights, means, compute_precision_cholesky(covariances, ctype), covariances
 
         best = None
-        for _ in range(self.n_init):
-            start = self._initialize(xp, Xc, rng, inits)
-            monitor = AbsoluteToleranceMonitor(tol=self.tol, n_iter=self.max_iter,
-                                               verbose=bool(self.verbose))
-            (weights, means, prec_chol, covariances), monitor = run_em(
-                e_step_fn, m_step_fn, start, monitor)
-            lower_bound = monitor.history[-1]
-            if best is None or lower_bound > best[0]:
-                best = (lower_bound, weights, means + center, covariances, prec_chol, monitor)
-        (self.lower_bound_, self.weights_, self.means_, self.covariances_,
-         self.precisions_cholesky_, self.monitor_) = best
-        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, ctype)
+        try:
+            for _ in range(self.n_init):
+                X_init = self._init_rows(xp, X, X_mem, in_memory, source, N, rng, center) \
+                    if len(inits) < 3 else None
+                start = self._initialize(xp, X_init, rng, inits)
+                monitor = AbsoluteToleranceMonitor(tol=self.tol, n_iter=self.max_iter,
+                                                   verbose=bool(self.verbose))
+                params, monitor = run_em(e_step_fn, m_step_fn, start, monitor)
+                if best is None or monitor.history[-1] > best[0]:
+                    best = (monitor.history[-1], params, monitor)
+        finally:
+            source.close()
+        self.lower_bound_, params, self.monitor_ = best
+        self._finish(*params, shift=center)
         self.converged_ = bool(self.monitor_.converged)
         self.n_iter_ = int(self.monitor_.iter)
         self.lower_bounds_ = list(self.monitor_.history)
         if not self.converged_:
             warnings.warn(f"GaussianMixture did not converge in max_iter={self.max_iter} "
                           "iterations; increase max_iter or tol.", RuntimeWarning, stacklevel=2)
+        return self
+
+    def _init_rows(self, xp, X, X_mem, in_memory, source, N, rng, center):
+        """The shifted rows an initialisation sees: all rows, or INIT_MAX_ROWS random ones."""
+        rows = init_rows(N, INIT_MAX_ROWS, rng)
+        if in_memory:
+            X_init = X_mem if rows is None else xp.take(
+                X_mem, asarray(np.asarray(rows, dtype=np.int64), like=X_mem, dtype="int64"), axis=0)
+        else:
+            X_init = take_rows(X, rows, getattr(source, "bounds", row_bounds(N, 65536)),
+                               dtype=self.dtype)
+            X_init = check_array(X_init, "X", ndim=2, dtype_kind="numeric")
+        return X_init - center
+
+    def partial_fit(self, X, y=None, step_size=None, decay=0.6):
+        """One step of online EM on a chunk of data (Cappe & Moulines 2009).
+
+        s_t = (1 - rho_t) s_{t-1} + rho_t S(X_t), then the M-step from s_t, with
+        rho_t = ``step_size`` or (t + 1)^(-decay) (t = 0, 1, ... counts the calls;
+        the first call uses rho = 1).  With ``step_size=1`` one call is exactly
+        one EM iteration from the current parameters.  The first call
+        initialises the model from its chunk (as ``fit`` does) unless it is
+        fitted; the statistics' reference point is the first chunk's mean.
+        Returns ``self``.
+        """
+        self._check_hyperparameters()
+        ctype = self.covariance_type
+        if getattr(self, "online_shift_", None) is None:
+            xp, X = self._validate_X(X, fitting=getattr(self, "means_", None) is None)
+            self.online_shift_ = _reference_point(xp.mean(X, axis=0))
+            self.online_stats_ = None
+            self.online_steps_ = 0
+            if getattr(self, "means_", None) is None:
+                inits = self._check_initial(xp, X)
+                if "means" in inits:
+                    inits["means"] = inits["means"] - self.online_shift_
+                rng = as_generator(self.random_state)
+                params = self._initialize(xp, X - self.online_shift_, rng, inits)
+                self._finish(*params, shift=self.online_shift_)
+        else:
+            xp, X = self._validate_X(X, fitting=False)
+        shift = self.online_shift_
+        stats, log_likelihood = e_step(X, self.weights_, self.means_ - shift,
+                                       self.precisions_cholesky_, ctype, shift=shift)
+        rho = step_size_schedule(self.online_steps_, decay) if step_size is None else float(step_size)
+        if not 0.0 < rho <= 1.0:
+            raise ValueError(f"step_size must be in (0, 1]; got {step_size}.")
+        self.online_stats_ = stepwise_update(self.online_stats_, stats, rho)
+        weights, means, covariances = m_step(self.online_stats_, ctype, float(self.reg_covar))
+        self._finish(weights, means, compute_precision_cholesky(covariances, ctype), covariances,
+                     shift=shift)
+        self.online_steps_ += 1
+        self.lower_bound_ = item(log_likelihood) / X.shape[0]
         return self
 
     # -- inference -------------------------------------------------------------
@@ -653,7 +553,7 @@ class GaussianMixture(ParamsMixin):
         """log p(x_n) = logsumexp_k (log pi_k + log N(x_n | mu_k, Sigma_k)), shape (N,)."""
         self._check_fitted()
         xp, weighted = self._weighted_log_prob(X)
-        return _logsumexp_rows(xp, weighted)
+        return logsumexp(weighted, axis=1)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample, (1/N) sum_n log p(x_n) (a float)."""
@@ -665,7 +565,7 @@ class GaussianMixture(ParamsMixin):
         """Responsibilities r_nk = p(k | x_n), shape (N, K)."""
         self._check_fitted()
         xp, weighted = self._weighted_log_prob(X)
-        return xp.exp(weighted - _logsumexp_rows(xp, weighted)[:, None])
+        return xp.exp(weighted - logsumexp(weighted, axis=1)[:, None])
 
     def predict(self, X):
         """argmax_k r_nk, shape (N,)."""
@@ -718,53 +618,3 @@ class GaussianMixture(ParamsMixin):
     def aic(self, X):
         """Akaike information criterion, -2 log p(X) + 2 n_params (lower is better)."""
         return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
-
-
-# ---------------------------------------------------------------------------
-# k-means initialisation helpers (own implementation; Arthur & Vassilvitskii 2007)
-# ---------------------------------------------------------------------------
-
-def _squared_distances(xp, X, centers):
-    """||x_n - c_k||^2, shape (N, K), clipped at 0."""
-    d2 = (xp.sum(X * X, axis=1)[:, None] - 2.0 * xp.matmul(X, centers.T)
-          + xp.sum(centers * centers, axis=1)[None, :])
-    return xp.maximum(d2, xp.zeros_like(d2))
-
-
-def _kmeans_plusplus_indices(xp, X, K, rng):
-    """k-means++ seeding: each new center drawn with probability ~ D(x)^2."""
-    N = X.shape[0]
-    indices = [int(rng.integers(0, N))]
-    min_d2 = _squared_distances(xp, X, X[indices[0]:indices[0] + 1, :])[:, 0]  # (N,)
-    for _ in range(1, K):
-        total = item(xp.sum(min_d2))
-        if total <= 0.0:  # all remaining points coincide with centers
-            remaining = np.setdiff1d(np.arange(N), np.asarray(indices))
-            indices.append(int(rng.choice(remaining)))
-        else:
-            positive = min_d2 > 0.0
-            log_p = xp.where(positive, xp.log(xp.where(positive, min_d2, xp.ones_like(min_d2))),
-                             xp.full_like(min_d2, -math.inf))  # -inf where the distance is 0
-            indices.append(int(item(categorical(rng, log_p))))
-        d2 = _squared_distances(xp, X, X[indices[-1]:indices[-1] + 1, :])[:, 0]
-        min_d2 = xp.minimum(min_d2, d2)
-    return indices
-
-
-def _kmeans_labels(xp, X, K, rng, max_iter=100):
-    """Lloyd's k-means from a k-means++ start; returns labels (N,)."""
-    index = asarray(np.asarray(_kmeans_plusplus_indices(xp, X, K, rng), dtype=np.int64),
-                    like=X, dtype="int64")
-    centers = xp.take(X, index, axis=0)  # (K, D)
-    labels = None
-    for _ in range(max_iter):
-        new_labels = xp.argmin(_squared_distances(xp, X, centers), axis=1)
-        if labels is not None and bool(xp.all(new_labels == labels)):
-            break
-        labels = new_labels
-        one_hot = xp.astype(labels[:, None] == xp.arange(K, device=X.device)[None, :], X.dtype)
-        counts = xp.sum(one_hot, axis=0)  # (K,)
-        sums = xp.matmul(one_hot.T, X)  # (K, D)
-        safe = xp.where(counts > 0, counts, xp.ones_like(counts))
-        centers = xp.where(counts[:, None] > 0, sums / safe[:, None], centers)
-    return labels

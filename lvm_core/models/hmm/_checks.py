@@ -1,0 +1,187 @@
+"""Validation shared by the HMMs: hyper-parameters, parameters, data, labels.
+
+Parameters set by hand (``model.transmat_ = ...``) are validated when fit or
+inference reads them, and copied into float64 arrays of the data's namespace
+and device: the caller's arrays are never modified and the estimator's
+attributes are not rebound by inference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...backend import asarray, device_of, get_namespace, is_numpy_namespace, namespace_name, to_numpy
+from ...validation import NotFittedError, check_choice, check_positive_int
+
+_LEARN_HELP = "a tuple of parameter names such as ('startprob', 'transmat')"
+
+
+def describe(x):
+    return f"shape {tuple(x.shape)} and dtype {x.dtype}"
+
+
+class HMMChecks:
+    """Checks used by :class:`lvm_core.models.hmm.base.BaseHMM` (a mixin)."""
+
+    _emission_names = ()
+
+    @property
+    def _param_names_all(self):
+        return ("startprob", "transmat") + tuple(self._emission_names)
+
+    def _check_names(self, names, arg):
+        if isinstance(names, str):
+            raise TypeError(
+                f"{arg} must be {_LEARN_HELP}; got the string {names!r}. Wrap it in a "
+                f"tuple, e.g. {arg}=({names!r},)."
+            )
+        names = tuple(names)
+        bad = [n for n in names if n not in self._param_names_all]
+        if bad:
+            raise ValueError(
+                f"{arg} contains unknown parameter name(s) {bad}; valid names for "
+                f"{type(self).__name__} are {list(self._param_names_all)}."
+            )
+        return names
+
+    def _check_hyper(self):
+        check_positive_int(self.n_components, "n_components")
+        check_positive_int(self.n_iter, "n_iter")
+        if not (self.tol >= 0):
+            raise ValueError(f"tol must be >= 0; got {self.tol!r}.")
+        check_choice(self.algorithm, "algorithm", ("viterbi", "map"))
+        check_choice(self.implementation, "implementation", ("auto", "numba", "xp"))
+        check_choice(self.init_method, "init_method", ("kmeans++", "random"))
+        self._check_names(self.learn, "learn")
+        if not (isinstance(self.init, str) and self.init == "auto"):
+            self._check_names(self.init, "init")
+
+    def _param(self, name, value, like, shape):
+        """A parameter as a float64 copy in ``like``'s namespace and device, of ``shape``."""
+        xp = get_namespace(like)
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            if isinstance(value, np.ndarray) and not is_numpy_namespace(xp):
+                raise TypeError(
+                    f"{name} is a NumPy array but X lives on {namespace_name(xp)}; move it "
+                    f"explicitly, e.g. lvm_core.backend.asarray({name}, like=X)."
+                )
+            get_namespace(value, like)
+            value = xp.astype(value, xp.float64, copy=True)
+        else:
+            value = asarray(np.asarray(value, dtype=np.float64), like=like)
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                f"{name} must have shape {tuple(shape)}; got {tuple(value.shape)}. "
+                "Set it consistently with n_components (and the number of features)."
+            )
+        if not bool(xp.all(xp.isfinite(value))):
+            raise ValueError(
+                f"{name} must be finite; got NaN or infinite entries. Set it to finite "
+                "values, or leave it as None so that fit() initialises it from the data."
+            )
+        return value
+
+    def _check_stochastic(self, name, p):
+        xp = get_namespace(p)
+        if bool(xp.any(p < 0)) or bool(xp.any(xp.isnan(p))):
+            raise ValueError(f"{name} must hold non-negative probabilities; got negative or NaN entries.")
+        s = xp.sum(p, axis=-1)
+        if bool(xp.any(xp.abs(s - 1.0) > 1e-6)):
+            raise ValueError(
+                f"{name} rows must sum to 1; got sums between {float(xp.min(s)):.6g} and "
+                f"{float(xp.max(s)):.6g}. Normalise it, e.g. p / p.sum(axis=-1, keepdims=True)."
+            )
+
+    def _checked_params(self, values, like):
+        """Validated copies of a dict of parameters (name without '_' -> value)."""
+        K = self.n_components
+        out = dict(values)
+        out["startprob"] = self._param("startprob_", values["startprob"], like, (K,))
+        out["transmat"] = self._param("transmat_", values["transmat"], like, (K, K))
+        self._check_stochastic("startprob_", out["startprob"])
+        self._check_stochastic("transmat_", out["transmat"])
+        out.update(self._check_emission(values, like))
+        return out
+
+    def _fitted_params(self, like):
+        """The estimator's parameters, validated (NotFittedError when missing)."""
+        self._is_fitted()
+        return self._checked_params({n: getattr(self, n + "_") for n in self._param_names_all},
+                                    like)
+
+    def _is_fitted(self):
+        names = ["startprob_", "transmat_"] + [n + "_" for n in self._emission_names]
+        missing = [n for n in names if getattr(self, n, None) is None]
+        if missing:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet (missing "
+                f"{', '.join(missing)}). Call fit(X) first, or set the parameters yourself."
+            )
+
+    # ------------------------------------------------------------------ data
+
+    def _missing_rows(self, X):
+        """(T,) bool of all-NaN rows (allow_missing) after checking NaN use."""
+        xp = get_namespace(X)
+        nan = xp.isnan(X)
+        if not bool(xp.any(nan)):
+            return None
+        if not self.allow_missing:
+            raise ValueError(
+                f"X contains NaN; got an array of {describe(X)}. Pass allow_missing=True to "
+                "marginalise rows that are entirely NaN, or impute the values."
+            )
+        all_nan = xp.all(nan, axis=1)
+        partial = xp.any(nan, axis=1) & ~all_nan
+        if bool(xp.any(partial)):
+            rows = to_numpy(xp.nonzero(partial)[0])
+            raise ValueError(
+                f"X has rows that are only partly NaN (row {int(rows[0])}"
+                f"{' and others' if rows.size > 1 else ''}); with allow_missing=True a row must "
+                "be entirely NaN (a missing observation) or entirely observed. Impute the "
+                "partly observed rows."
+            )
+        return all_nan
+
+    def _as_2d_float(self, X, name="X"):
+        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
+            if X is None or isinstance(X, (str, bytes)):
+                raise TypeError(f"{name} must be an array; got {type(X).__name__}.")
+            X = np.asarray(X)
+        xp = get_namespace(X)
+        if X.ndim == 1:
+            raise ValueError(
+                f"{name} must be 2-D (T, D); got {describe(X)}. Reshape a single feature "
+                f"with X.reshape(-1, 1)."
+            )
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (T, D); got {describe(X)}.")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 rows); pass at least one observation.")
+        if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral")
+                or X.dtype == xp.bool):
+            raise TypeError(f"{name} must be numeric; got {describe(X)}.")
+        return xp.astype(X, xp.float64)
+
+    def _check_states(self, states, T, like):
+        """(T, K) bool mask of allowed states, or None (no labels)."""
+        if states is None:
+            return None
+        xp = get_namespace(like)
+        if not hasattr(states, "shape"):
+            states = asarray(np.asarray(states), like=like)
+        get_namespace(states, like)
+        if states.ndim != 1 or states.shape[0] != T:
+            raise ValueError(
+                f"states must be a 1-D integer array aligned with X ({T} rows); got "
+                f"{describe(states)}. Use -1 for unknown states."
+            )
+        if not xp.isdtype(states.dtype, "integral"):
+            raise TypeError(f"states must hold integers (-1 = unknown); got {describe(states)}.")
+        K = self.n_components
+        if bool(xp.any(states < -1)) or bool(xp.any(states >= K)):
+            raise ValueError(
+                f"states must be in -1..{K - 1} (-1 = unknown); got values from "
+                f"{int(xp.min(states))} to {int(xp.max(states))}."
+            )
+        ks = xp.arange(K, device=device_of(like))
+        return (states[:, None] == -1) | (states[:, None] == ks[None, :])  # (T, K)
