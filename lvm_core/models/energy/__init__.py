@@ -8,8 +8,9 @@ from .partition import (
     exact_log_partition_gaussian,
     reverse_ais_log_partition,
 )
+from .deep import DBM, DBN
 from .rbm import RBM, GaussianBernoulliRBM
 
-__all__ = ["RBM", "GaussianBernoulliRBM", "PartitionEstimate", "ais_betas",
+__all__ = ["RBM", "GaussianBernoulliRBM", "DBN", "DBM", "PartitionEstimate", "ais_betas",
            "ais_log_partition", "reverse_ais_log_partition", "exact_log_partition",
            "exact_log_partition_gaussian"]
