@@ -43,14 +43,14 @@ update keeps its usual form <v h^T>_data - <v h^T>_model.
 from __future__ import annotations
 
 from ...backend import get_namespace, item
-from ...functional.activations import sigmoid, softplus
+from ...functional.activations import softplus
 from ...functional.reductions import logsumexp
-from ...ops.gibbs import binary_matmul
 from ...random import as_generator, normal
 from ...validation import check_array, check_is_fitted, check_positive_int
 from ..base import ParamsMixin
 from . import partition as _pz
-from .rbm import RBM, _bernoulli, _check_float, check_binary
+from .partition import _bernoulli, _sigmoid
+from .rbm import RBM, _check_float, check_binary
 
 __all__ = ["DBN", "DBM"]
 
@@ -64,10 +64,12 @@ class _ScaledRBM(RBM):
         self.down = down
 
     def _hidden_input(self, V):
-        return self.up * binary_matmul(V, self._params["W"]) + self._params["c"]
+        xp = get_namespace(V)
+        return self.up * xp.matmul(V, self._params["W"]) + self._params["c"]
 
     def _visible_logits(self, Hs):
-        return self.down * binary_matmul(Hs, self._params["W"].T) + self._params["b"]
+        xp = get_namespace(Hs)
+        return self.down * xp.matmul(Hs, self._params["W"].T) + self._params["b"]
 
 
 _RBM_HYPER = ("learning_rate", "batch_size", "n_iter", "method", "k", "momentum",
@@ -120,7 +122,7 @@ class DBN(ParamsMixin):
         out, mu = [], X
         for rbm in self.rbms_:
             p = rbm._params
-            mu = sigmoid(xp.matmul(mu, p["W"]) + p["c"])
+            mu = _sigmoid(xp.matmul(mu, p["W"]) + p["c"])
             out.append(mu)
         return out
 
@@ -130,7 +132,7 @@ class DBN(ParamsMixin):
         rng = as_generator(rng)
         h = self.rbms_[-1].sample(n_samples, rng=rng, n_steps=n_steps)
         for rbm in reversed(self.rbms_[:-1]):
-            h = _bernoulli(sigmoid(rbm._visible_logits(h)), rng)
+            h = _bernoulli(_sigmoid(rbm._visible_logits(h)), rng)
         return h
 
 
@@ -214,12 +216,12 @@ class DBM(ParamsMixin):
         p = self._params
         n_iter = int(self.mean_field_iter if n_iter is None else n_iter)
         tol = float(self.mean_field_tol if tol is None else tol)
-        vW1 = binary_matmul(X, p["W1"])  # (N, H1)
-        mu1 = sigmoid(2.0 * vW1 + p["c1"])
-        mu2 = sigmoid(xp.matmul(mu1, p["W2"]) + p["c2"])
+        vW1 = xp.matmul(X, p["W1"])  # (N, H1)
+        mu1 = _sigmoid(2.0 * vW1 + p["c1"])
+        mu2 = _sigmoid(xp.matmul(mu1, p["W2"]) + p["c2"])
         for _ in range(n_iter):
-            mu1_new = sigmoid(vW1 + xp.matmul(mu2, p["W2"].T) + p["c1"])
-            mu2_new = sigmoid(xp.matmul(mu1_new, p["W2"]) + p["c2"])
+            mu1_new = _sigmoid(vW1 + xp.matmul(mu2, p["W2"].T) + p["c1"])
+            mu2_new = _sigmoid(xp.matmul(mu1_new, p["W2"]) + p["c2"])
             change = max(item(xp.max(xp.abs(mu1_new - mu1))), item(xp.max(xp.abs(mu2_new - mu2))))
             mu1, mu2 = mu1_new, mu2_new
             if change < tol:
@@ -235,7 +237,7 @@ class DBM(ParamsMixin):
         xp = get_namespace(V, H1, H2)
         p = self._params
         return (xp.matmul(V, p["b"]) + xp.matmul(H1, p["c1"]) + xp.matmul(H2, p["c2"])
-                + xp.sum(binary_matmul(V, p["W1"]) * H1, axis=1)
+                + xp.sum(xp.matmul(V, p["W1"]) * H1, axis=1)
                 + xp.sum(xp.matmul(H1, p["W2"]) * H2, axis=1))
 
     def _as_rbm(self):
@@ -311,7 +313,7 @@ class DBM(ParamsMixin):
         if H1 > _pz.MAX_EXACT_UNITS:
             raise ValueError(f"exact log p*(v) enumerates h1; H1 = {H1} > {_pz.MAX_EXACT_UNITS}.")
         h1 = _pz.all_binary_states(H1, p["W1"])  # (R, H1)
-        log_f = (xp.matmul(binary_matmul(X, p["W1"]), h1.T)  # (N, R)
+        log_f = (xp.matmul(xp.matmul(X, p["W1"]), h1.T)  # (N, R)
                  + (xp.matmul(h1, p["c1"]) + xp.sum(softplus(xp.matmul(h1, p["W2"]) + p["c2"]),
                                                     axis=1))[None, :])
         return xp.matmul(X, p["b"]) + logsumexp(log_f, axis=1)
@@ -336,10 +338,10 @@ class DBM(ParamsMixin):
         p = self._params
         V, H2 = chains
         xp = get_namespace(V)
-        a1 = binary_matmul(V, p["W1"]) + binary_matmul(H2, p["W2"].T) + p["c1"]
-        H1 = _bernoulli(sigmoid(a1), rng)
-        V = _bernoulli(sigmoid(binary_matmul(H1, p["W1"].T) + p["b"]), rng)
-        H2 = _bernoulli(sigmoid(xp.matmul(H1, p["W2"]) + p["c2"]), rng)
+        a1 = xp.matmul(V, p["W1"]) + xp.matmul(H2, p["W2"].T) + p["c1"]
+        H1 = _bernoulli(_sigmoid(a1), rng)
+        V = _bernoulli(_sigmoid(xp.matmul(H1, p["W1"].T) + p["b"]), rng)
+        H2 = _bernoulli(_sigmoid(xp.matmul(H1, p["W2"]) + p["c2"]), rng)
         return V, H2, H1
 
     # ------------------------------------------------------------------ training
@@ -371,7 +373,7 @@ class DBM(ParamsMixin):
             hyper["learning_rate"] = max(float(self.learning_rate), 0.05)
             bottom = _ScaledRBM(up=2.0, down=1.0, n_components=H1, random_state=rng,
                                 **hyper).fit(X)
-            h1 = _bernoulli(sigmoid(bottom._hidden_input(X)), rng)
+            h1 = _bernoulli(_sigmoid(bottom._hidden_input(X)), rng)
             top = _ScaledRBM(up=1.0, down=2.0, n_components=H2, random_state=rng,
                              **hyper).fit(h1)
             self._params = {"W1": bottom.components_, "W2": top.components_,

@@ -47,9 +47,8 @@ import math
 import numpy as np
 
 from ...backend import get_namespace, item, to_numpy
-from ...functional.activations import log_sigmoid, sigmoid, softplus
-from ...ops.gibbs import binary_matmul, binary_t_matmul
-from ...random import as_generator, normal, uniform
+from ...functional.activations import log_sigmoid, softplus
+from ...random import as_generator, normal
 from ...validation import (
     check_array,
     check_choice,
@@ -58,6 +57,7 @@ from ...validation import (
 )
 from ..base import ParamsMixin
 from . import partition as _pz
+from .partition import _bernoulli, _sigmoid
 
 __all__ = ["RBM", "GaussianBernoulliRBM", "check_binary"]
 
@@ -156,46 +156,54 @@ class _RBMBase(ParamsMixin):
 
         v_neg: k Gibbs sweeps from the data (CD-k) or from the persistent
         chains (PCD); L's gradient with v_neg fixed is minus the CD/PCD
-        estimate of the log-likelihood gradient (module docstring).
+        estimate of the log-likelihood gradient (module docstring).  Data and
+        chain rows are stacked, V = [X; v_neg] with signed weights
+        s = [1/N, ..., 1/N, -1/M, ..., -1/M], so that L = sum_n s_n F(V_n) and
+        dL/dtheta = sum_n s_n dF(V_n)/dtheta take one matrix product each.
         """
         rng = as_generator(rng)
         xp = get_namespace(X)
-        a_pos = self._hidden_input(X)  # (N, H)
+        N = X.shape[0]
+        a_pos = None
         if self.method == "pcd":
             if self._chains is None:
                 n_chains = int(self.n_chains or self.batch_size)
                 self._chains = self._initial_chains(X, n_chains, rng)
             h = self._chains
         else:
-            h = _bernoulli(sigmoid(a_pos), rng)
-        v_neg, a_neg = self._gibbs_from_hidden(h, int(self.k), rng)
-        p_neg = sigmoid(a_neg)
+            a_pos = self._hidden_input(X)  # (N, H)
+            h = _bernoulli(_sigmoid(a_pos), rng)
+        v_neg = self._gibbs_from_hidden(h, int(self.k), rng)  # (M, D)
+        M = v_neg.shape[0]
+        V = xp.concat([X, v_neg], axis=0)  # (N + M, D)
+        if a_pos is None:
+            a = self._hidden_input(V)  # (N + M, H)
+        else:
+            a = xp.concat([a_pos, self._hidden_input(v_neg)], axis=0)
+        p = _sigmoid(a)
         if self.method == "pcd":
-            self._chains = _bernoulli(p_neg, rng)
-        grads_pos, F_pos = self._free_energy_grads_from_input(X, a_pos)
-        grads_neg, F_neg = self._free_energy_grads_from_input(v_neg, a_neg, p=p_neg)
-        N, M = X.shape[0], v_neg.shape[0]
-        grads = {key: grads_pos[key] / N - grads_neg[key] / M for key in grads_pos}
+            self._chains = _bernoulli(p[N:, :], rng)
+        s = xp.concat([xp.full((N,), 1.0 / N, dtype=X.dtype, device=X.device),
+                       xp.full((M,), -1.0 / M, dtype=X.dtype, device=X.device)])
+        grads, F = self._free_energy_grads_from_input(V, a, p=p, weights=s)
         if self.weight_decay:
             grads["W"] = grads["W"] + float(self.weight_decay) * self._params["W"]
-        loss = xp.sum(F_pos) / N - xp.sum(F_neg) / M
-        return loss, grads
+        return xp.sum(s * F), grads
 
     def _gibbs_from_hidden(self, h, k, rng):
-        """k sweeps h -> v -> h; returns the last v and its hidden input a = c + v W."""
+        """k sweeps h -> v (-> h -> v ...); returns the last visible states."""
         for step in range(k):
             v = self._sample_visible_given_hidden(h, rng)
-            a = self._hidden_input(v)
             if step < k - 1:
-                h = _bernoulli(sigmoid(a), rng)
-        return v, a
+                h = _bernoulli(_sigmoid(self._hidden_input(v)), rng)
+        return v
 
     def _initial_chains(self, X, n_chains, rng):
         """PCD chains start at hidden samples of random training rows."""
         xp = get_namespace(X)
         rows = rng.integers(0, X.shape[0], size=n_chains)
         idx = xp.asarray(rows, device=X.device)
-        return _bernoulli(sigmoid(self._hidden_input(xp.take(X, idx, axis=0))), rng)
+        return _bernoulli(_sigmoid(self._hidden_input(xp.take(X, idx, axis=0))), rng)
 
     def _publish(self):
         p = self._params
@@ -214,14 +222,14 @@ class _RBMBase(ParamsMixin):
         """P(h = 1 | v), shape (N, H)."""
         self._check_fitted()
         X = self._check_X(X)
-        return sigmoid(self._hidden_input(X))
+        return _sigmoid(self._hidden_input(X))
 
     def gibbs(self, X, rng=None):
         """One block Gibbs sweep v -> h -> v' from the rows of X; returns v' (N, D)."""
         self._check_fitted()
         X = self._check_X(X)
         rng = as_generator(rng)
-        h = _bernoulli(sigmoid(self._hidden_input(X)), rng)
+        h = _bernoulli(_sigmoid(self._hidden_input(X)), rng)
         return self._sample_visible_given_hidden(h, rng)
 
     def sample(self, n_samples=1, rng=None, n_steps=1000, init=None):
@@ -240,7 +248,7 @@ class _RBMBase(ParamsMixin):
         else:
             v = self._check_X(init, "init")
         for _ in range(n_steps):
-            h = _bernoulli(sigmoid(self._hidden_input(v)), rng)
+            h = _bernoulli(_sigmoid(self._hidden_input(v)), rng)
             v = self._sample_visible_given_hidden(h, rng)
         return v
 
@@ -399,29 +407,37 @@ class RBM(_RBMBase):
 
     # -- conditionals
     def _hidden_input(self, V):
-        """a = c + V W, (N, H); V binary."""
-        return binary_matmul(V, self._params["W"]) + self._params["c"]
+        """a = c + V W, (N, H)."""
+        xp = get_namespace(V)
+        return xp.matmul(V, self._params["W"]) + self._params["c"]
 
     def _visible_logits(self, Hs):
-        """b + Hs W^T, (N, D); Hs binary."""
-        return binary_matmul(Hs, self._params["W"].T) + self._params["b"]
+        """b + Hs W^T, (N, D)."""
+        xp = get_namespace(Hs)
+        return xp.matmul(Hs, self._params["W"].T) + self._params["b"]
 
     def _sample_visible_given_hidden(self, Hs, rng):
-        return _bernoulli(sigmoid(self._visible_logits(Hs)), rng)
+        return _bernoulli(_sigmoid(self._visible_logits(Hs)), rng)
 
-    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True):
-        """Sums over rows of -dF/dtheta... returned as dF/dtheta sums, and F (N,).
+    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None):
+        """F (N,) and the weighted sums sum_n s_n dF(v_n)/dtheta (s_n = 1 by default):
 
-        F(v) = -b.v - sum_j softplus(a_j);  dF/dW = -v sigmoid(a)^T,
-        dF/db = -v,  dF/dc = -sigmoid(a)  (summed over the rows of V).
+        F(v) = -b.v - sum_j softplus(a_j),  a = c + v W;
+        dF/dW = -v sigmoid(a)^T,  dF/db = -v,  dF/dc = -sigmoid(a).
         """
         xp = get_namespace(V, a)
         F = -xp.matmul(V, self._params["b"]) - xp.sum(softplus(a), axis=1)
         if not need_grads:
             return None, F
         if p is None:
-            p = sigmoid(a)
-        grads = {"W": -binary_t_matmul(V, p), "b": -xp.sum(V, axis=0), "c": -xp.sum(p, axis=0)}
+            p = _sigmoid(a)
+        if weights is None:
+            sp, sV = p, V
+            grads = {"W": -xp.matmul(V.T, p), "b": -xp.sum(V, axis=0), "c": -xp.sum(p, axis=0)}
+        else:
+            sp = p * weights[:, None]  # (N, H)
+            sV = xp.matmul(weights, V)  # (D,)
+            grads = {"W": -xp.matmul(V.T, sp), "b": -sV, "c": -xp.sum(sp, axis=0)}
         return grads, F
 
     def free_energy_grads(self, X):
@@ -528,11 +544,12 @@ class GaussianBernoulliRBM(_RBMBase):
     def _sample_visible_given_hidden(self, Hs, rng):
         """v ~ N(b + W h, sigma^2)."""
         xp = get_namespace(Hs)
-        mean = binary_matmul(Hs, self._params["W"].T) + self._params["b"]
+        mean = xp.matmul(Hs, self._params["W"].T) + self._params["b"]
         return mean + xp.exp(0.5 * self._log_var()) * normal(rng, tuple(mean.shape), like=mean)
 
-    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True):
-        """F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(a_j), and the row sums of
+    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None):
+        """F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(a_j), and the weighted
+        sums over rows (weights s_n, default 1) of
 
         dF/dW = -(v / sigma^2) sigmoid(a)^T,  dF/db = -(v - b) / sigma^2,  dF/dc = -sigmoid(a),
         dF/dlog_var_i = -(v_i - b_i)^2 / (2 sigma_i^2) + (v_i / sigma_i^2) (W sigmoid(a))_i.
@@ -544,13 +561,16 @@ class GaussianBernoulliRBM(_RBMBase):
         if not need_grads:
             return None, F
         if p is None:
-            p = sigmoid(a)
+            p = _sigmoid(a)
+        if weights is None:
+            weights = xp.ones((V.shape[0],), dtype=V.dtype, device=V.device)
         Vs = V * inv_var  # (N, D)
-        grads = {"W": -xp.matmul(Vs.T, p), "b": -xp.sum(r, axis=0) * inv_var,
-                 "c": -xp.sum(p, axis=0)}
+        sp = p * weights[:, None]  # (N, H)
+        grads = {"W": -xp.matmul(Vs.T, sp), "b": -xp.matmul(weights, r) * inv_var,
+                 "c": -xp.sum(sp, axis=0)}
         if "log_var" in self._params:
-            grads["log_var"] = (-0.5 * xp.sum(r * r, axis=0) * inv_var
-                                + xp.sum(Vs * xp.matmul(p, self._params["W"].T), axis=0))
+            grads["log_var"] = (-0.5 * xp.matmul(weights, r * r) * inv_var
+                                + xp.sum(Vs * xp.matmul(sp, self._params["W"].T), axis=0))
         return grads, F
 
     def free_energy_grads(self, X):
@@ -566,10 +586,3 @@ class GaussianBernoulliRBM(_RBMBase):
     def _path(self, base_rate_data):
         p = self._params
         return _pz.GaussianPath(p["W"], p["b"], p["c"], self._log_var())
-
-
-def _bernoulli(p, rng):
-    """Binary draws 1[u < p] in p's dtype, u ~ U(0, 1) on p's device."""
-    xp = get_namespace(p)
-    return xp.astype(uniform(rng, tuple(p.shape), like=p) < p, p.dtype)
-
