@@ -231,6 +231,53 @@ def test_grad_free_energy_gaussian(seed, D, H, N):
     m._params = params
 
 
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2 ** 31 - 1), D=st.integers(1, 5), H=st.integers(1, 4),
+       N=st.integers(2, 6), gaussian=st.booleans())
+def test_grad_weighted_free_energy_training_path(seed, D, H, N, gaussian):
+    """The stacked, signed-weight statistics the training step uses: sum_n s_n dF(v_n)/dtheta."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=N)
+    if gaussian:
+        m = GaussianBernoulliRBM(n_components=H, n_iter=1, random_state=0).fit(rng.normal(size=(4, D)))
+        params = {"W": rng.normal(size=(D, H)), "b": rng.normal(size=D), "c": rng.normal(size=H),
+                  "log_var": rng.normal(scale=0.5, size=D)}
+        V = rng.normal(size=(N, D))
+    else:
+        m = random_rbm(rng, D, H)
+        params = {k: np.array(v) for k, v in m.params.items()}
+        V = (rng.random((N, D)) < 0.5).astype(float)
+    m._params = dict(params)
+    grads, _ = m._free_energy_grads_from_input(V, m._hidden_input(V), weights=s)
+
+    def weighted_f(p):
+        m._params = dict(p)
+        return float(np.sum(s * m._free_energy_grads_from_input(V, m._hidden_input(V),
+                                                                need_grads=False)[1]))
+
+    check_grads(weighted_f, params, grads, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_grad_cd_loss_through_loss_and_grads(method):
+    """loss_and_grads returns the gradient of its loss with the negative samples fixed
+    (same seed: a 1e-6 change of theta flips no Bernoulli draw here)."""
+    rng = np.random.default_rng(19)
+    m = random_rbm(rng, 5, 4)
+    m.set_params(method=method, k=2, batch_size=6)
+    X = (rng.random((6, 5)) < 0.5).astype(float)
+    chains = (rng.random((6, 4)) < 0.5).astype(float)
+
+    def run(params):
+        m._params = dict(params)
+        m._chains = chains.copy() if method == "pcd" else None
+        return m.loss_and_grads(X, rng=np.random.default_rng(3))
+
+    params = {k: np.array(v) for k, v in m.params.items()}
+    _, grads = run(params)
+    check_grads(lambda p: float(run(p)[0]), params, grads, rtol=1e-6)
+
+
 @pytest.mark.oracle
 def test_free_energy_gradient_matches_torch_autograd():
     torch = require("torch")
@@ -405,6 +452,48 @@ def test_dbm_ais_and_training():
     assert m.score(X) > -10 * math.log(2)  # better than uniform over 2^10 patterns
     assert [t.shape for t in m.transform(X)] == [(300, 8), (300, 4)]
     assert m.sample(3, rng=0, n_steps=5).shape == (3, 10)
+
+
+def test_grad_dbm_energy_statistics_and_envelope():
+    """dE-statistics of the training step pass a gradient check, and at the mean-field
+    fixed point the data term is minus the gradient of the bound (envelope theorem)."""
+    rng = np.random.default_rng(20)
+    m = random_dbm(rng, 5, 4, 3, scale=0.5)
+    m.set_params(mean_field_iter=2000, mean_field_tol=1e-14)
+    X = (rng.random((6, 5)) < 0.5).astype(float)
+    H1 = rng.random((6, 4))
+    H2 = rng.random((6, 3))
+    s = rng.normal(size=6)
+    params = {k: np.array(v) for k, v in m.params.items()}
+    grads = m._energy_grads(X, H1, H2, s)
+
+    def weighted_energy(p):
+        m._params = dict(p)
+        return -float(np.sum(s * m._neg_energy(X, H1, H2)))
+
+    check_grads(weighted_energy, params, grads, rtol=1e-6)
+
+    m._params = dict(params)
+    mu1, mu2 = m.mean_field(X)
+    pos = m._energy_grads(X, mu1, mu2, np.full(6, 1.0 / 6))
+
+    def mean_bound(p):
+        m._params = dict(p)
+        return float(np.mean(m.lower_bound(X, log_z=0.0)))
+
+    # d(mean bound)/dtheta = -(positive-phase dE statistics)
+    check_grads(mean_bound, params, {k: -v for k, v in pos.items()}, rtol=1e-6)
+    m._params = params
+
+
+def test_dbm_on_every_backend(backend):
+    rng = np.random.default_rng(21)
+    X = backend.asarray((rng.random((30, 6)) < 0.4).astype(np.float64))
+    m = DBM(n_components=(4, 3), n_iter=2, pretrain_iter=1, batch_size=10, random_state=0).fit(X)
+    lb = m.lower_bound(X)
+    assert lb.dtype == X.dtype and tuple(lb.shape) == (30,)
+    assert np.all(np.isfinite(backend.to_numpy(lb)))
+    assert np.isfinite(m.log_partition("ais", n_runs=5, n_betas=10, random_state=0).log_z)
 
 
 def test_dbn_layers_and_sampling():

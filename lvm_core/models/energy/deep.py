@@ -403,7 +403,9 @@ class DBM(ParamsMixin):
     def loss_and_grads(self, X, rng=None):
         """L = mean_data E(v, mu1, mu2) - mean_chains E(v~, h1~, h2~) and dL/dtheta.
 
-        dE/dW1 = -v h1^T, dE/dW2 = -h1 h2^T, dE/db = -v, dE/dc1 = -h1, dE/dc2 = -h2.
+        At the mean-field fixed point the data term's gradient is minus the gradient
+        of the variational bound (its mu-derivative vanishes there), so SGD on L
+        follows the bound's gradient with the model term from persistent chains.
         """
         rng = as_generator(rng)
         xp = get_namespace(X)
@@ -420,19 +422,28 @@ class DBM(ParamsMixin):
         Vn, H2n, H1n = chains
         self._chains = (Vn, H2n)
         N, M = X.shape[0], Vn.shape[0]
-        grads = {
-            "W1": -xp.matmul(X.T, mu1) / N + xp.matmul(Vn.T, H1n) / M,
-            "W2": -xp.matmul(mu1.T, mu2) / N + xp.matmul(H1n.T, H2n) / M,
-            "b": -xp.mean(X, axis=0) + xp.mean(Vn, axis=0),
-            "c1": -xp.mean(mu1, axis=0) + xp.mean(H1n, axis=0),
-            "c2": -xp.mean(mu2, axis=0) + xp.mean(H2n, axis=0),
-        }
+        s = xp.concat([xp.full((N,), 1.0 / N, dtype=X.dtype, device=X.device),
+                       xp.full((M,), -1.0 / M, dtype=X.dtype, device=X.device)])
+        V = xp.concat([X, Vn], axis=0)
+        H1 = xp.concat([mu1, H1n], axis=0)
+        H2 = xp.concat([mu2, H2n], axis=0)
+        grads = self._energy_grads(V, H1, H2, s)
         if self.weight_decay:
             wd = float(self.weight_decay)
             grads["W1"] = grads["W1"] + wd * self._params["W1"]
             grads["W2"] = grads["W2"] + wd * self._params["W2"]
-        loss = -xp.mean(self._neg_energy(X, mu1, mu2)) + xp.mean(self._neg_energy(Vn, H1n, H2n))
-        return loss, grads
+        return -xp.sum(s * self._neg_energy(V, H1, H2)), grads
+
+    def _energy_grads(self, V, H1, H2, weights):
+        """sum_n s_n dE(v_n, h1_n, h2_n)/dtheta: dE/dW1 = -v h1^T, dE/dW2 = -h1 h2^T,
+        dE/db = -v, dE/dc1 = -h1, dE/dc2 = -h2 (rows: data with mean-field means and
+        chain states, weights s_n = 1/N and -1/M)."""
+        xp = get_namespace(V, H1, H2)
+        sH1 = H1 * weights[:, None]
+        sH2 = H2 * weights[:, None]
+        return {"W1": -xp.matmul(V.T, sH1), "W2": -xp.matmul(H1.T, sH2),
+                "b": -xp.matmul(weights, V), "c1": -xp.sum(sH1, axis=0),
+                "c2": -xp.sum(sH2, axis=0)}
 
 
 def _entropy(mu):
