@@ -310,6 +310,35 @@ def test_gibbs_samples_match_exact_distribution_chi_square():
 
 
 # --------------------------------------------------------------------------- estimator
+def test_energy_sums_to_free_energy_and_conditionals():
+    """F(v) = -log sum_h exp(-E(v, h)); E[v | h] and P(h | v) from the joint table."""
+    rng = np.random.default_rng(22)
+    m = random_rbm(rng, 3, 4)
+    V, Hs = states(3), states(4)
+    E = np.stack([m.energy(V, np.repeat(h[None, :], len(V), axis=0)) for h in Hs], axis=1)
+    assert_allclose(m.free_energy(V), -np.log(np.exp(-E).sum(axis=1)), rtol=1e-12)
+    joint = np.exp(-E)  # (2^D, 2^H) unnormalised
+    p_h_given_v = joint / joint.sum(axis=1, keepdims=True)
+    assert_allclose(m.transform(V), p_h_given_v @ Hs, rtol=1e-10)
+    p_v_given_h = joint / joint.sum(axis=0, keepdims=True)
+    assert_allclose(m.visible_mean(Hs), p_v_given_h.T @ V, rtol=1e-10)
+
+
+def test_gaussian_rbm_fixed_variance_and_energy():
+    rng = np.random.default_rng(23)
+    X = rng.normal(size=(80, 3)) * 2.0
+    m = GaussianBernoulliRBM(n_components=2, n_iter=2, learn_variance=False, init_var=4.0,
+                             random_state=0).fit(X)
+    assert "log_var" not in m.params
+    assert_allclose(m.log_var_, np.full(3, math.log(4.0)))
+    # F(v) = -log sum_h exp(-E(v, h))
+    Hs = states(2)
+    E = np.stack([m.energy(X[:5], np.repeat(h[None, :], 5, axis=0)) for h in Hs], axis=1)
+    assert_allclose(m.free_energy(X[:5]), -np.log(np.exp(-E).sum(axis=1)), rtol=1e-10)
+    learned = GaussianBernoulliRBM(n_components=2, n_iter=2, random_state=0).fit(X)
+    assert not np.allclose(learned.log_var_, 0.0)
+
+
 def test_pseudo_likelihood_equals_definition():
     rng = np.random.default_rng(10)
     m = random_rbm(rng, 5, 3)

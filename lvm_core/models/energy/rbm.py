@@ -218,6 +218,30 @@ class _RBMBase(ParamsMixin):
         X = self._check_X(X)
         return self._free_energy_grads_from_input(X, self._hidden_input(X), need_grads=False)[1]
 
+    def energy(self, X, Hs):
+        """E(v, h) for paired rows of X (N, D) and Hs (N, H), shape (N,).
+
+        Binary: E = -b.v - c.h - v^T W h.  Gaussian-Bernoulli:
+        E = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - c.h - (v / sigma^2)^T W h.
+        """
+        self._check_fitted()
+        X = self._check_X(X)
+        Hs = check_array(Hs, "Hs", ndim=2, n_features=int(self.components_.shape[1]), xp_like=X)
+        if Hs.shape[0] != X.shape[0]:
+            raise ValueError(f"X and Hs must have the same number of rows; got {X.shape[0]} "
+                             f"and {Hs.shape[0]}.")
+        xp = get_namespace(X, Hs)
+        a = self._hidden_input(X)  # c + (scaled) v W
+        return self._visible_energy(X) - xp.sum(a * Hs, axis=1)
+
+    def visible_mean(self, Hs):
+        """E[v | h] per row of Hs (N, H): sigmoid(b + W h) (binary) or b + W h (Gaussian)."""
+        self._check_fitted()
+        Hs = check_array(Hs, "Hs", ndim=2, n_features=int(self.components_.shape[1]))
+        xp = get_namespace(Hs)
+        mean = xp.matmul(Hs, self._params["W"].T) + self._params["b"]
+        return _sigmoid(mean) if self._visible == "binary" else mean
+
     def transform(self, X):
         """P(h = 1 | v), shape (N, H)."""
         self._check_fitted()
@@ -419,6 +443,11 @@ class RBM(_RBMBase):
     def _sample_visible_given_hidden(self, Hs, rng):
         return _bernoulli(_sigmoid(self._visible_logits(Hs)), rng)
 
+    def _visible_energy(self, V):
+        """-b.v, (N,)."""
+        xp = get_namespace(V)
+        return -xp.matmul(V, self._params["b"])
+
     def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None):
         """F (N,) and the weighted sums sum_n s_n dF(v_n)/dtheta (s_n = 1 by default):
 
@@ -546,6 +575,12 @@ class GaussianBernoulliRBM(_RBMBase):
         xp = get_namespace(Hs)
         mean = xp.matmul(Hs, self._params["W"].T) + self._params["b"]
         return mean + xp.exp(0.5 * self._log_var()) * normal(rng, tuple(mean.shape), like=mean)
+
+    def _visible_energy(self, V):
+        """sum_i (v_i - b_i)^2 / (2 sigma_i^2), (N,)."""
+        xp = get_namespace(V)
+        r = V - self._params["b"]
+        return 0.5 * xp.sum(r * r * xp.exp(-self._log_var()), axis=1)
 
     def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None):
         """F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(a_j), and the weighted
