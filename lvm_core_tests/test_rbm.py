@@ -380,6 +380,23 @@ def test_fit_starts_afresh_and_params_api():
         m.set_params(nonsense=1)
 
 
+def test_save_load_round_trip(tmp_path):
+    from lvm_core import io
+
+    rng = np.random.default_rng(24)
+    X = (rng.random((60, 6)) < 0.5).astype(float)
+    models = [RBM(n_components=3, n_iter=1, random_state=0).fit(X),
+              GaussianBernoulliRBM(n_components=2, n_iter=1, learn_variance=False,
+                                   init_var=2.0, random_state=0).fit(X),
+              DBM(n_components=(3, 2), n_iter=1, random_state=0).fit(X)]
+    for i, m in enumerate(models):
+        path = tmp_path / f"m{i}.h5"
+        io.save(m, path)
+        loaded = io.load(path)
+        assert type(loaded) is type(m)
+        assert_allclose(loaded.score_samples(X), m.score_samples(X), rtol=1e-12)
+
+
 def test_bad_input_gives_clear_errors():
     X = np.array([[0.0, 1.0], [0.5, 1.0], [1.0, 0.0]])
     with pytest.raises(ValueError, match="binary"):

@@ -183,7 +183,13 @@ class DBM(ParamsMixin):
     # ------------------------------------------------------------------ parameters
     @property
     def params(self):
+        """The parameters as a dict of arrays W1, W2, b, c1, c2."""
         return self._params
+
+    @params.setter
+    def params(self, value):
+        self._params = dict(value)
+        self._publish()
 
     def _publish(self):
         p = self._params

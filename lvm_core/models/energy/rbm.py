@@ -123,6 +123,11 @@ class _RBMBase(ParamsMixin):
         """The parameters as a dict of arrays (shared with the fitted attributes)."""
         return self._params
 
+    @params.setter
+    def params(self, value):
+        self._params = dict(value)
+        self._publish()
+
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None):
         """Fit by CD-k or PCD with SGD + momentum on minibatches; returns self.
@@ -555,15 +560,16 @@ class GaussianBernoulliRBM(_RBMBase):
         if self.learn_variance:
             params["log_var"] = log_var
         else:
-            self._fixed_log_var = log_var
+            self.log_var_ = log_var  # fixed: a fitted attribute, not a parameter
         return params
 
     def _publish(self):
         super()._publish()
-        self.log_var_ = self._log_var()
+        if "log_var" in self._params:
+            self.log_var_ = self._params["log_var"]
 
     def _log_var(self):
-        return self._params["log_var"] if "log_var" in self._params else self._fixed_log_var
+        return self._params["log_var"] if "log_var" in self._params else self.log_var_
 
     def _hidden_input(self, V):
         """a = c + (V / sigma^2) W, (N, H)."""
