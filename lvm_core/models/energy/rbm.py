@@ -138,9 +138,7 @@ class _RBMBase(ParamsMixin):
         from ...train import fit_minibatch
 
         self._check_hyper()
-        X = self._check_X(X, fitting=True)
-        if X.shape[0] < 2:
-            raise ValueError(f"X must have at least 2 samples to fit an RBM; got {X.shape[0]}.")
+        X = self._check_X(X, fitting=True)  # at least 2 rows
         rng = as_generator(self.random_state)
         self.n_features_in_ = int(X.shape[1])
         self._params = self._init_params(X, rng)
@@ -286,11 +284,13 @@ class _RBMBase(ParamsMixin):
                       random_state=None, v_init=None):
         """log Z: exact (``"exact"``; smaller layer <= 20 units), AIS or reverse AIS.
 
-        ``"auto"`` is exact when enumerable, else AIS.  ``base_rate_data``: data
-        whose visible base rates define the AIS base model (binary RBM; default
-        the visible biases' own rates are not used: zeros).  ``v_init``: the
-        starting states of reverse AIS (default ``n_runs`` chains of 1,000 Gibbs
-        sweeps).  Returns a :class:`~lvm_core.models.energy.partition.PartitionEstimate`.
+        ``"auto"`` is exact when enumerable, else AIS.  ``base_rate_data``: binary
+        data whose unit means m give the AIS base model's visible biases
+        log(m / (1 - m)) (Salakhutdinov & Murray 2008); without it the base model
+        is uniform (zero biases).  Ignored by the Gaussian-Bernoulli RBM, whose
+        base model is N(b, sigma^2).  ``v_init``: the starting states of reverse
+        AIS, ideally samples of the model (default: ``n_runs`` chains after 1,000
+        Gibbs sweeps from the base model).  Returns a :class:`~lvm_core.models.energy.partition.PartitionEstimate`.
         """
         self._check_fitted()
         check_choice(method, "method", ("auto", "exact", "ais", "reverse_ais"))
