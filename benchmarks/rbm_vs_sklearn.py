@@ -21,11 +21,22 @@ Log-likelihood: both sets of learned weights are scored by the same
 estimator, lvm_core's AIS (Salakhutdinov & Murray 2008: base-rate base
 model from the training data, ``--n-betas`` inverse temperatures, 100 runs),
 as the mean test log p(v) = -F(v) - log Z in nats per image, with the
-AIS error bar of log Z.
+AIS error bar of log Z; ``rll_*`` use reverse AIS (Burda et al. 2015) started
+from 100 Gibbs chains after 1,000 sweeps instead (not exact samples, so not a
+guaranteed bound): a large gap between the two flags an unreliable estimate.
 
-rbm16: an RBM with 16 hidden units trained the same way (5 epochs); its log Z
+rbm16: an RBM with 16 hidden units trained by CD-1 (learning rate 0.05, 5
+epochs, as the models Salakhutdinov & Murray (2008) checked AIS on); its log Z
 is computed exactly (2^16 hidden configurations) and by AIS; the test
-log-likelihoods from both are printed and must agree within 0.5 nats.
+log-likelihoods from both are printed and must agree within 0.5 nats.  The
+same comparison for a PCD-trained 16-unit model is printed for information:
+PCD models fit better but can hold a deep mode that no Gibbs chain reaches
+from the base model (we saw one hidden configuration with 98.5% of the mass),
+and then AIS over-estimates the log-likelihood by several nats.
+
+GEMM floor: the three matrix products of one PCD-1 step at the benchmark's
+shapes (100 x 256 by 256 x 784; 200 x 784 by 784 x 256; 784 x 200 by 200 x 256),
+600 times: the time any dense implementation of the step spends in BLAS.
 
 Lines: ``RESULT rbm ratio=R ll_ours=X ll_sklearn=X ...`` and
 ``RESULT rbm16 exact_ll=X ais_ll=X diff=X``.
@@ -82,9 +93,9 @@ def load(quick):
     return Xtr, Xte, src
 
 
-def ours(n_components, epochs, seed):
+def ours(n_components, epochs, seed, method="pcd"):
     return RBM(n_components=n_components, learning_rate=0.05, batch_size=100, n_iter=epochs,
-               method="pcd", k=1, momentum=0.0, weight_decay=0.0, init_scale=0.01,
+               method=method, k=1, momentum=0.0, weight_decay=0.0, init_scale=0.01,
                visible_bias_init="zeros", random_state=seed)
 
 
@@ -101,9 +112,34 @@ def timed_fit(model, X):
     return time.perf_counter() - t0
 
 
-def ais_ll(model, Xtr, Xte, n_runs, n_betas, seed):
-    est = model.log_partition("ais", n_runs=n_runs, n_betas=n_betas, base_rate_data=Xtr,
-                              random_state=seed)
+def gemm_floor(n_steps, dtype=np.float32, repeats=3):
+    """Seconds for the three dense products of n_steps PCD-1 steps (median of repeats)."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(784, 256)).astype(dtype)
+    Hs = (rng.random((100, 256)) < 0.1).astype(dtype)
+    V = (rng.random((200, 784)) < 0.3).astype(dtype)
+    P = rng.random((200, 256)).astype(dtype)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            Hs @ W.T
+            V @ W
+            V.T @ P
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def ais_ll(model, Xtr, Xte, n_runs, n_betas, seed, reverse=False):
+    """Mean test log p(v) with log Z from AIS (or reverse AIS from the states of
+    n_runs Gibbs chains after 1,000 sweeps), and the estimate of log Z."""
+    if reverse:
+        chains = model.sample(n_runs, rng=seed, n_steps=1000)
+        est = model.log_partition("reverse_ais", n_runs=n_runs, n_betas=n_betas,
+                                  base_rate_data=Xtr, random_state=seed, v_init=chains)
+    else:
+        est = model.log_partition("ais", n_runs=n_runs, n_betas=n_betas, base_rate_data=Xtr,
+                                  random_state=seed)
     F = model.free_energy(Xte)
     return float(np.mean(-F)) - est.log_z, est
 
@@ -140,23 +176,38 @@ def main(argv=None):
     ll_ours, est_ours = ais_ll(m_ours, Xtr, Xte, args.n_runs, n_betas, args.seed)
     t_ais = time.perf_counter() - t0
     ll_sk, est_sk = ais_ll(sk_as_ours, Xtr, Xte, args.n_runs, n_betas, args.seed)
-    print(f"\n{'':10s} {'s/epoch':>9s} {'test log p(v)':>14s} {'log Z (AIS)':>12s} {'+-sd':>7s}")
+    rll_ours, _ = ais_ll(m_ours, Xtr, Xte, args.n_runs, n_betas, args.seed, reverse=True)
+    rll_sk, _ = ais_ll(sk_as_ours, Xtr, Xte, args.n_runs, n_betas, args.seed, reverse=True)
+    print(f"\n{'':10s} {'s/epoch':>9s} {'test log p(v)':>14s} {'log Z (AIS)':>12s} {'+-sd':>7s} "
+          f"{'log p(v), reverse AIS':>22s}")
     print(f"{'lvm_core':10s} {s_ours:9.3f} {ll_ours:14.2f} {est_ours.log_z:12.2f} "
-          f"{est_ours.log_z_std:7.3f}")
-    print(f"{'sklearn':10s} {s_sk:9.3f} {ll_sk:14.2f} {est_sk.log_z:12.2f} {est_sk.log_z_std:7.3f}")
+          f"{est_ours.log_z_std:7.3f} {rll_ours:22.2f}")
+    print(f"{'sklearn':10s} {s_sk:9.3f} {ll_sk:14.2f} {est_sk.log_z:12.2f} {est_sk.log_z_std:7.3f} "
+          f"{rll_sk:22.2f}")
     print(f"(AIS of one model: {t_ais:.1f} s)")
 
-    m16 = ours(16, epochs, args.seed).fit(Xtr)
-    exact_ll = float(np.mean(m16.score_samples(Xte)))
-    ais16_ll, est16 = ais_ll(m16, Xtr, Xte, args.n_runs, n_betas, args.seed)
-    print(f"\nrbm16: log Z exact {m16.log_partition('exact').log_z:.3f}, AIS {est16.log_z:.3f} "
-          f"+- {est16.log_z_std:.3f}; test log p(v) exact {exact_ll:.3f}, AIS {ais16_ll:.3f}")
+    floor = gemm_floor(Xtr.shape[0] // 100)
+    print(f"GEMM floor of one epoch (3 products per step, same threads): {floor:.3f} s; "
+          f"ours {s_ours / floor:.2f}x it, sklearn {s_sk / floor:.2f}x it")
+
+    rbm16 = {}
+    for method in ("cd", "pcd"):
+        m16 = ours(16, epochs, args.seed, method=method).fit(Xtr)
+        exact_ll = float(np.mean(m16.score_samples(Xte)))
+        ais16_ll, est16 = ais_ll(m16, Xtr, Xte, args.n_runs, n_betas, args.seed)
+        rbm16[method] = (exact_ll, ais16_ll)
+        print(f"\nrbm16 ({method.upper()}-1): log Z exact {m16.log_partition('exact').log_z:.3f}, "
+              f"AIS {est16.log_z:.3f} +- {est16.log_z_std:.3f}; test log p(v) exact "
+              f"{exact_ll:.3f}, AIS {ais16_ll:.3f} (difference {ais16_ll - exact_ll:+.3f})")
+    exact_ll, ais16_ll = rbm16["cd"]
 
     print(f"\nRESULT rbm ratio={ratio:.2f} ll_ours={ll_ours:.2f} ll_sklearn={ll_sk:.2f} "
-          f"sec_per_epoch_ours={s_ours:.3f} sec_per_epoch_sklearn={s_sk:.3f} "
-          f"threads={args.threads} epochs={epochs} n_train={Xtr.shape[0]} n_betas={n_betas}")
+          f"rll_ours={rll_ours:.2f} rll_sklearn={rll_sk:.2f} sec_per_epoch_ours={s_ours:.3f} sec_per_epoch_sklearn={s_sk:.3f} "
+          f"threads={args.threads} epochs={epochs} n_train={Xtr.shape[0]} n_betas={n_betas} "
+          f"gemm_floor_s={floor:.3f}")
     print(f"RESULT rbm16 exact_ll={exact_ll:.3f} ais_ll={ais16_ll:.3f} "
-          f"diff={abs(exact_ll - ais16_ll):.3f}")
+          f"diff={abs(exact_ll - ais16_ll):.3f} training=cd1 pcd_exact_ll={rbm16['pcd'][0]:.3f} "
+          f"pcd_ais_ll={rbm16['pcd'][1]:.3f}")
 
 
 if __name__ == "__main__":
