@@ -171,7 +171,7 @@ def symmetric_decorrelation(W):
     """W <- (W W^T)^{-1/2} W (rows orthonormal), via eigh of W W^T = E diag(d) E^T."""
     xp = get_namespace(W)
     d, E = xp.linalg.eigh(xp.matmul(W, W.T))
-    tiny = xp.finfo(W.dtype).tiny
+    tiny = xp.finfo(W.dtype).smallest_normal
     d = xp.maximum(d, xp.full_like(d, tiny))
     return xp.matmul(xp.matmul(E / xp.sqrt(d)[None, :], E.T), W)
 

@@ -40,7 +40,7 @@ from ..backend import get_namespace, is_numpy_namespace, item  # noqa: E402
 
 __all__ = ["prox_gradient_lasso", "prox_gradient_lasso_reference", "lipschitz_constant"]
 
-_SLACK = 1e-12  # relative slack of the backtracking test (round-off of the two sides)
+_SLACK_EPS = 64  # backtracking accepts L when num <= L den (1 + 64 eps): room for round-off
 
 
 def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, restart=True,
@@ -65,20 +65,20 @@ def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, res
     n_iter = np.zeros(N, dtype=np.int64)
     L = np.full(N, L0, dtype=G.dtype)
     n_chunks = max(1, min(N, 8 * numba.get_num_threads()))
+    slack = dt(1.0 + _SLACK_EPS * np.finfo(G.dtype).eps)
     _lasso_rows(G, B, C, L, n_iter, dt(alpha), int(max_iter), dt(tol), bool(accelerate),
-                bool(restart), bool(backtracking), dt(eta), n_chunks)
+                bool(restart), bool(backtracking), dt(eta), slack, n_chunks)
     return C, n_iter, L
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, backtracking, eta,
-                n_chunks):
+                slack, n_chunks):
     N, K = B.shape
     one = G.dtype.type(1.0)
     zero = G.dtype.type(0.0)
     two = G.dtype.type(2.0)
     four = G.dtype.type(4.0)
-    slack = G.dtype.type(1.0 + _SLACK)
     for chunk in numba.prange(n_chunks):
         y = np.empty(K, dtype=G.dtype)
         h = np.empty(K, dtype=G.dtype)
@@ -185,6 +185,7 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
     active = xp.ones((N, 1), dtype=xp.bool, device=B.device)
     n_iter = xp.zeros((N,), dtype=xp.int64, device=B.device)
     zeros = xp.zeros_like(C)
+    slack = 1.0 + _SLACK_EPS * xp.finfo(dtype).eps
     for _ in range(int(max_iter)):
         if not bool(xp.any(active)):
             break
@@ -198,7 +199,7 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
             Dd = P - Y
             num = xp.sum(Dd * (HP - HY), axis=1, keepdims=True)
             den = xp.sum(Dd * Dd, axis=1, keepdims=True)
-            ok = (num <= L * den * (1.0 + _SLACK)) | ~active
+            ok = (num <= L * den * slack) | ~active
             if bool(xp.all(ok)):
                 break
             L = xp.where(ok, L, L * eta)
