@@ -25,8 +25,9 @@ Solution (W&S sec. 3):
 The outputs have zero mean, identity covariance (1/T normalisation) and
 slowness Delta(y_l) = delta_l, increasing in l.  eta-values (W&S eq. 8):
 eta_l = T / (2 pi) sqrt(Delta(y_l)); a pure sine with k periods over the T
-samples has eta = k.  Signs: each column of W is flipped so that its entry
-of largest magnitude is positive (deterministic for distinct delta).
+samples has eta = k.  Signs: each output is flipped so that it rises over
+the training series on average, sum_t (t - mean t) y_l(t) >= 0 (eigenvectors
+have arbitrary signs; this makes the result the same on every backend).
 """
 from __future__ import annotations
 
@@ -122,11 +123,11 @@ class SFA(ParamsMixin):
         Zdot = Z[1:, :] - Z[:-1, :]  # (T-1, r)
         delta, V = xp.linalg.eigh(xp.matmul(Zdot.T, Zdot) / float(T - 1))  # ascending
         W = xp.matmul(S, V[:, :L])  # (M, L)
-        # deterministic signs: the entry of largest magnitude of each column is positive
-        abs_W = xp.abs(W)
-        largest = xp.astype(abs_W == xp.max(abs_W, axis=0, keepdims=True), W.dtype)
-        signs = xp.sign(xp.sum(W * largest, axis=0))
-        signs = xp.where(signs == 0.0, xp.ones_like(signs), signs)
+        # deterministic signs: each output rises over the training series on average,
+        # sum_t (t - mean t) y_l(t) >= 0 (eigenvectors come with arbitrary signs)
+        ramp = xp.arange(T, dtype=X.dtype, device=X.device) - 0.5 * (T - 1)  # (T,)
+        trend = xp.matmul(ramp, xp.matmul(Z, V[:, :L]))  # (L,)
+        signs = xp.where(trend < 0.0, -xp.ones_like(trend), xp.ones_like(trend))
         self.mean_ = mean
         self.components_ = (W * signs[None, :]).T  # (L, M)
         self.delta_ = delta[:L]
