@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--patch-size", type=int, default=8)
     p.add_argument("--n-atoms", type=int, default=100)
     p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/dictionary_patches", help="directory for figures")
