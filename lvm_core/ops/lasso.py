@@ -71,7 +71,8 @@ def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, res
     return C, n_iter, L
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, parallel=True, error_model="numpy",
+            fastmath={"reassoc", "contract", "arcp", "nsz"})
 def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, backtracking, eta,
                 slack, n_chunks):
     N, K = B.shape
@@ -107,19 +108,15 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
                 while True:
                     inv_L = one / Ln
                     thr = alpha * inv_L
-                    nnz = 0
+                    # p = S_thr(v) = v - clip(v, -thr, thr), branch-free (vectorises)
                     for j in range(K):
                         v = y[j] - (hy[j] - b[j]) * inv_L
-                        if v > thr:
-                            p[j] = v - thr
+                        p[j] = v - min(max(v, -thr), thr)
+                    nnz = 0
+                    for j in range(K):
+                        if p[j] != zero:
                             support[nnz] = j
                             nnz += 1
-                        elif v < -thr:
-                            p[j] = v + thr
-                            support[nnz] = j
-                            nnz += 1
-                        else:
-                            p[j] = zero
                     hp[:] = zero
                     for q in range(nnz):
                         j = support[q]
