@@ -64,6 +64,20 @@ def test_ista_and_fista_reach_the_same_minimum(backtracking):
         assert 0.05 < (C != 0).mean() < 0.95  # a genuinely sparse, non-trivial solution
 
 
+def test_support_polish_stops_at_the_exact_minimiser_in_fewer_steps():
+    X, Dict = lasso_problem(seed=12, N=40, D=12, K=30)
+    alpha = 0.2
+    C_plain, n_plain = fista(X, Dict, alpha, tol=1e-10, max_iter=50000)
+    C_pol, n_pol = fista(X, Dict, alpha, tol=1e-10, max_iter=50000, polish=True)
+    assert kkt_violation(X, Dict, C_pol, alpha) < 1e-10
+    assert_allclose(C_pol, C_plain, atol=1e-6)  # (the plain run is 2e-8 from the minimiser)
+    assert n_pol < n_plain
+    F_pol = lasso_objective(X, Dict, C_pol, alpha).sum()
+    assert F_pol <= lasso_objective(X, Dict, C_plain, alpha).sum() * (1 + 1e-14)
+    # sparse_encode polishes by default
+    assert_allclose(sparse_encode(X, Dict, alpha=alpha), C_pol, atol=1e-8)
+
+
 @pytest.mark.reference
 def test_equals_scikit_learn_at_matched_regularisation():
     """scikit-learn's lasso_cd / lasso_lars minimise F / D with its alpha divided by D:
@@ -111,8 +125,10 @@ def test_fista_objective_gap_falls_as_one_over_k_squared():
 
 @settings(max_examples=15)
 @given(seed=st.integers(0, 2 ** 31 - 1), accelerate=st.booleans(), restart=st.booleans(),
-       backtracking=st.booleans(), dtype=st.sampled_from(["float64", "float32"]))
-def test_kernel_equals_the_array_api_reference(seed, accelerate, restart, backtracking, dtype):
+       backtracking=st.booleans(), polish=st.booleans(),
+       dtype=st.sampled_from(["float64", "float32"]))
+def test_kernel_equals_the_array_api_reference(seed, accelerate, restart, backtracking, polish,
+                                               dtype):
     X, Dict = lasso_problem(seed=seed, N=7, D=6, K=9)
     G = (Dict @ Dict.T).astype(dtype)
     B = (X @ Dict.T).astype(dtype)
@@ -124,7 +140,7 @@ def test_kernel_equals_the_array_api_reference(seed, accelerate, restart, backtr
     if dtype == "float32":
         backtracking = False
     L0 = float(np.diag(G).max()) if backtracking else float(np.linalg.eigvalsh(G).max())
-    args = (G, B, 0.2, C0, L0, 40, tol, accelerate, restart, backtracking)
+    args = (G, B, 0.2, C0, L0, 40, tol, accelerate, restart, backtracking, 2.0, polish)
     C_k, n_k, L_k = prox_gradient_lasso(*args)
     C_r, n_r, L_r = prox_gradient_lasso_reference(*args)
     tol = 1e-4 if dtype == "float32" else 1e-10
@@ -136,12 +152,12 @@ def test_kernel_equals_the_array_api_reference(seed, accelerate, restart, backtr
     assert_allclose(C0[0, :3], 0.5)  # the start is not modified
 
 
-@pytest.mark.parametrize("accelerate", [True, False])
-def test_kernel_and_reference_stop_at_the_same_point(accelerate):
+@pytest.mark.parametrize("accelerate, polish", [(True, False), (False, False), (True, True)])
+def test_kernel_and_reference_stop_at_the_same_point(accelerate, polish):
     X, Dict = lasso_problem(seed=11, N=20, D=6, K=9)
     G, B = Dict @ Dict.T, X @ Dict.T
     args = (G, B, 0.2, np.zeros((20, 9)), float(np.diag(G).max()), 5000, 1e-7, accelerate,
-            True, True)
+            True, True, 2.0, polish)
     C_k, n_k, _ = prox_gradient_lasso(*args)
     C_r, n_r, _ = prox_gradient_lasso_reference(*args)
     assert_allclose(C_k, C_r, atol=1e-6)

@@ -93,7 +93,7 @@ def _check_problem(X, dictionary, alpha, code_init):
 
 
 def _solve(X, dictionary, alpha, code_init, max_iter, tol, backtracking, lipschitz, eta,
-           accelerate, restart):
+           accelerate, restart, polish=False):
     xp, X, dictionary, C0 = _check_problem(X, dictionary, alpha, code_init)
     max_iter = check_positive_int(max_iter, "max_iter")
     if not isinstance(tol, (int, float)) or not tol >= 0:
@@ -114,7 +114,7 @@ def _solve(X, dictionary, alpha, code_init, max_iter, tol, backtracking, lipschi
         L0 = max(lipschitz_constant(G), 1e-300)
     C, n_iter, _ = prox_gradient_lasso(G, B, float(alpha), C0, L0, max_iter, float(tol),
                                        accelerate=accelerate, restart=restart,
-                                       backtracking=backtracking, eta=float(eta))
+                                       backtracking=backtracking, eta=float(eta), polish=polish)
     return C, int(item(xp.max(n_iter)))
 
 
@@ -133,7 +133,7 @@ def ista(X, dictionary, alpha, code_init=None, max_iter=1000, tol=1e-6, backtrac
 
 
 def fista(X, dictionary, alpha, code_init=None, max_iter=1000, tol=1e-6, backtracking=True,
-          lipschitz=None, eta=2.0, restart=True):
+          lipschitz=None, eta=2.0, restart=True, polish=False):
     """FISTA (Beck & Teboulle 2009, sec. 4) for every row, with optional adaptive restart.
 
     c_{k+1} = p_L(y_k); t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2;
@@ -142,18 +142,23 @@ def fista(X, dictionary, alpha, code_init=None, max_iter=1000, tol=1e-6, backtra
     <y_k - c_{k+1}, c_{k+1} - c_k> > 0 the momentum of that row is reset
     (t = 1).  ``restart=False`` is plain FISTA with
     F(c_k) - F* <= 2 L ||c_0 - c*||^2 / (k + 1)^2.  Stopping and L as in
-    :func:`ista`.  Returns ``(code (N, K), n_iter)``.
+    :func:`ista`.  ``polish=True`` adds the support polish of
+    :mod:`lvm_core.ops.lasso`: once a row's support and signs are stable, the
+    Lasso restricted to them is solved exactly, and the row stops when that
+    point satisfies the optimality (KKT) conditions.  Returns
+    ``(code (N, K), n_iter)``.
     """
     return _solve(X, dictionary, alpha, code_init, max_iter, tol, backtracking, lipschitz, eta,
-                  accelerate=True, restart=restart)
+                  accelerate=True, restart=restart, polish=polish)
 
 
 def sparse_encode(X, dictionary, alpha=1.0, algorithm="fista", code_init=None, max_iter=1000,
-                  tol=1e-6, backtracking=True, restart=True):
+                  tol=1e-6, backtracking=True, restart=True, polish=True):
     """Lasso codes argmin_c 1/2 ||x - c Dict||^2 + alpha ||c||_1 of every row of X.
 
     X (N, D), dictionary (K, D) -> code (N, K).  ``algorithm`` "fista"
-    (default; with ``restart``) or "ista"; see :func:`fista`, :func:`ista`.
+    (default; with ``restart`` and ``polish``) or "ista"; see :func:`fista`,
+    :func:`ista`.
     scikit-learn's ``sparse_encode(..., algorithm="lasso_cd", alpha=a)``
     minimises the same objective divided by D, so ``alpha=a`` matches it.
     """
@@ -162,7 +167,7 @@ def sparse_encode(X, dictionary, alpha=1.0, algorithm="fista", code_init=None, m
         return ista(X, dictionary, alpha, code_init=code_init, max_iter=max_iter, tol=tol,
                     backtracking=backtracking)[0]
     return fista(X, dictionary, alpha, code_init=code_init, max_iter=max_iter, tol=tol,
-                 backtracking=backtracking, restart=restart)[0]
+                 backtracking=backtracking, restart=restart, polish=polish)[0]
 
 
 def update_dictionary(dictionary, A, B, X=None, rng=None, n_passes=1):

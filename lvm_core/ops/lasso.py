@@ -21,6 +21,18 @@ step, to the sparse new iterate only)::
     y+  = p + beta (p - c),   G y+ = G p + beta (G p - G c)
     stop when ||p - c|| <= tol ||p||  (or after max_iter steps)
 
+Support polish (``polish=True``; an active-set finish, cf. the homotopy /
+LARS optimality conditions of Osborne, Presnell & Turlach 2000): once the
+support S and signs s of p have not changed for ``POLISH_AFTER`` steps, solve
+the Lasso restricted to them exactly::
+
+    G_SS z = b_S - alpha s        (Cholesky)
+
+and accept c = (z on S, 0 elsewhere) -- stopping the row -- when it is
+optimal: sign(z) = s and |(G c - b)_j| <= alpha off S (the KKT conditions,
+with a round-off slack).  Otherwise the iteration goes on unchanged and the
+test waits for another stable stretch.
+
 :func:`prox_gradient_lasso` runs a numba kernel (rows in parallel, each
 product G p summed over the nonzeros of p only) for C-contiguous NumPy
 float32/float64 arrays and the array-API reference
@@ -41,10 +53,12 @@ from ..backend import get_namespace, is_numpy_namespace, item  # noqa: E402
 __all__ = ["prox_gradient_lasso", "prox_gradient_lasso_reference", "lipschitz_constant"]
 
 _SLACK_EPS = 64  # backtracking accepts L when num <= L den (1 + 64 eps): room for round-off
+_PIVOT_EPS = 1e4  # a Cholesky pivot below 1e4 eps G_jj means G_SS is singular: no polish
+POLISH_AFTER = 2  # steps with an unchanged support (and signs) before a polish is tried
 
 
 def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, restart=True,
-                        backtracking=False, eta=2.0):
+                        backtracking=False, eta=2.0, polish=False):
     """ISTA (``accelerate=False``) or FISTA on every row; see the module docstring.
 
     G (K, K), B (N, K), C0 (N, K) start, L0 > 0 initial (or fixed) Lipschitz
@@ -56,7 +70,7 @@ def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, res
                and G.dtype == B.dtype == C0.dtype and G.dtype in (np.float32, np.float64))
     if not fusable:
         return prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate,
-                                             restart, backtracking, eta)
+                                             restart, backtracking, eta, polish)
     dt = G.dtype.type
     G = np.ascontiguousarray(G)
     B = np.ascontiguousarray(B)
@@ -66,15 +80,17 @@ def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, res
     L = np.full(N, L0, dtype=G.dtype)
     n_chunks = max(1, min(N, 8 * numba.get_num_threads()))
     slack = dt(1.0 + _SLACK_EPS * np.finfo(G.dtype).eps)
+    kkt_slack = dt(_SLACK_EPS * np.finfo(G.dtype).eps)
     _lasso_rows(G, B, C, L, n_iter, dt(alpha), int(max_iter), dt(tol), bool(accelerate),
-                bool(restart), bool(backtracking), dt(eta), slack, n_chunks)
+                bool(restart), bool(backtracking), dt(eta), slack, bool(polish), POLISH_AFTER,
+                kkt_slack, dt(_PIVOT_EPS * np.finfo(G.dtype).eps), n_chunks)
     return C, n_iter, L
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy",
             fastmath={"reassoc", "contract", "arcp", "nsz"})
 def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, backtracking, eta,
-                slack, n_chunks):
+                slack, polish, polish_after, kkt_slack, pivot_tol, n_chunks):
     N, K = B.shape
     one = G.dtype.type(1.0)
     zero = G.dtype.type(0.0)
@@ -87,6 +103,10 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
         p = np.empty(K, dtype=G.dtype)
         hp = np.empty(K, dtype=G.dtype)
         support = np.empty(K, dtype=np.int64)
+        A = np.empty((K, K), dtype=G.dtype)  # G_SS and its Cholesky factor
+        z = np.empty(K, dtype=G.dtype)
+        gz = np.empty(K, dtype=G.dtype)
+        prev_support = np.empty(K, dtype=np.int64)
         start = chunk * N // n_chunks
         stop = (chunk + 1) * N // n_chunks
         for n in range(start, stop):
@@ -104,6 +124,16 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
             t = one
             Ln = L[n]
             steps = 0
+            stable = 0
+            prev_nnz = 0
+            for j in range(K):
+                if c[j] != zero:
+                    prev_support[prev_nnz] = j
+                    prev_nnz += 1
+            b_max = zero
+            for j in range(K):
+                b_max = max(b_max, abs(b[j]))
+            kkt_bound = alpha + kkt_slack * (alpha + b_max)
             for _ in range(max_iter):
                 while True:
                     inv_L = one / Ln
@@ -134,6 +164,27 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
                     if num <= Ln * den * slack:
                         break
                     Ln = Ln * eta
+                if polish:
+                    # same support and signs as c (whose support is prev_support[:prev_nnz])
+                    same = nnz == prev_nnz
+                    if same:
+                        for q in range(nnz):
+                            j = support[q]
+                            if j != prev_support[q] or (p[j] > zero) != (c[j] > zero):
+                                same = False
+                                break
+                    for q in range(nnz):
+                        prev_support[q] = support[q]
+                    prev_nnz = nnz
+                    stable = stable + 1 if same else 0
+                    if stable >= polish_after:
+                        stable = 0
+                        if _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz,
+                                       pivot_tol):
+                            for j in range(K):
+                                c[j] = p[j]
+                            steps += 1
+                            break
                 t_new = one
                 beta = zero
                 if accelerate:
@@ -164,8 +215,62 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
             n_iter[n] = steps
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
+    """Solve G_SS z = b_S - alpha s by Cholesky; if z keeps the signs s and the KKT
+    conditions hold off S, write it into p and return True (A, z, gz: scratch)."""
+    zero = G.dtype.type(0.0)
+    K = G.shape[0]
+    for a in range(nnz):
+        ja = support[a]
+        z[a] = b[ja] - alpha * np.sign(p[ja])
+        for q in range(nnz):
+            A[a, q] = G[ja, support[q]]
+    # Cholesky A = R R^T in the lower triangle, then two triangular solves
+    for a in range(nnz):
+        d = A[a, a]
+        for q in range(a):
+            d -= A[a, q] * A[a, q]
+        if not d > pivot_tol * G[support[a], support[a]]:
+            return False  # G_SS (numerically) singular: more atoms than dimensions
+        d = np.sqrt(d)
+        A[a, a] = d
+        for r in range(a + 1, nnz):
+            v = A[r, a]
+            for q in range(a):
+                v -= A[r, q] * A[a, q]
+            A[r, a] = v / d
+    for a in range(nnz):
+        v = z[a]
+        for q in range(a):
+            v -= A[a, q] * z[q]
+        z[a] = v / A[a, a]
+    for a in range(nnz - 1, -1, -1):
+        v = z[a]
+        for q in range(a + 1, nnz):
+            v -= A[q, a] * z[q]
+        z[a] = v / A[a, a]
+    for a in range(nnz):
+        if np.sign(z[a]) != np.sign(p[support[a]]):
+            return False
+    # KKT off the support: |(G c - b)_j| <= alpha, with c = z on S
+    for i in range(K):
+        gz[i] = zero
+    for a in range(nnz):
+        za = z[a]
+        ja = support[a]
+        for i in range(K):
+            gz[i] += za * G[ja, i]
+    for i in range(K):
+        if p[i] == zero and abs(gz[i] - b[i]) > kkt_bound:
+            return False
+    for a in range(nnz):
+        p[support[a]] = z[a]
+    return True
+
+
 def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate=True,
-                                  restart=True, backtracking=False, eta=2.0):
+                                  restart=True, backtracking=False, eta=2.0, polish=False):
     """The array-API reference of :func:`prox_gradient_lasso` (all rows at once).
 
     Rows that met their stopping test are frozen (``active`` mask), so every
@@ -182,7 +287,12 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
     active = xp.ones((N, 1), dtype=xp.bool, device=B.device)
     n_iter = xp.zeros((N,), dtype=xp.int64, device=B.device)
     zeros = xp.zeros_like(C)
-    slack = 1.0 + _SLACK_EPS * xp.finfo(dtype).eps
+    eps = xp.finfo(dtype).eps
+    slack = 1.0 + _SLACK_EPS * eps
+    stable = xp.zeros((N, 1), dtype=xp.int64, device=B.device)
+    kkt_bound = alpha + _SLACK_EPS * eps * (alpha + xp.max(xp.abs(B), axis=1))  # (N,)
+    arange_K = xp.arange(K, device=B.device)
+    arange_N = xp.arange(N, device=B.device)
     for _ in range(int(max_iter)):
         if not bool(xp.any(active)):
             break
@@ -200,6 +310,20 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
             if bool(xp.all(ok)):
                 break
             L = xp.where(ok, L, L * eta)
+        polished = xp.zeros((N, 1), dtype=xp.bool, device=B.device)
+        if polish:
+            same = xp.all(xp.sign(P) == xp.sign(C), axis=1, keepdims=True)
+            stable = xp.where(same & active, stable + 1, xp.zeros_like(stable))
+            trying = stable >= POLISH_AFTER
+            stable = xp.where(trying, xp.zeros_like(stable), stable)
+            for n in _true_rows(trying[:, 0]):
+                z_row = _polish_row_reference(G, B[n, :], P[n, :], alpha, kkt_bound[n],
+                                              arange_K)
+                if z_row is not None:
+                    row = xp.astype(arange_N == n, dtype)[:, None]  # (N, 1) one-hot
+                    P = P + row * (z_row[None, :] - P)
+                    HP = HP + row * (xp.matmul(z_row, G)[None, :] - HP)
+                    polished = polished | (row > 0.0)
         S = P - C
         if accelerate:
             t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
@@ -213,6 +337,7 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
             beta = xp.zeros_like(t)
         done = xp.sum(S * S, axis=1, keepdims=True) <= tol * tol * xp.sum(P * P, axis=1,
                                                                          keepdims=True)
+        done = done | polished
         Y = xp.where(active, P + beta * S, Y)
         HY = xp.where(active, HP + beta * (HP - H), HY)
         C = xp.where(active, P, C)
@@ -221,6 +346,43 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
         n_iter = n_iter + xp.astype(active[:, 0], xp.int64)
         active = active & ~done
     return C, n_iter, L[:, 0]
+
+
+def _true_rows(mask):
+    """Indices of the True entries of a 1-D boolean array (an explicit host copy)."""
+    from ..backend import to_numpy
+
+    return [int(i) for i in np.flatnonzero(to_numpy(mask))]
+
+
+def _polish_row_reference(G, b, p, alpha, kkt_bound, arange_K):
+    """Array-API version of the kernel's polish: z (K,) or None."""
+    xp = get_namespace(G, b, p)
+    mask = p != 0.0
+    idx = xp.nonzero(mask)[0]
+    K = G.shape[0]
+    if idx.shape[0] > 0:
+        s = xp.sign(xp.take(p, idx))
+        G_SS = xp.take(xp.take(G, idx, axis=0), idx, axis=1)
+        try:
+            R = xp.linalg.cholesky(G_SS)
+        except Exception:  # not positive definite (numpy raises LinAlgError)
+            return None
+        pivots = xp.linalg.diagonal(R) ** 2
+        if not bool(xp.all(pivots > _PIVOT_EPS * xp.finfo(G.dtype).eps
+                           * xp.linalg.diagonal(G_SS))):
+            return None
+        z_S = xp.linalg.solve(G_SS, xp.take(b, idx) - alpha * s)
+        if not bool(xp.all(xp.sign(z_S) == s)):
+            return None
+        onehot = xp.astype(idx[:, None] == arange_K[None, :], G.dtype)  # (|S|, K)
+        z = xp.matmul(z_S, onehot)
+    else:
+        z = xp.zeros((K,), dtype=G.dtype, device=G.device)
+    g = xp.matmul(z, G) - b
+    if bool(xp.any(xp.abs(xp.where(mask, xp.zeros_like(g), g)) > kkt_bound)):
+        return None
+    return z
 
 
 def lipschitz_constant(G):
