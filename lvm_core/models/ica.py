@@ -311,8 +311,9 @@ class FastICA(ParamsMixin):
         return self
 
     def fit_transform(self, X, y=None):
-        """Fit and return the training sources (N, L) (no second pass over X)."""
-        return self._fit(X)
+        """Fit and return the training sources W z_n, shape (N, L) (from the whitened data)."""
+        Z, W = self._fit(X)
+        return project(Z, None, W)
 
     def _fit(self, X):
         check_choice(self.algorithm, "algorithm", ("parallel", "deflation"))
@@ -352,7 +353,7 @@ class FastICA(ParamsMixin):
         self.n_iter_ = n_iter
         self.converged_ = converged
         self.n_features_in_ = D
-        return project(Z, None, W)  # (N, L)
+        return Z, W
 
     def transform(self, X):
         """Sources s = components_ (x - mean_), shape (N, L)."""
