@@ -28,10 +28,12 @@ the Lasso restricted to them exactly::
 
     G_SS z = b_S - alpha s        (Cholesky)
 
-and accept c = (z on S, 0 elsewhere) -- stopping the row -- when it is
-optimal: sign(z) = s and |(G c - b)_j| <= alpha off S (the KKT conditions,
-with a round-off slack).  Otherwise the iteration goes on unchanged and the
-test waits for another stable stretch.
+If sign(z) = s, the point c = (z on S, 0 elsewhere) minimises F over the
+face {supp c = S, sign c = s} that contains p, so F(c) <= F(p): p is replaced
+by c.  If moreover |(G c - b)_j| <= alpha off S (the KKT conditions, with a
+round-off slack), c is the minimiser and the row stops; otherwise the
+iteration goes on from c with its momentum reset (t = 1).  If the signs
+change, nothing happens; the test waits for another stable stretch.
 
 :func:`prox_gradient_lasso` runs a numba kernel (rows in parallel, each
 product G p summed over the nonzeros of p only) for C-contiguous NumPy
@@ -135,6 +137,7 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
                 b_max = max(b_max, abs(b[j]))
             kkt_bound = alpha + kkt_slack * (alpha + b_max)
             for _ in range(max_iter):
+                jumped = False
                 while True:
                     inv_L = one / Ln
                     thr = alpha * inv_L
@@ -179,12 +182,17 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
                     stable = stable + 1 if same else 0
                     if stable >= polish_after:
                         stable = 0
-                        if _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz,
-                                       pivot_tol):
+                        status = _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz,
+                                             pivot_tol)
+                        if status == 2:  # p is the minimiser
                             for j in range(K):
                                 c[j] = p[j]
                             steps += 1
                             break
+                        if status == 1:  # p jumped to the face's minimiser
+                            jumped = True
+                            for j in range(K):
+                                hp[j] = gz[j]
                 t_new = one
                 beta = zero
                 if accelerate:
@@ -198,7 +206,7 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
                     step2 += s * s
                     p2 += p[j] * p[j]
                     gap += (y[j] - p[j]) * s
-                if accelerate and restart and gap > zero:
+                if (accelerate and restart and gap > zero) or jumped:
                     beta = zero
                     t_new = one
                 for j in range(K):
@@ -217,8 +225,9 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
 
 @numba.njit(cache=True, error_model="numpy")
 def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
-    """Solve G_SS z = b_S - alpha s by Cholesky; if z keeps the signs s and the KKT
-    conditions hold off S, write it into p and return True (A, z, gz: scratch)."""
+    """Solve G_SS z = b_S - alpha s by Cholesky.  Returns 0 (singular, or z leaves the
+    signs s: nothing changed), 1 (z keeps the signs: z written into p and G z into gz,
+    but the KKT conditions fail off S) or 2 (z is the minimiser, written into p)."""
     zero = G.dtype.type(0.0)
     K = G.shape[0]
     for a in range(nnz):
@@ -232,7 +241,7 @@ def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
         for q in range(a):
             d -= A[a, q] * A[a, q]
         if not d > pivot_tol * G[support[a], support[a]]:
-            return False  # G_SS (numerically) singular: more atoms than dimensions
+            return 0  # G_SS (numerically) singular: more atoms than dimensions
         d = np.sqrt(d)
         A[a, a] = d
         for r in range(a + 1, nnz):
@@ -252,7 +261,7 @@ def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
         z[a] = v / A[a, a]
     for a in range(nnz):
         if np.sign(z[a]) != np.sign(p[support[a]]):
-            return False
+            return 0
     # KKT off the support: |(G c - b)_j| <= alpha, with c = z on S
     for i in range(K):
         gz[i] = zero
@@ -261,12 +270,14 @@ def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
         ja = support[a]
         for i in range(K):
             gz[i] += za * G[ja, i]
+    optimal = 2
     for i in range(K):
         if p[i] == zero and abs(gz[i] - b[i]) > kkt_bound:
-            return False
+            optimal = 1
+            break
     for a in range(nnz):
         p[support[a]] = z[a]
-    return True
+    return optimal
 
 
 def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate=True,
@@ -311,25 +322,34 @@ def prox_gradient_lasso_reference(G, B, alpha, C0, L0, max_iter, tol, accelerate
                 break
             L = xp.where(ok, L, L * eta)
         polished = xp.zeros((N, 1), dtype=xp.bool, device=B.device)
+        jumped = xp.zeros((N, 1), dtype=xp.bool, device=B.device)
         if polish:
             same = xp.all(xp.sign(P) == xp.sign(C), axis=1, keepdims=True)
             stable = xp.where(same & active, stable + 1, xp.zeros_like(stable))
             trying = stable >= POLISH_AFTER
             stable = xp.where(trying, xp.zeros_like(stable), stable)
             for n in _true_rows(trying[:, 0]):
-                z_row = _polish_row_reference(G, B[n, :], P[n, :], alpha, kkt_bound[n],
+                found = _polish_row_reference(G, B[n, :], P[n, :], alpha, kkt_bound[n],
                                               arange_K)
-                if z_row is not None:
+                if found is not None:
+                    z_row, optimal = found
                     row = xp.astype(arange_N == n, dtype)[:, None]  # (N, 1) one-hot
                     P = P + row * (z_row[None, :] - P)
                     HP = HP + row * (xp.matmul(z_row, G)[None, :] - HP)
-                    polished = polished | (row > 0.0)
+                    if optimal:
+                        polished = polished | (row > 0.0)
+                    else:
+                        jumped = jumped | (row > 0.0)
         S = P - C
         if accelerate:
             t_new = (1.0 + xp.sqrt(1.0 + 4.0 * t * t)) / 2.0
             beta = (t - 1.0) / t_new
             if restart:
                 reset = xp.sum((Y - P) * S, axis=1, keepdims=True) > 0.0
+            else:
+                reset = xp.zeros_like(jumped)
+            reset = reset | jumped
+            if restart or polish:
                 beta = xp.where(reset, xp.zeros_like(beta), beta)
                 t_new = xp.where(reset, xp.ones_like(t_new), t_new)
         else:
@@ -356,7 +376,8 @@ def _true_rows(mask):
 
 
 def _polish_row_reference(G, b, p, alpha, kkt_bound, arange_K):
-    """Array-API version of the kernel's polish: z (K,) or None."""
+    """Array-API version of the kernel's polish: None (singular, or the signs change),
+    or ``(z (K,), optimal)``."""
     xp = get_namespace(G, b, p)
     mask = p != 0.0
     idx = xp.nonzero(mask)[0]
@@ -380,9 +401,8 @@ def _polish_row_reference(G, b, p, alpha, kkt_bound, arange_K):
     else:
         z = xp.zeros((K,), dtype=G.dtype, device=G.device)
     g = xp.matmul(z, G) - b
-    if bool(xp.any(xp.abs(xp.where(mask, xp.zeros_like(g), g)) > kkt_bound)):
-        return None
-    return z
+    optimal = not bool(xp.any(xp.abs(xp.where(mask, xp.zeros_like(g), g)) > kkt_bound))
+    return z, optimal
 
 
 def lipschitz_constant(G):
