@@ -268,7 +268,7 @@ class DictionaryLearning(ParamsMixin):
 
     def _encode(self, X, Dict, code_init=None):
         return fista(X, Dict, float(self.alpha), code_init=code_init,
-                     max_iter=self.code_max_iter, tol=self.code_tol)[0]
+                     max_iter=self.code_max_iter, tol=self.code_tol, polish=True)[0]
 
     def fit(self, X, y=None):
         """Learn the dictionary from X (N, D); returns ``self``."""
