@@ -140,7 +140,7 @@ def whiten(X, n_components, solver="eigh", rank_rtol=1e-10):
 def project(X, mean, M):
     """(x_n - mean) M^T for every row, shape (N, L) for M (L, D); by row blocks."""
     xp = get_namespace(X, M)
-    M_T = xp.asarray(M.T, copy=True)  # (D, L)
+    M_T = M.T  # (D, L)
     blocks = []
     for rows in _blocks(X.shape[0]):
         X_b = X[rows, :] if mean is None else X[rows, :] - mean
@@ -156,7 +156,7 @@ def newton_statistics(Z, W, fun="logcosh", alpha=1.0):
     """
     xp = get_namespace(Z, W)
     N = Z.shape[0]
-    W_T = xp.asarray(W.T, copy=True)  # (L, L'), contiguous for the block products
+    W_T = W.T  # (L, L')
     g_z = xp.zeros((W.shape[0], Z.shape[1]), dtype=Z.dtype, device=Z.device)
     g_prime = xp.zeros((W.shape[0],), dtype=Z.dtype, device=Z.device)
     for rows in _blocks(N):
