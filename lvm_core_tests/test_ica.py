@@ -131,6 +131,25 @@ def test_matches_scikit_learn_from_the_same_start(algorithm):
         assert abs(amari_index(ours.components_, A) - amari_index(theirs.components_, A)) < 0.01
 
 
+@pytest.mark.parametrize("algorithm", ["parallel", "deflation"])
+def test_subsample_start_reaches_the_full_data_fixed_point(algorithm):
+    S, A, X = mixed_sources(seed=12, N=12000)
+    full = FastICA(algorithm=algorithm, n_subsample=None, random_state=0, tol=1e-6).fit(X)
+    two = FastICA(algorithm=algorithm, n_subsample=2000, random_state=0, tol=1e-6).fit(X)
+    assert full.n_iter_subsample_ == 0 and two.n_iter_subsample_ > 0
+    assert two.converged_ and two.n_iter_ < full.n_iter_
+    # the same unmixing up to sign and order (deflation: each unit's fixed point moves with
+    # the small errors of the units found before it)
+    P = np.abs(two.components_ @ full.mixing_)
+    assert_allclose(np.sort(P, axis=1)[:, -1], 1.0, atol=1e-4 if algorithm == "parallel" else 1e-3)
+    assert abs(amari_index(two.components_, A) - amari_index(full.components_, A)) < 1e-3
+    # the whitening used all rows: the training sources are exactly white
+    S_hat = two.transform(X)
+    assert_allclose(S_hat.T @ S_hat / len(X), np.eye(4), atol=1e-10)
+    # "auto" only subsamples large data
+    assert FastICA(random_state=0).fit(X).n_iter_subsample_ == 0
+
+
 def test_random_state_zero_is_reproducible():
     _, _, X = mixed_sources(seed=8, N=800)
     a = FastICA(random_state=0).fit(X).components_
@@ -172,6 +191,8 @@ def test_bad_input_gives_clear_errors():
         FastICA(fun="tanh").fit(X)
     with pytest.raises(ValueError, match="alpha"):
         FastICA(fun_args={"alpha": 5.0}).fit(X)
+    with pytest.raises(ValueError, match="n_subsample=3 must exceed n_components=3"):
+        FastICA(n_subsample=3).fit(X)
     with pytest.raises(ValueError, match="not fitted"):
         FastICA().transform(X)
     model = FastICA(random_state=0).fit(X)

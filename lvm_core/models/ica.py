@@ -39,7 +39,7 @@ pseudo-inverse of ``components_`` (x_hat = mixing_ s + mean_).
 from __future__ import annotations
 
 from ..backend import asarray, get_namespace, item
-from ..random import as_generator, normal
+from ..random import as_generator, normal, permutation
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
 from .base import ParamsMixin
 
@@ -67,8 +67,8 @@ def contrast(Y, fun="logcosh", alpha=1.0):
     """
     xp = get_namespace(Y)
     if fun == "logcosh":
-        g = xp.tanh(alpha * Y)
-        g_prime_mean = alpha * (1.0 - xp.mean(g * g, axis=0))
+        g = xp.tanh(Y if alpha == 1.0 else alpha * Y)
+        g_prime_mean = alpha * (1.0 - xp.vecdot(g, g, axis=-Y.ndim) / float(Y.shape[0]))
     elif fun == "exp":
         Y2 = Y * Y
         e = xp.exp(-0.5 * Y2)
@@ -264,14 +264,25 @@ class FastICA(ParamsMixin):
     "svd").  Only ``whiten="unit-variance"`` exists: the sources have zero
     mean and identity covariance on the training data.
 
+    ``n_subsample`` (an lvm_core addition): the fixed-point iteration is
+    first run to ``tol`` on M random whitened rows (drawn with
+    ``random_state``), and its result starts the iteration on all N rows,
+    which then runs to the same ``tol`` as always -- the result passes the
+    usual convergence test on all the data, usually after one or two
+    full-data iterations instead of all of them.  ``"auto"``:
+    M = max(10,000, 40 L^2), used when N >= 2 M; an int: M itself; ``None``:
+    off.  The whitening always uses all rows.
+
     Fitted attributes: ``components_`` (L, D) unmixing matrix, ``mixing_``
     (D, L) its pseudo-inverse, ``mean_`` (D,), ``whitening_`` (L, D) = K,
-    ``n_iter_``, ``converged_``, ``n_features_in_``.
+    ``n_iter_`` (iterations on all rows), ``n_iter_subsample_`` (on the
+    subsample; 0 when none), ``converged_``, ``n_features_in_``.
     """
 
     def __init__(self, n_components=None, *, algorithm="parallel", whiten="unit-variance",
                  fun="logcosh", fun_args=None, max_iter=200, tol=1e-4, w_init=None,
-                 whiten_solver="eigh", random_state=None, dtype="float64"):
+                 whiten_solver="eigh", n_subsample="auto", random_state=None,
+                 dtype="float64"):
         self.n_components = n_components
         self.algorithm = algorithm
         self.whiten = whiten
@@ -281,6 +292,7 @@ class FastICA(ParamsMixin):
         self.tol = tol
         self.w_init = w_init
         self.whiten_solver = whiten_solver
+        self.n_subsample = n_subsample
         self.random_state = random_state
         self.dtype = dtype
 
@@ -304,6 +316,19 @@ class FastICA(ParamsMixin):
         if self.fun == "logcosh" and not 1.0 <= alpha <= 2.0:
             raise ValueError(f"fun_args['alpha'] must be in [1, 2] for logcosh; got {alpha}.")
         return alpha
+
+    def _subsample_size(self, N, L):
+        """M rows for the first stage, or None (see the class docstring)."""
+        if self.n_subsample is None:
+            return None
+        if self.n_subsample == "auto":
+            M = max(10000, 40 * L * L)
+            return M if N >= 2 * M else None
+        M = check_positive_int(self.n_subsample, "n_subsample", minimum=2)
+        if M <= L:
+            raise ValueError(f"n_subsample={M} must exceed n_components={L} (or be 'auto' "
+                             "or None).")
+        return M if M < N else None
 
     def fit(self, X, y=None):
         """Whiten X (N, D), then run the fixed-point iteration; returns ``self``."""
@@ -335,17 +360,25 @@ class FastICA(ParamsMixin):
             raise ValueError(f"FastICA needs more samples than components to whiten; got "
                              f"n_samples={N}, n_components={L}. Pass more data or fewer "
                              "components.")
+        M = self._subsample_size(N, L)
         Z, mean, K, lam, U = whiten(X, L, solver=self.whiten_solver)
+        rng = as_generator(self.random_state)
         if self.w_init is None:
-            W0 = normal(as_generator(self.random_state), (L, L), like=X)
+            W0 = normal(rng, (L, L), like=X)
         else:
             W0 = asarray(self.w_init, like=X, dtype=X.dtype)
             if tuple(W0.shape) != (L, L):
                 raise ValueError(f"w_init must have shape ({L}, {L}) (n_components, "
                                  f"n_components); got {tuple(W0.shape)}.")
         solve = ica_parallel if self.algorithm == "parallel" else ica_deflation
+        n_iter_sub = 0
+        if M is not None:
+            rows = permutation(rng, N, like=X)[:M]
+            W0, n_iter_sub, _ = solve(xp.take(Z, rows, axis=0), W0, fun=self.fun, alpha=alpha,
+                                      tol=float(self.tol), max_iter=self.max_iter)
         W, n_iter, converged = solve(Z, W0, fun=self.fun, alpha=alpha, tol=float(self.tol),
                                      max_iter=self.max_iter)
+        self.n_iter_subsample_ = n_iter_sub
         self.mean_ = mean
         self.whitening_ = K
         self.components_ = xp.matmul(W, K)  # (L, D)
