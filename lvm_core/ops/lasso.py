@@ -31,9 +31,11 @@ the Lasso restricted to them exactly::
 If sign(z) = s, the point c = (z on S, 0 elsewhere) minimises F over the
 face {supp c = S, sign c = s} that contains p, so F(c) <= F(p): p is replaced
 by c.  If moreover |(G c - b)_j| <= alpha off S (the KKT conditions, with a
-round-off slack), c is the minimiser and the row stops; otherwise the
-iteration goes on from c with its momentum reset (t = 1).  If the signs
-change, nothing happens; the test waits for another stable stretch.
+round-off slack), c is the minimiser and the row stops.  If some signs of z
+differ from s, p moves towards z only up to the first coordinate that
+reaches zero, which leaves the support (the feature-sign step of Lee, Battle,
+Raina & Ng 2007; F decreases along the segment).  In both cases the iteration
+goes on from the new point with its momentum reset (t = 1).
 
 :func:`prox_gradient_lasso` runs a numba kernel (rows in parallel, each
 product G p summed over the nonzeros of p only) for C-contiguous NumPy
@@ -189,10 +191,14 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
                                 c[j] = p[j]
                             steps += 1
                             break
-                        if status == 1:  # p jumped to the face's minimiser
+                        if status == 1:  # p moved (within its face, or to a smaller one)
                             jumped = True
+                            prev_nnz = 0
                             for j in range(K):
                                 hp[j] = gz[j]
+                                if p[j] != zero:
+                                    prev_support[prev_nnz] = j
+                                    prev_nnz += 1
                 t_new = one
                 beta = zero
                 if accelerate:
@@ -225,9 +231,9 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
 
 @numba.njit(cache=True, error_model="numpy")
 def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
-    """Solve G_SS z = b_S - alpha s by Cholesky.  Returns 0 (singular, or z leaves the
-    signs s: nothing changed), 1 (z keeps the signs: z written into p and G z into gz,
-    but the KKT conditions fail off S) or 2 (z is the minimiser, written into p)."""
+    """Solve G_SS z = b_S - alpha s by Cholesky.  Returns 0 (singular: nothing changed),
+    1 (p moved to z, or towards z up to the first sign change; G p in gz; not optimal)
+    or 2 (z is the minimiser, written into p)."""
     zero = G.dtype.type(0.0)
     K = G.shape[0]
     for a in range(nnz):
@@ -259,9 +265,22 @@ def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
         for q in range(a + 1, nnz):
             v -= A[q, a] * z[q]
         z[a] = v / A[a, a]
+    # feature-sign step: if z leaves the orthant of p, go from p towards z up to the
+    # first coordinate that reaches zero (F decreases along the way) and drop it
+    gamma = G.dtype.type(1.0)
+    a_min = -1
     for a in range(nnz):
-        if np.sign(z[a]) != np.sign(p[support[a]]):
-            return 0
+        pa = p[support[a]]
+        if np.sign(z[a]) != np.sign(pa):
+            g_a = pa / (pa - z[a])
+            if g_a < gamma or a_min < 0:
+                gamma = g_a
+                a_min = a
+    if a_min >= 0:
+        for a in range(nnz):
+            ja = support[a]
+            z[a] = p[ja] + gamma * (z[a] - p[ja])
+        z[a_min] = zero
     # KKT off the support: |(G c - b)_j| <= alpha, with c = z on S
     for i in range(K):
         gz[i] = zero
@@ -270,11 +289,10 @@ def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
         ja = support[a]
         for i in range(K):
             gz[i] += za * G[ja, i]
-    optimal = 2
+    optimal = 2 if a_min < 0 else 1
     for i in range(K):
-        if p[i] == zero and abs(gz[i] - b[i]) > kkt_bound:
+        if optimal == 2 and p[i] == zero and abs(gz[i] - b[i]) > kkt_bound:
             optimal = 1
-            break
     for a in range(nnz):
         p[support[a]] = z[a]
     return optimal
@@ -394,14 +412,24 @@ def _polish_row_reference(G, b, p, alpha, kkt_bound, arange_K):
                            * xp.linalg.diagonal(G_SS))):
             return None
         z_S = xp.linalg.solve(G_SS, xp.take(b, idx) - alpha * s)
-        if not bool(xp.all(xp.sign(z_S) == s)):
-            return None
+        p_S = xp.take(p, idx)
+        flips = xp.sign(z_S) != s
+        if bool(xp.any(flips)):  # feature-sign step up to the first zero crossing
+            ratio = xp.where(flips, p_S / (p_S - xp.where(flips, z_S, p_S - 1.0)),
+                             xp.full_like(p_S, float("inf")))
+            first = xp.argmin(ratio)
+            gamma = ratio[first]
+            z_S = p_S + gamma * (z_S - p_S)
+            z_S = xp.where(xp.arange(idx.shape[0], device=G.device) == first,
+                           xp.zeros_like(z_S), z_S)
         onehot = xp.astype(idx[:, None] == arange_K[None, :], G.dtype)  # (|S|, K)
         z = xp.matmul(z_S, onehot)
     else:
         z = xp.zeros((K,), dtype=G.dtype, device=G.device)
     g = xp.matmul(z, G) - b
     optimal = not bool(xp.any(xp.abs(xp.where(mask, xp.zeros_like(g), g)) > kkt_bound))
+    if idx.shape[0] > 0 and bool(xp.any(flips)):
+        optimal = False
     return z, optimal
 
 
