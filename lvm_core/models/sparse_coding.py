@@ -7,8 +7,9 @@ restart for accelerated gradient schemes", Found. Comput. Math. 15 (the
 gradient restart test, eq. 12); Mairal, Bach, Ponce & Sapiro (2010), "Online
 learning for matrix factorization and sparse coding", JMLR 11 (block
 coordinate dictionary update, Algorithm 2; minibatch statistics, sec. 3.4);
-Olshausen & Field (1996); Goodfellow, Bengio & Courville, Deep Learning,
-sec. 13.4.
+Lee, Battle, Raina & Ng (2007), "Efficient sparse coding algorithms", NIPS
+(the feature-sign step of the support polish); Olshausen & Field (1996);
+Goodfellow, Bengio & Courville, Deep Learning, sec. 13.4.
 
 Layout (scikit-learn's): data X (N, D), dictionary (K, D) with one atom per
 row, codes C (N, K), reconstruction C @ dictionary.  The Lasso objective of
@@ -31,6 +32,12 @@ Backtracking (their step "find the smallest L = eta^i L_{k-1}") accepts L when
 F(p_L(y)) <= Q_L(p_L(y), y); for this quadratic f that reads
 (p - y)^T G (p - y) <= L ||p - y||^2.  Without backtracking L is the
 largest eigenvalue of G.
+
+Support polish (``polish=True``, the default of :func:`sparse_encode`): once
+a row's support and signs are stable, the Lasso restricted to them is solved
+exactly (G_SS z = b_S - alpha s); the row stops when that point satisfies the
+optimality conditions, and otherwise continues from it (or from the
+feature-sign step towards it); see :mod:`lvm_core.ops.lasso`.
 
 scikit-learn's ``sparse_encode`` divides alpha by D for ``lasso_cd`` and
 ``lasso_lars`` (its Lasso objective is F / D): our ``alpha`` equals its
