@@ -23,7 +23,8 @@ Primitives: :func:`matmul`; :func:`bias_act` / :func:`bias_act_backward`
 (Bishop PRML sec. 5.3); log-likelihood value + gradient for the Bernoulli,
 continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), Gaussian and
 categorical; the reparameterised Gaussian latent and its KL (Kingma & Welling
-2014); in-place Adam (Kingma & Ba 2015) and SGD.
+2014); in-place Adam (Kingma & Ba 2015) and SGD.  :mod:`lvm_core.ops.lasso`
+holds the ISTA/FISTA Lasso solvers behind sparse coding (Beck & Teboulle 2009).
 """
 from . import reference
 from .dense import ACTIVATIONS, bias_act, bias_act_backward, check_activation, matmul
