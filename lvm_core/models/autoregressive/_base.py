@@ -26,6 +26,7 @@ import inspect
 
 import numpy as np
 
+from ... import nn
 from ...backend import asarray, get_namespace, item, namespace_name, to_numpy
 from ...random import as_generator
 from ...validation import check_array, check_choice, check_positive_int
@@ -203,6 +204,9 @@ class AutoregressiveModel(ParamsMixin):
         n = check_positive_int(n, "n")
         return self._from_model_order(self._sample_ordered(n, as_generator(rng)))
 
+    #: parameters penalised by ``weight_decay`` in :meth:`fit` (weights, not biases)
+    _decayed = ("W",)
+
     def fit(self, X, epochs=100, batch_size=100, lr=1e-3, validation_data=None, patience=10,
             weight_decay=0.0, optimizer="adam", random_state=None, progress=False,
             **fit_kwargs):
@@ -210,9 +214,16 @@ class AutoregressiveModel(ParamsMixin):
 
         Drives :func:`lvm_core.train.fit_minibatch`; with ``validation_data``
         it stops after ``patience`` epochs without a lower validation NLL and
-        keeps the best parameters (Prechelt 1998).  ``weight_decay`` is the
-        optimizer's (decoupled for Adam: AdamW).  The data are validated
-        once here.  Stores the History as ``history_``; returns ``self``.
+        keeps the best parameters (Prechelt 1998).  ``weight_decay`` = lambda
+        adds an L2 penalty on the weight matrices (not the biases): the
+        objective minimised is
+
+            -1/N sum_n log p(x_n) + lambda/2 sum_{weights} ||W||^2,
+
+        whose gradient lambda W is added to the weights' gradients before each
+        optimizer step (``loss_and_grads`` itself stays the plain NLL).  The
+        data are validated once here.  Stores the History as ``history_``;
+        returns ``self``.
         """
         from ...train import fit_minibatch  # higher layer: imported on use
 
@@ -220,16 +231,31 @@ class AutoregressiveModel(ParamsMixin):
         if validation_data is not None:
             validation_data, _ = self._check_X(validation_data, "validation_data")
         kwargs = dict(fit_kwargs)
-        opt_kwargs = dict(kwargs.pop("optimizer_kwargs", None) or {})
-        if weight_decay:
-            opt_kwargs["weight_decay"] = float(weight_decay)
         if validation_data is not None and patience is not None:
             names = inspect.signature(fit_minibatch).parameters
             key = "early_stopping_patience" if "early_stopping_patience" in names else "patience"
             kwargs[key] = patience
+        if weight_decay:
+            if isinstance(optimizer, str):
+                check_choice(optimizer, "optimizer", ("adam", "sgd"))
+                optimizer = getattr(nn, optimizer)
+            optimizer = _l2_penalised(optimizer, float(weight_decay),
+                                      [k for k in self._decayed if k in self.params])
         self.history_ = fit_minibatch(
             self, X, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-            optimizer_kwargs=opt_kwargs or None, validation_data=validation_data,
-            random_state=random_state, progress=progress, **kwargs,
+            validation_data=validation_data, random_state=random_state, progress=progress,
+            **kwargs,
         )
         return self
+
+
+def _l2_penalised(step, lam, keys):
+    """An optimizer step on the gradients of NLL + lam/2 sum_{k in keys} ||theta_k||^2."""
+    def l2_penalised(params, grads, state, **kwargs):
+        grads = dict(grads)
+        for k in keys:
+            grads[k] = grads[k] + lam * params[k]
+        return step(params, grads, state, **kwargs)
+
+    l2_penalised.__name__ = f"l2_penalised_{getattr(step, '__name__', 'step')}"
+    return l2_penalised

@@ -33,11 +33,11 @@ import math
 import numpy as np
 
 from ...backend import device_of, get_namespace
-from ...functional import log_softmax, logsumexp, sigmoid, softmax
+from ...functional import log_softmax, logsumexp, softmax
 from ...random import categorical, normal
 from ...validation import check_positive_int
 from ._base import AutoregressiveModel
-from .nade import (nade_hidden_backward, nade_hidden_forward, per_dimension_linear_backward,
+from .nade import (_sigmoid, nade_hidden_backward, nade_hidden_forward, per_dimension_linear_backward,
                    per_dimension_linear_forward)
 
 __all__ = ["RNADE", "mog_log_likelihood"]
@@ -95,6 +95,7 @@ class RNADE(AutoregressiveModel):
     """
 
     _data_kind = "real"
+    _decayed = ("W", "V_alpha", "V_mu", "V_log_sigma")
 
     def __init__(self, n_features, n_hidden=50, n_components=10, ordering=None,
                  dtype="float32", random_state=None):
@@ -157,14 +158,14 @@ class RNADE(AutoregressiveModel):
         eps = normal(rng, (n, self.D), like=W)
         columns = []
         for d in range(self.D):
-            h = sigmoid(a)
-            logits_alpha = h @ p["V_alpha"][d] + p["b_alpha"][d]  # (n, K)
-            mu = h @ p["V_mu"][d] + p["b_mu"][d]
-            log_sigma = h @ p["V_log_sigma"][d] + p["b_log_sigma"][d]
+            h = _sigmoid(a)
+            logits_alpha = h @ p["V_alpha"][d, ...] + p["b_alpha"][d, ...]  # (n, K)
+            mu = h @ p["V_mu"][d, ...] + p["b_mu"][d, ...]
+            log_sigma = h @ p["V_log_sigma"][d, ...] + p["b_log_sigma"][d, ...]
             k = categorical(rng, log_softmax(logits_alpha, axis=-1), axis=-1)  # (n,)
             chosen = xp.astype(xp.astype(k, xp.int64)[:, None] == classes, W.dtype)  # (n, K)
             x_d = xp.sum(chosen * (mu + xp.exp(log_sigma) * eps[:, d:d + 1]), axis=1)
-            a = a + x_d[:, None] * W[d]
+            a = a + x_d[:, None] * W[d, ...]
             columns.append(x_d)
         return xp.stack(columns, axis=1)
 
