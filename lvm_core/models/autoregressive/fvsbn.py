@@ -82,7 +82,6 @@ class FVSBN(AutoregressiveModel):
         self.params = {"W": W.astype(dtype), "b": np.zeros(D, dtype=dtype)}
 
     def _log_conditionals_ordered(self, X_o):
-        xp = get_namespace(X_o)
         a, _ = fvsbn_logits_forward(X_o, self.params["W"], self.params["b"])
         return X_o * a - softplus(a)
 

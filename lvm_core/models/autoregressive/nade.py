@@ -203,7 +203,6 @@ class NADE(AutoregressiveModel):
         return logits, hidden_cache, out_cache
 
     def _log_conditionals_ordered(self, X_o):
-        xp = get_namespace(X_o)
         logits, _, _ = self._logits(X_o)
         if self.n_categories is None:
             return X_o * logits - softplus(logits)
