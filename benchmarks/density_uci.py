@@ -122,7 +122,8 @@ def _select(candidates, build, X_train, X_valid, fit_kwargs, seed):
 
 def fit_fvsbn(X_train, X_valid, quick, seed):
     D = X_train.shape[1]
-    grid = [{"lr": 1e-2, "weight_decay": wd} for wd in (0.0, 1e-3, 1e-2, 0.1, 0.3)]
+    grid = [{"lr": lr, "weight_decay": wd} for lr in (1e-2, 3e-3)
+            for wd in (0.0, 1e-3, 1e-2, 0.1, 0.15, 0.3)]
     fit_kwargs = {"epochs": 400, "patience": 20}
     if quick:
         grid, fit_kwargs = grid[:2], {"epochs": 3, "patience": 2}
@@ -132,8 +133,8 @@ def fit_fvsbn(X_train, X_valid, quick, seed):
 
 def fit_nade(X_train, X_valid, quick, seed):
     D = X_train.shape[1]
-    grid = [{"n_hidden": 500, "lr": lr, "weight_decay": 0.0} for lr in (1e-3,)]
-    fit_kwargs = {"epochs": 100, "patience": 8}
+    grid = [{"n_hidden": 500, "lr": 1e-3, "weight_decay": wd} for wd in (0.0, 1e-2)]
+    fit_kwargs = {"epochs": 80, "patience": 8}
     if quick:
         grid, fit_kwargs = [{"n_hidden": 20, "lr": 1e-3}], {"epochs": 2, "patience": 2}
     return _select(grid, lambda n_hidden: NADE(D, n_hidden, random_state=seed), X_train,
