@@ -514,3 +514,45 @@ def test_caller_arrays_are_not_modified():
     model.loss_and_grads(X)
     model.score_samples(X)
     np.testing.assert_array_equal(X, X_copy)
+
+
+# --------------------------------------------------------------------------
+# the mixture-of-Gaussians output on its own (including d/dx)
+# --------------------------------------------------------------------------
+@settings(max_examples=20)
+@given(K=st.integers(1, 4), N=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_grad_mog_log_likelihood_matches_central_differences(K, N, seed):
+    from lvm_core.models.autoregressive import mog_log_likelihood
+
+    rng = np.random.default_rng(seed)
+    inputs = {"x": rng.standard_normal(N), "logits_alpha": rng.standard_normal((N, K)),
+              "mu": rng.standard_normal((N, K)), "log_sigma": 0.5 * rng.standard_normal((N, K))}
+    weights = rng.standard_normal(N)  # a generic upstream gradient
+    ll, d_alpha, d_mu, d_log_sigma, dx = mog_log_likelihood(**inputs)
+    analytic = {"x": dx * weights, "logits_alpha": d_alpha * weights[:, None],
+                "mu": d_mu * weights[:, None], "log_sigma": d_log_sigma * weights[:, None]}
+    for name, value in inputs.items():
+        def f(v, name=name):
+            return float(np.sum(weights * mog_log_likelihood(**{**inputs, name: v})[0]))
+        numeric = numerical_gradient(f, value, h=1e-6)
+        assert relative_error(analytic[name], numeric) < 1e-6, name
+
+
+@pytest.mark.oracle
+def test_mog_log_likelihood_matches_torch():
+    torch = require("torch")
+    from lvm_core.models.autoregressive import mog_log_likelihood
+
+    rng = np.random.default_rng(3)
+    x, la, mu, ls = (rng.standard_normal(6), rng.standard_normal((6, 3)),
+                     rng.standard_normal((6, 3)), 0.3 * rng.standard_normal((6, 3)))
+    ll, d_alpha, d_mu, d_log_sigma, dx = mog_log_likelihood(x, la, mu, ls)
+    t = [torch.tensor(a, requires_grad=True) for a in (x, la, mu, ls)]
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=t[1]),
+        torch.distributions.Normal(t[2], torch.exp(t[3])))
+    t_ll = mix.log_prob(t[0])
+    t_ll.sum().backward()
+    np.testing.assert_allclose(ll, t_ll.detach().numpy(), rtol=1e-12)
+    for ours, theirs in zip((dx, d_alpha, d_mu, d_log_sigma), t):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-9, atol=1e-12)
