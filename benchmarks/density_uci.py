@@ -1,0 +1,279 @@
+"""Density estimation against published log-likelihoods: binary UCI sets and red wine.
+
+    python benchmarks/density_uci.py              # everything (about 10-15 min on 2 cores)
+    python benchmarks/density_uci.py --quick      # smoke run (seconds; numbers meaningless)
+    python benchmarks/density_uci.py --part uci --models nade --datasets nips
+
+Binary UCI sets (dna, mushrooms, nips; Larochelle & Murray 2011 splits):
+each model is fitted on ``train`` for every point of its small
+hyper-parameter grid, with early stopping on ``valid``; the grid point with
+the lowest validation NLL is kept (the test split is never looked at before
+that) and its average test negative log-likelihood (nats) is printed as
+
+    RESULT uci model=<name> dataset=<name> test_nll=... published=...
+
+next to the figure of Germain et al. 2015 (MADE), Table 2.  The models live
+in the registry ``MODELS``; MADE (one mask), the MADE mask-sampling ensemble
+and the mixture of Bernoullis (``made``, ``made_ensemble``, ``mob``) have
+their published figures in ``PUBLISHED`` and slot in with one function each.
+
+Red wine (Uria, Murray & Larochelle 2013, Table 1): 10 folds; every
+attribute is normalised by the mean and standard deviation of the training
+folds; the figure is the average test log-likelihood per example, averaged
+over the folds.  First the full-covariance Gaussian baseline (maximum
+likelihood on the training folds; published -13.18), then RNADE-MoG
+(published -9.36): its hyper-parameters are chosen on fold 1, holding out the
+last of the nine training parts as validation data for early stopping and
+model choice; every fold then finds its number of epochs by training on its
+first eight training parts with early stopping on the ninth, and refits on
+all nine parts for that many epochs.  Printed as
+
+    RESULT red_wine gaussian_ll=... rnade_ll=...
+
+Data: ``../shared/data/`` relative to the repository root (``--data-dir``,
+``$LVM_CORE_BENCH_DATA``).
+Training uses Adam (Kingma & Ba 2015) with an L2 penalty on the weight
+matrices, batches of 100, early stopping (patience in the grids below).
+BLAS runs on ``--threads`` threads (default 1), set before NumPy loads.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _limit_blas_threads(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=1)
+    known, _ = pre.parse_known_args(argv)
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    if known.threads > 0 and not any(os.environ.get(n) for n in names):
+        for n in names:
+            os.environ[n] = str(known.threads)
+
+
+_limit_blas_threads()
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lvm_core.models.autoregressive import FVSBN, NADE, RNADE  # noqa: E402
+
+DATASETS = ("dna", "mushrooms", "nips")
+
+#: Germain et al. 2015, Table 2: average test NLL in nats
+PUBLISHED = {
+    "mob": {"dna": 98.19, "mushrooms": 14.46, "nips": 290.02},
+    "fvsbn": {"dna": 83.64, "mushrooms": 10.27, "nips": 276.88},
+    "nade": {"dna": 84.81, "mushrooms": 9.81, "nips": 273.08},
+    "made": {"dna": 83.63, "mushrooms": 9.68, "nips": 280.25},
+    "made_ensemble": {"dna": 79.66, "mushrooms": 9.69, "nips": 277.28},
+}
+#: Uria, Murray & Larochelle 2013, Table 1: average test log-likelihood on red wine
+PUBLISHED_RED_WINE = {"gaussian": -13.18, "rnade_mog": -9.36}
+
+
+def _default_data_dir():
+    """``../shared/data`` from the repository root; ``$LVM_CORE_BENCH_DATA`` wins, and a
+    git worktree kept one level deeper (``<parent>/<wt>/<branch>``) finds it too."""
+    if os.environ.get("LVM_CORE_BENCH_DATA"):
+        return Path(os.environ["LVM_CORE_BENCH_DATA"])
+    root = Path(__file__).resolve().parents[1]
+    candidates = [root.parent / "shared" / "data", root.parent.parent / "shared" / "data"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return candidates[0]
+
+
+def _marginal_logits(X):
+    """log(m / (1 - m)) of the smoothed column means: the biases of independent Bernoullis."""
+    m = (X.sum(axis=0) + 1.0) / (X.shape[0] + 2.0)
+    return np.log(m / (1.0 - m)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------
+# the binary models: one function each, returning (model, description of the choice)
+# ----------------------------------------------------------------------------
+def _select(candidates, build, X_train, X_valid, fit_kwargs, seed):
+    """Fit ``build(**c)`` for every candidate c; keep the lowest validation NLL."""
+    best = None
+    for c in candidates:
+        c = dict(c)
+        train_kwargs = {k: c.pop(k) for k in ("lr", "weight_decay", "patience", "epochs")
+                        if k in c}
+        model = build(**c)
+        if "b" in model.params and model.params["b"].ndim == 1:
+            model.params["b"] = _marginal_logits(X_train)
+        start = time.perf_counter()
+        model.fit(X_train, batch_size=100, validation_data=X_valid, random_state=seed,
+                  **{**fit_kwargs, **train_kwargs})
+        val = model.validation_loss(X_valid)
+        h = model.history_
+        print(f"    {c | train_kwargs}: valid NLL {val:.3f} (best epoch {h.best_epoch} of "
+              f"{h.epochs_completed}, {time.perf_counter() - start:.1f} s)", flush=True)
+        if best is None or val < best[2]:
+            best = (model, {**c, **train_kwargs}, val)
+    return best
+
+
+def fit_fvsbn(X_train, X_valid, quick, seed):
+    D = X_train.shape[1]
+    grid = [{"lr": lr, "weight_decay": wd} for lr in (1e-2, 3e-3)
+            for wd in (0.0, 1e-3, 1e-2, 0.1, 0.15, 0.3)]
+    fit_kwargs = {"epochs": 400, "patience": 20}
+    if quick:
+        grid, fit_kwargs = grid[:2], {"epochs": 3, "patience": 2}
+    return _select(grid, lambda: FVSBN(D, random_state=seed), X_train, X_valid, fit_kwargs,
+                   seed)
+
+
+def fit_nade(X_train, X_valid, quick, seed):
+    D = X_train.shape[1]
+    grid = [{"n_hidden": 500, "lr": 1e-3, "weight_decay": wd} for wd in (0.0, 1e-2)]
+    fit_kwargs = {"epochs": 80, "patience": 8}
+    if quick:
+        grid, fit_kwargs = [{"n_hidden": 20, "lr": 1e-3}], {"epochs": 2, "patience": 2}
+    return _select(grid, lambda n_hidden: NADE(D, n_hidden, random_state=seed), X_train,
+                   X_valid, fit_kwargs, seed)
+
+
+#: model name -> fit function (X_train, X_valid, quick, seed) -> (model, choice, valid NLL).
+#: "made", "made_ensemble" and "mob" join here when those models exist.
+MODELS = {"fvsbn": fit_fvsbn, "nade": fit_nade}
+
+
+def run_uci(args):
+    for dataset in args.datasets:
+        data = np.load(Path(args.data_dir) / f"{dataset}_binary.npz")
+        X_train, X_valid, X_test = (data[k].astype(np.float32) for k in ("train", "valid", "test"))
+        if args.quick:
+            X_train, X_valid, X_test = X_train[:200], X_valid[:100], X_test[:200]
+        print(f"{dataset}: D = {X_train.shape[1]}, train/valid/test = {len(X_train)}/"
+              f"{len(X_valid)}/{len(X_test)}", flush=True)
+        for name in args.models:
+            start = time.perf_counter()
+            model, choice, val = MODELS[name](X_train, X_valid, args.quick, args.seed)
+            test_nll = model.validation_loss(X_test)
+            print(f"  {name}: chosen on valid {choice} (valid NLL {val:.3f}); test NLL "
+                  f"{test_nll:.3f}; {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"RESULT uci model={name} dataset={dataset} test_nll={test_nll:.2f} "
+                  f"published={PUBLISHED[name][dataset]:.2f}", flush=True)
+
+
+# ----------------------------------------------------------------------------
+# red wine
+# ----------------------------------------------------------------------------
+def _red_wine_folds(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        folds = []
+        for F in range(1, 11):
+            parts = [np.asarray(f[f"folds/{F}/training/{i}/data"], dtype=np.float64)
+                     for i in range(1, 10)]
+            test = np.asarray(f[f"folds/{F}/tests/1/data"], dtype=np.float64)
+            folds.append((parts, test))
+    return folds
+
+
+def gaussian_test_ll(X_train, X_test):
+    """Mean log N(x; m, S) over the test rows, m and S the training ML estimates."""
+    m = X_train.mean(axis=0)
+    S = np.cov(X_train, rowvar=False, bias=True)
+    L = np.linalg.cholesky(S)
+    z = np.linalg.solve(L, (X_test - m).T)
+    D = X_train.shape[1]
+    log_det = 2.0 * np.sum(np.log(np.diag(L)))
+    return float(np.mean(-0.5 * (D * np.log(2 * np.pi) + log_det + np.sum(z * z, axis=0))))
+
+
+def _fit_rnade(X_train, X_valid, config, quick, seed, epochs=None):
+    """RNADE-MoG fitted by Adam; early stopping on ``X_valid`` unless ``epochs`` is fixed."""
+    model = RNADE(X_train.shape[1], n_hidden=config["n_hidden"],
+                  n_components=config["n_components"], dtype="float64", random_state=seed)
+    if epochs is None:
+        model.fit(X_train, epochs=3 if quick else config["epochs"], batch_size=100,
+                  lr=config["lr"], weight_decay=config["weight_decay"],
+                  validation_data=X_valid, patience=config["patience"], random_state=seed)
+    else:
+        model.fit(X_train, epochs=epochs, batch_size=100, lr=config["lr"],
+                  weight_decay=config["weight_decay"], random_state=seed)
+    return model
+
+
+RED_WINE_GRID = [{"n_hidden": H, "n_components": K, "lr": 1e-3, "weight_decay": wd,
+                  "epochs": 400, "patience": 30}
+                 for H in (50, 100) for K in (10, 20) for wd in (1e-4, 1e-3, 1e-2)]
+
+
+def run_red_wine(args):
+    """Gaussian baseline and RNADE-MoG over the 10 folds (see the module docstring).
+
+    RNADE: the configuration with the best validation log-likelihood on fold 1
+    (training parts 1-8, validation part 9) is used for every fold; in each
+    fold the number of epochs is found by early stopping on part 9, then the
+    model is refitted on all nine training parts for that many epochs.
+    """
+    folds = _red_wine_folds(Path(args.data_dir) / "red_wine.hdf5")
+    grid = RED_WINE_GRID
+    if args.quick:
+        folds, grid = folds[:2], grid[:1]
+    gauss, rnade = [], []
+    chosen = None
+    for F, (parts, test) in enumerate(folds, start=1):
+        train_all = np.concatenate(parts)
+        mean, std = train_all.mean(axis=0), train_all.std(axis=0)
+        norm = [(p - mean) / std for p in parts]
+        X_test = (test - mean) / std
+        gauss.append(gaussian_test_ll(np.concatenate(norm), X_test))
+        X_train, X_valid = np.concatenate(norm[:8]), norm[8]
+        if chosen is None:  # hyper-parameters from fold 1's validation part only
+            scores = []
+            for config in grid:
+                model = _fit_rnade(X_train, X_valid, config, args.quick, args.seed)
+                scores.append(model.score(X_valid))
+                print(f"  fold 1 {config}: valid ll {scores[-1]:.3f}", flush=True)
+            chosen = grid[int(np.argmax(scores))]
+            print(f"  chosen on fold 1's validation part: {chosen}", flush=True)
+        model = _fit_rnade(X_train, X_valid, chosen, args.quick, args.seed)
+        best_epoch = model.history_.best_epoch
+        model = _fit_rnade(np.concatenate(norm), None, chosen, args.quick, args.seed,
+                           epochs=best_epoch)
+        rnade.append(model.score(X_test))
+        print(f"  fold {F}: gaussian {gauss[-1]:.3f}, rnade {rnade[-1]:.3f} "
+              f"({best_epoch} epochs)", flush=True)
+    print(f"red wine: gaussian {np.mean(gauss):.3f} (published "
+          f"{PUBLISHED_RED_WINE['gaussian']}), RNADE-MoG {np.mean(rnade):.3f} +- "
+          f"{np.std(rnade) / np.sqrt(len(rnade)):.3f} (published "
+          f"{PUBLISHED_RED_WINE['rnade_mog']})", flush=True)
+    print(f"RESULT red_wine gaussian_ll={np.mean(gauss):.2f} rnade_ll={np.mean(rnade):.2f}",
+          flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run on tiny budgets")
+    parser.add_argument("--part", choices=("all", "uci", "red_wine"), default="all")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--data-dir", default=str(_default_data_dir()))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (0: leave as is)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    if args.quick:
+        print("QUICK RUN: tiny budgets, the numbers are not comparable with the papers")
+    if args.part in ("all", "uci"):
+        run_uci(args)
+    if args.part in ("all", "red_wine"):
+        run_red_wine(args)
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
