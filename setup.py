@@ -28,6 +28,7 @@ DEV = EXAMPLES + [
     "scikit-learn>=1.3",
     "hmmlearn>=0.3.2,<0.4",
     "pandas>=1.5",
+    "ruff>=0.4",
 ]
 
 setup(

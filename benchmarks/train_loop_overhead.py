@@ -11,9 +11,10 @@ to restore the last good parameters, and the history.
 Two paths (and the same two on a model whose step costs almost nothing, to
 isolate the loop's own cost per step):
 
-* ``fast``: the model's fused ``train_step`` (NumPy + numba);
-* ``generic``: ``loss_and_grads`` followed by :func:`lvm_core.nn.adam`
-  (``inplace=True``), with the per-step gradient finiteness check.
+* ``fast``: ``optimizer="adam"``: ``loss_and_grads`` into reused gradient
+  buffers (``grads_out``) and the in-place :func:`lvm_core.ops.adam_`;
+* ``generic``: ``optimizer=lvm_core.nn.adam`` (a function, ``inplace=True``),
+  with fresh gradient dicts where the model allocates them.
 
 Threads: BLAS 2 threads (set before NumPy is imported).
 
@@ -38,6 +39,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lvm_core.models.vae import VAE  # noqa: E402
+from lvm_core import ops  # noqa: E402
 from lvm_core.nn import adam  # noqa: E402
 from lvm_core.random import as_generator, permutation  # noqa: E402
 from lvm_core.train import fit_minibatch  # noqa: E402
@@ -48,10 +50,16 @@ def bare_epoch(model, X, rng, opt_state, batch_size, fast):
     start = time.perf_counter()
     perm = permutation(rng, X.shape[0], like=X)
     losses = []
+    grads_out = {k: np.empty_like(v) for k, v in model.params.items()}
     for s in range(0, X.shape[0], batch_size):
         X_batch = np.take(X, perm[s:s + batch_size], axis=0)
         if fast:
-            loss, opt_state = model.train_step(X_batch, rng, opt_state, 1e-3)
+            try:
+                loss, grads = model.loss_and_grads(X_batch, rng, grads_out=grads_out,
+                                                   check_input=False)
+            except TypeError:  # a model without the grads_out protocol
+                loss, grads = model.loss_and_grads(X_batch, rng)
+            opt_state = ops.adam_(model.params, grads, opt_state, 1e-3)
         else:
             loss, grads = model.loss_and_grads(X_batch, rng)
             _, opt_state = adam(model.params, grads, opt_state, lr=1e-3, inplace=True)
@@ -70,11 +78,6 @@ class TinyModel:
     def loss_and_grads(self, X_batch, rng):
         m = np.mean(X_batch[:, 0])
         return m * self.params["w"][0], {"w": np.reshape(m, (1,)).astype(np.float32)}
-
-    def train_step(self, X_batch, rng, opt_state, lr):
-        loss, grads = self.loss_and_grads(X_batch, rng)
-        _, opt_state = adam(self.params, grads, opt_state, lr=lr, inplace=True)
-        return loss, opt_state
 
 
 def tiny_overhead(repeats):
@@ -115,7 +118,7 @@ def main():
     results = {}
     for path in ("fast", "generic"):
         fast = path == "fast"
-        optimizer = "adam" if fast else adam  # a function disables the train_step path
+        optimizer = "adam" if fast else adam  # a function: called with fresh grads
         ours = VAE(D, L, (H,), random_state=0).initialize()
         bare = VAE(D, L, (H,), random_state=0).initialize()
         # warm-up (numba compilation), not timed

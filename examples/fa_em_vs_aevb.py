@@ -24,8 +24,9 @@ minibatches of 32, one reparameterised sample per example.
   (V, U) (approximate E-step: the evidence cannot move, the gap
   log p(x) - ELBO = KL(q || p(z|x)) shrinks towards 0), then the same number
   updating only theta = (W, pre_sigma) (approximate M-step: the ELBO rises,
-  the evidence rises with it while the gap reopens), twice.  Each parameter
-  group keeps its own Adam state.
+  the evidence rises with it while the gap reopens), twice.  Each phase is
+  one run of the library's training loop on a parameter group (a fresh Adam
+  state per phase).
 
   What is guaranteed, and what the run shows: in a q-phase theta is fixed,
   so log p(x) is constant to the last bit.  In a p-phase the EM argument
@@ -60,8 +61,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _setup import cupy_or_exit  # noqa: E402
 from lvm_core.backend import asarray, get_namespace, item, to_numpy  # noqa: E402
 from lvm_core.models.aevb_fa import AEVBFactorAnalysis  # noqa: E402
-from lvm_core.nn import adam  # noqa: E402
-from lvm_core.random import as_generator, permutation  # noqa: E402
+from lvm_core.train import fit_minibatch  # noqa: E402
+from lvm_core.random import as_generator  # noqa: E402
 
 D, L = 3, 2
 
@@ -113,16 +114,6 @@ def make_data(seed=0, n_train=1000, n_test=1000, like=None):
 # ----------------------------------------------------------------------------
 # training loops
 # ----------------------------------------------------------------------------
-def minibatches(X, batch_size, rng):
-    """Endless shuffled minibatches of rows of ``X`` (a new permutation per epoch)."""
-    xp = get_namespace(X)
-    N = X.shape[0]
-    while True:
-        perm = permutation(rng, N, like=X)
-        for start in range(0, N - batch_size + 1, batch_size):
-            yield xp.take(X, perm[start:start + batch_size], axis=0)
-
-
 def evaluate(model, X_test, rng):
     """Test-set means: MC ELBO (1 sample), closed-form ELBO, exact evidence."""
     xp = get_namespace(X_test)
@@ -133,37 +124,49 @@ def evaluate(model, X_test, rng):
     }
 
 
-def train(model, X_train, X_test, steps, keys, batches, opt_state, rng, lr=1e-2,
-          eval_every=1, curves=None, step0=0):
+class Curves:
+    """A per-step callback of :func:`lvm_core.train.fit_minibatch`: records the
+    test metrics every ``eval_every`` steps and stops training after ``steps`` steps."""
+
+    def __init__(self, model, X_test, rng, steps, eval_every, curves, step0):
+        self.model, self.X_test, self.rng = model, X_test, rng
+        self.steps, self.eval_every, self.curves, self.step0 = steps, eval_every, curves, step0
+
+    def on_step(self, info):
+        s = info.global_step
+        if s % self.eval_every == 0 or s == self.steps:
+            self.curves["step"].append(self.step0 + s)
+            for k, v in evaluate(self.model, self.X_test, self.rng).items():
+                self.curves[k].append(v)
+        return s >= self.steps
+
+
+def train(model, X_train, X_test, steps, keys, rng, lr=1e-2, batch_size=32, eval_every=1,
+          curves=None, step0=0):
     """``steps`` Adam steps on the parameters named in ``keys`` (the others stay fixed).
 
-    Appends test-set metrics every ``eval_every`` steps to ``curves``
-    (a dict of lists, created when None) and returns ``(curves, opt_state)``.
+    The library's training loop with one parameter group (``param_groups=keys``)
+    and a step callback for the curves.  Appends test-set metrics every
+    ``eval_every`` steps to ``curves`` (a dict of lists, created when None) and
+    returns it.
     """
     if curves is None:
         curves = {"step": [], "elbo_mc": [], "elbo": [], "evidence": []}
-    for s in range(steps):
-        X_batch = next(batches)
-        _, grads = model.loss_and_grads(X_batch, rng)
-        sub_params = {k: model.params[k] for k in keys}
-        sub_grads = {k: grads[k] for k in keys}
-        new_params, opt_state = adam(sub_params, sub_grads, opt_state, lr=lr)
-        model.params = {**model.params, **new_params}
-        if (s + 1) % eval_every == 0 or s + 1 == steps:
-            curves["step"].append(step0 + s + 1)
-            for k, v in evaluate(model, X_test, rng).items():
-                curves[k].append(v)
-    return curves, opt_state
+    steps_per_epoch = -(-X_train.shape[0] // batch_size)
+    fit_minibatch(model, X_train, epochs=-(-steps // steps_per_epoch), batch_size=batch_size,
+                  optimizer="adam", lr=lr, param_groups=list(keys), random_state=rng,
+                  progress=False,
+                  callbacks=[Curves(model, X_test, rng, steps, eval_every, curves, step0)])
+    return curves
 
 
 def run_experiment_1(model, X_train, X_test, steps, lr=1e-2, batch_size=32, rng=0,
                      eval_every=1):
     """Joint AEVB: theta and phi updated together for ``steps`` Adam steps."""
     rng = as_generator(rng)
-    batches = minibatches(X_train, batch_size, rng)
     curves = {"step": [0], **{k: [v] for k, v in evaluate(model, X_test, rng).items()}}
-    curves, _ = train(model, X_train, X_test, steps, ("W", "pre_sigma", "V", "U"), batches,
-                      None, rng, lr=lr, eval_every=eval_every, curves=curves)
+    curves = train(model, X_train, X_test, steps, ("W", "pre_sigma", "V", "U"), rng, lr=lr,
+                   batch_size=batch_size, eval_every=eval_every, curves=curves)
     return {k: np.asarray(v) for k, v in curves.items()}
 
 
@@ -171,21 +174,19 @@ def run_experiment_2(model, X_train, X_test, phase_steps, n_rounds=2, lr=1e-2,
                      batch_size=32, rng=0, eval_every=1):
     """Approximate EM: alternate ``phase_steps`` q-only and p-only Adam steps, ``n_rounds`` times.
 
-    Returns the curves and ``phases``: a list of (kind, first_step, last_step)
-    with kind "q" (E-like, phi = V, U updated) or "p" (M-like, theta = W,
-    pre_sigma updated).
+    Each phase is one training run on a parameter group: phi = (V, U) for the
+    q phases (E-like), theta = (W, pre_sigma) for the p phases (M-like).
+    Returns the curves and ``phases``: a list of (kind, first_step, last_step).
     """
     rng = as_generator(rng)
-    batches = minibatches(X_train, batch_size, rng)
     curves = {"step": [0], **{k: [v] for k, v in evaluate(model, X_test, rng).items()}}
-    states = {"q": None, "p": None}
     groups = {"q": model.inference_params, "p": model.generative_params}
     phases, step = [], 0
     for _ in range(n_rounds):
         for kind in ("q", "p"):
-            curves, states[kind] = train(model, X_train, X_test, phase_steps, groups[kind],
-                                         batches, states[kind], rng, lr=lr,
-                                         eval_every=eval_every, curves=curves, step0=step)
+            curves = train(model, X_train, X_test, phase_steps, groups[kind], rng, lr=lr,
+                           batch_size=batch_size, eval_every=eval_every, curves=curves,
+                           step0=step)
             phases.append((kind, step, step + phase_steps))
             step += phase_steps
     out = {k: np.asarray(v) for k, v in curves.items()}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections import deque
 
 __all__ = ["SufficientStatistics", "ConvergenceMonitor", "run_em", "EMDecreaseWarning"]
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import NamedTuple
+
 from .backend import asarray, to_numpy
 from .random import as_generator
 
@@ -36,6 +38,9 @@ __all__ = [
     "check_gradient",
     "check_directional",
     "check_grads",
+    "GradReport",
+    "grad_report",
+    "check_grads_resolvable",
 ]
 
 
@@ -72,7 +77,7 @@ def numerical_gradient(f, x, h=1e-6):
     Cost: 2 * x.size evaluations of ``f``.
     """
     like = None if isinstance(x, np.ndarray) else x
-    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
+    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True, order="C")
     grad = np.zeros_like(x0)
     gflat = grad.reshape(-1)
     for i in range(x0.size):
@@ -132,7 +137,7 @@ def check_directional(f, x, grad, rng=0, n_directions=4, h=1e-5, rtol=1e-6,
     """
     rng = as_generator(rng)
     like = None if isinstance(x, np.ndarray) else x
-    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
+    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True, order="C")
     g = np.asarray(to_numpy(grad), dtype=np.float64)
     if g.shape != x0.shape:
         raise ValueError(f"gradient for {name} has shape {g.shape} but {name} has shape {x0.shape}.")
@@ -199,9 +204,74 @@ def check_grads(f, params, grads, h=1e-6, rtol=1e-6, raise_on_fail=True,
 def _check_coords(f, x, grad, rng, n, h):
     """Relative error on ``n`` random coordinates (scaled by the whole gradient)."""
     like = None if isinstance(x, np.ndarray) else x
-    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True)
+    x0 = np.array(to_numpy(x), dtype=np.float64, copy=True, order="C")
     g = np.asarray(to_numpy(grad), dtype=np.float64).reshape(-1)
     idx = rng.choice(x0.size, size=n, replace=False)
     num = np.array([_central_difference(f, x0, i, h, like) for i in idx])
     scale = max(float(np.max(np.abs(g))), float(np.max(np.abs(num))), np.finfo(np.float64).tiny)
     return float(np.max(np.abs(num - g[idx])) / scale)
+
+
+class GradReport(NamedTuple):
+    """One parameter's check: max-norm relative error and the two gradients' sizes."""
+
+    error: float  # max|a - n| / max(max|a|, max|n|)
+    numeric_max: float  # max|n|, the central-difference gradient
+    analytic_max: float  # max|a|
+
+
+def grad_report(f, params, grads, h=1e-6):
+    """Every coordinate of every key of ``params`` against central differences.
+
+    Returns ``{key: GradReport}``; the error is scaled by the larger of the two
+    gradients, so an analytic gradient that is wrongly zero has error 1.
+    """
+    missing = set(params) ^ set(grads)
+    if missing:
+        raise ValueError(f"params and grads must have the same keys; they differ in {sorted(missing)}.")
+    out = {}
+    for key in params:
+        def f_key(value, key=key):
+            trial = dict(params)
+            trial[key] = value
+            return f(trial)
+
+        num = numerical_gradient(f_key, params[key], h=h)
+        ana = np.asarray(to_numpy(grads[key]), dtype=np.float64)
+        if ana.shape != num.shape:
+            raise ValueError(f"gradient for {key} has shape {ana.shape} but {key} has shape "
+                             f"{num.shape}.")
+        n_max = float(np.max(np.abs(num))) if num.size else 0.0
+        a_max = float(np.max(np.abs(ana))) if ana.size else 0.0
+        out[key] = GradReport(relative_error(ana, num), n_max, a_max)
+    return out
+
+
+def check_grads_resolvable(f, params, grads, f_value, h=1e-5, rtol=1e-6, floor=1e-4,
+                           round_off=1e-9):
+    """The gradient check the test suite applies to whole models and layers.
+
+    Each key whose *numeric* gradient central differences can resolve
+    (max|numeric| >= floor (1 + |f|)) must have a relative error below
+    ``rtol``, scaled by max(|analytic|, |numeric|); the others (gradients at
+    the level of the differences' round-off, ~1e-16 |f| / h) must have an
+    absolute error below ``round_off (1 + |f|)``.  The filter looks at the
+    numeric gradient only, never the analytic one, so a backward that wrongly
+    returns zeros fails.  Returns the reports; raises GradientCheckError.
+    """
+    reports = grad_report(f, params, grads, h=h)
+    bound = 1.0 + abs(float(f_value))
+    bad = []
+    for key, r in reports.items():
+        if r.numeric_max >= floor * bound:
+            if r.error >= rtol:
+                bad.append(f"{key}: relative error {r.error:.3e} >= {rtol:.1e} "
+                           f"(max|numeric| {r.numeric_max:.3e}, max|analytic| {r.analytic_max:.3e})")
+        else:
+            abs_err = r.error * max(r.numeric_max, r.analytic_max)
+            if abs_err >= round_off * bound:
+                bad.append(f"{key}: absolute error {abs_err:.3e} >= {round_off * bound:.3e} on a "
+                           f"gradient below the resolvable size (max|numeric| {r.numeric_max:.3e})")
+    if bad:
+        raise GradientCheckError("gradient check failed: " + "; ".join(bad))
+    return reports

@@ -21,13 +21,20 @@ Model protocol (duck typing; nothing to inherit):
   optimizer updates them in place);
 * ``model.loss_and_grads(X_batch, rng) -> (loss, grads)``: ``loss`` a float
   or 0-d array (mean over the batch), ``grads`` a dict with the keys and
-  shapes of ``params``;
+  shapes of ``params``.  When the method accepts ``grads_out``, the loop
+  passes the same dict of gradient buffers at every step (the model writes
+  into them: no allocation per step); when it accepts ``check_input``, the
+  loop passes ``check_input=False`` (the data were validated once, at the
+  start of the fit: nothing reads the data back to the host per step);
 * optional ``model.validation_loss(X) -> float``, needed for
-  ``validation_data``;
-* optional fast path ``model.train_step(X_batch, rng, opt_state, lr,
-  **optimizer_kwargs) -> (loss, opt_state)`` doing forward, backward and the
-  Adam update in one go; used instead of ``loss_and_grads`` + :func:`adam`
-  when ``optimizer == "adam"`` and ``clip_norm`` is None.
+  ``validation_data``.
+
+One step is: take the batch, ``loss_and_grads``, optional clipping, one
+in-place optimizer update of the trained parameters.  Parameter groups
+(``param_groups``) train a subset of the parameters, each group with its own
+learning rate if wanted; the others stay fixed (as in the alternating q-only
+and p-only phases of variational EM).  Callbacks see every step and every
+epoch.
 
 Device work stays on the device: batches are taken with ``xp.take`` on the
 data's namespace, batch losses are kept as device scalars and brought to the
@@ -47,6 +54,7 @@ of the epoch and the message says so.)
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import os
@@ -61,7 +69,7 @@ from .backend import _is_array, get_namespace, item, to_numpy
 from .random import as_generator, permutation
 from .validation import check_array, check_positive_int
 
-__all__ = ["History", "NonFiniteLossError", "fit_minibatch"]
+__all__ = ["History", "NonFiniteLossError", "StepInfo", "EpochInfo", "fit_minibatch"]
 
 _CHECKPOINT_KIND = "lvm_core.train checkpoint"
 _REFRESH_SECONDS = 0.5
@@ -171,18 +179,101 @@ def _rng_state(rng):
         return None
 
 
-def _resolve_optimizer(optimizer):
-    if callable(optimizer):
-        return optimizer, getattr(optimizer, "__name__", type(optimizer).__name__)
-    if optimizer in ("adam", "sgd"):
-        from . import nn
+class _Optimizer:
+    """The update of one loop: hyper-parameters checked once, then one in-place
+    update per step over the trained keys of every parameter group.
 
-        return getattr(nn, optimizer), optimizer
-    raise ValueError(
-        f"optimizer must be 'adam', 'sgd' or a function "
-        f"opt(params, grads, state, lr=..., inplace=..., **kwargs) -> (params, state); "
-        f"got {optimizer!r}."
-    )
+    "adam" / "sgd" run :func:`lvm_core.ops.adam_` / :func:`lvm_core.ops.sgd_`
+    (the rules of :func:`lvm_core.nn.adam` / :func:`lvm_core.nn.sgd`, state in
+    their format, one state shared by the groups: the step count advances once
+    per loop step); a function ``opt(params, grads, state, lr=..., inplace=True,
+    **kw)`` is called once per group with that group's gradients (its state is
+    a list with one entry per group when there are several groups).
+    """
+
+    def __init__(self, optimizer, lr, optimizer_kwargs, groups):
+        self.groups = groups  # list of (keys, lr, kwargs)
+        if callable(optimizer):
+            self.fn = optimizer
+            self.name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        elif optimizer in ("adam", "sgd"):
+            self.fn = None
+            self.name = optimizer
+            from . import nn
+
+            # the nn functions check every hyper-parameter: run them once, on nothing
+            for _, group_lr, kwargs in groups:
+                getattr(nn, optimizer)({}, {}, None, lr=group_lr, **kwargs)
+        else:
+            raise ValueError(
+                f"optimizer must be 'adam', 'sgd' or a function "
+                f"opt(params, grads, state, lr=..., inplace=..., **kwargs) -> (params, state); "
+                f"got {optimizer!r}."
+            )
+
+    def step(self, params, grads, state):
+        """One update of ``params`` in place; returns the new state."""
+        from . import ops
+
+        if self.fn is None:
+            update = ops.adam_ if self.name == "adam" else ops.sgd_
+            for i, (keys, lr, kwargs) in enumerate(self.groups):
+                state = update(params, grads, state, lr, keys=keys, advance=i == 0, **kwargs)
+            return state
+        states = state if len(self.groups) > 1 else [state]
+        if states is None or states == [None] and len(self.groups) > 1:
+            states = [None] * len(self.groups)
+        new_states = []
+        for (keys, lr, kwargs), st in zip(self.groups, states):
+            new_params, st = self.fn(params, {k: grads[k] for k in keys}, st, lr=lr,
+                                     inplace=True, **kwargs)
+            if new_params is not params:
+                params.update(new_params)
+            new_states.append(st)
+        return new_states if len(self.groups) > 1 else new_states[0]
+
+
+def _resolve_groups(param_groups, params, lr, optimizer_kwargs):
+    """[(keys, lr, kwargs)] from ``param_groups`` (None: every parameter, one group)."""
+    if param_groups is None:
+        return [(list(params), lr, dict(optimizer_kwargs))]
+    if isinstance(param_groups, (str, bytes)) or not hasattr(param_groups, "__iter__"):
+        raise TypeError(
+            "param_groups must be a list of parameter names (one group) or a list of dicts "
+            "{'params': [names], 'lr': ..., other optimizer keywords}; got "
+            f"{type(param_groups).__name__}."
+        )
+    items = list(param_groups)
+    if items and all(isinstance(k, str) for k in items):
+        items = [{"params": items}]
+    groups, seen = [], set()
+    for g in items:
+        if not isinstance(g, dict) or "params" not in g:
+            raise TypeError(
+                "each parameter group must be a dict with a 'params' list of parameter names "
+                f"(and optionally 'lr' and optimizer keywords); got {g!r}."
+            )
+        keys = list(g["params"])
+        unknown = [k for k in keys if k not in params]
+        if unknown or not keys:
+            raise ValueError(
+                f"param_groups names parameters the model does not have: {unknown or '[]'} "
+                f"(model.params has {sorted(params)}). List existing names, at least one per "
+                "group."
+            )
+        twice = seen.intersection(keys)
+        if twice:
+            raise ValueError(f"parameters {sorted(twice)} appear in more than one group; "
+                             "give each parameter to one group only.")
+        seen.update(keys)
+        group_lr = g.get("lr", lr)
+        if isinstance(group_lr, bool) or not isinstance(group_lr, numbers.Real) \
+                or not group_lr > 0 or not math.isfinite(group_lr):
+            raise ValueError(f"lr must be a positive finite number; got {group_lr!r} in a group.")
+        kwargs = dict(optimizer_kwargs)
+        kwargs.update({k: v for k, v in g.items() if k not in ("params", "lr")})
+        groups.append((keys, float(group_lr), kwargs))
+    return groups
 
 
 def _make_progress_bar(progress, total):
@@ -199,7 +290,7 @@ def _make_progress_bar(progress, total):
     return tqdm(total=total, file=sys.stderr, unit="batch", dynamic_ncols=True)
 
 
-def _check_model(model, fast):
+def _check_model(model):
     params = getattr(model, "params", None)
     if not isinstance(params, dict) or not params:
         raise TypeError(
@@ -207,11 +298,20 @@ def _check_model(model, fast):
             f"{type(params).__name__}. fit_minibatch trains gradient models "
             "(params + loss_and_grads); EM models have their own fit()."
         )
-    if not fast and not callable(getattr(model, "loss_and_grads", None)):
+    if not callable(getattr(model, "loss_and_grads", None)):
         raise TypeError(
             f"model must have a method loss_and_grads(X_batch, rng) -> (loss, grads); "
-            f"{type(model).__name__} has none. Implement it (or train_step for optimizer='adam')."
+            f"{type(model).__name__} has none. Implement it."
         )
+
+
+def _accepts(fn, name):
+    """True when ``fn`` takes a keyword argument ``name`` (or **kwargs)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
 
 
 # ----------------------------------------------------------------------------
@@ -220,8 +320,8 @@ def _check_model(model, fast):
 class _Loop:
     """State of one call of :func:`fit_minibatch` (private)."""
 
-    def __init__(self, model, X, rng, batch_size, opt_fn, lr, optimizer_kwargs,
-                 fast, clip_norm, transform_batch):
+    def __init__(self, model, X, rng, batch_size, optimizer, clip_norm, transform_batch,
+                 callbacks):
         self.model = model
         self.X = X
         self.xp = get_namespace(X)
@@ -229,37 +329,45 @@ class _Loop:
         self.n = X.shape[0]
         self.batch_size = min(batch_size, self.n)
         self.n_steps = -(-self.n // self.batch_size)
-        self.opt_fn = opt_fn
-        self.lr = lr
-        self.optimizer_kwargs = optimizer_kwargs
-        self.fast = fast
+        self.optimizer = optimizer
         self.clip_norm = clip_norm
         self.transform_batch = transform_batch
+        self.callbacks = callbacks
         self.opt_state = None
         self.global_step = 0
         self.checked_keys = False
+        self.model_kwargs = {}
+        if _accepts(model.loss_and_grads, "grads_out"):
+            self.model_kwargs["grads_out"] = {k: _empty_like(v) for k, v in model.params.items()}
+        if _accepts(model.loss_and_grads, "check_input"):
+            self.model_kwargs["check_input"] = False
+        self.batch_buffers = {}
+
+    def batch(self, perm, s):
+        """Rows perm[s B:(s + 1) B] of X (into a reused buffer for NumPy data)."""
+        stop = min((s + 1) * self.batch_size, self.n)  # in-bounds slices (array API)
+        idx = perm[s * self.batch_size:stop]
+        if type(self.X) is np.ndarray and type(idx) is np.ndarray:
+            shape = (idx.shape[0],) + self.X.shape[1:]
+            out = self.batch_buffers.get(shape)
+            if out is None:
+                out = self.batch_buffers[shape] = np.empty(shape, dtype=self.X.dtype)
+            return np.take(self.X, idx, axis=0, out=out)
+        return self.xp.take(self.X, idx, axis=0)
 
     def step(self, perm, s, check=False):
         """Optimizer step ``s`` (0-based) of the epoch; returns ``(loss, problem)``.
 
         ``loss`` stays on the device.  With ``check=True`` (used only when
         locating a failure) the loss and the gradients are tested before the
-        update (``loss_and_grads`` path): when one is not finite the update is
-        skipped and ``problem`` says what; otherwise ``problem`` is None.
+        update: when one is not finite the update is skipped and ``problem``
+        says what; otherwise ``problem`` is None.
         """
-        xp = self.xp
-        stop = min((s + 1) * self.batch_size, self.n)  # in-bounds slices (array API)
-        idx = perm[s * self.batch_size:stop]
-        X_batch = xp.take(self.X, idx, axis=0)
+        X_batch = self.batch(perm, s)
         if self.transform_batch is not None:
             X_batch = self.transform_batch(X_batch, self.rng)
         model = self.model
-        if self.fast:
-            loss, self.opt_state = model.train_step(
-                X_batch, self.rng, self.opt_state, self.lr, **self.optimizer_kwargs
-            )
-            return loss, None
-        loss, grads = model.loss_and_grads(X_batch, self.rng)
+        loss, grads = model.loss_and_grads(X_batch, self.rng, **self.model_kwargs)
         if not self.checked_keys:
             self._check_grads(grads)
         if check and not math.isfinite(item(loss)):
@@ -270,12 +378,7 @@ class _Loop:
             from .nn import clip_grad_norm
 
             grads, _ = clip_grad_norm(grads, self.clip_norm)
-        params, self.opt_state = self.opt_fn(
-            model.params, grads, self.opt_state, lr=self.lr, inplace=True,
-            **self.optimizer_kwargs
-        )
-        if params is not model.params:
-            model.params.update(params)
+        self.opt_state = self.optimizer.step(model.params, grads, self.opt_state)
         return loss, None
 
     def _check_grads(self, grads):
@@ -302,6 +405,11 @@ class _Loop:
         return sizes
 
 
+def _empty_like(a):
+    xp = get_namespace(a)
+    return xp.zeros_like(a)
+
+
 def _all_finite(arrays) -> bool:
     """True when every entry of every array in the dict is finite (one host sync)."""
     ok = True
@@ -314,7 +422,8 @@ def _all_finite(arrays) -> bool:
 def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3,
                   optimizer_kwargs=None, validation_data=None, random_state=None,
                   progress=True, checkpoint=None, checkpoint_every=1, resume=False,
-                  early_stopping_patience=None, clip_norm=None, transform_batch=None):
+                  early_stopping_patience=None, clip_norm=None, transform_batch=None,
+                  param_groups=None, callbacks=None):
     """Train ``model`` on ``X`` (N, ...) by minibatch gradient descent; return a :class:`History`.
 
     Each epoch shuffles the rows with ``lvm_core.random.permutation(rng, N,
@@ -324,8 +433,9 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
     Parameters
     ----------
     model : object
-        Has ``params`` (dict of arrays) and ``loss_and_grads(X_batch, rng)``;
-        optionally ``validation_loss(X)`` and ``train_step(...)``.
+        Has ``params`` (dict of arrays) and ``loss_and_grads(X_batch, rng)``
+        (optionally with ``grads_out=`` and ``check_input=``, see the module
+        docstring); optionally ``validation_loss(X)``.
     X : array (N, ...)
         Training data on any backend; batches stay on its device.
     epochs : int
@@ -370,10 +480,24 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         the run stopped early or used all its epochs).
     clip_norm : float, optional
         Rescale the gradients to a global L2 norm of at most ``clip_norm``
-        (:func:`lvm_core.nn.clip_grad_norm`); disables the ``train_step`` fast path.
+        (:func:`lvm_core.nn.clip_grad_norm`).
     transform_batch : callable, optional
         ``transform_batch(X_batch, rng) -> X_batch`` applied to every batch
         (e.g. dynamic binarisation); must not modify its input.
+    param_groups : list, optional
+        The parameters to train; the others stay fixed.  Either a list of
+        names of ``model.params`` (one group) or a list of dicts
+        ``{"params": [names], "lr": ..., **optimizer keywords}`` (a missing
+        ``lr`` or keyword takes the call's value).  None trains everything.
+    callbacks : list, optional
+        Objects with any of the methods ``on_step(info)`` (after every
+        optimizer step; ``info`` has ``model``, ``epoch``, ``step``,
+        ``global_step`` and ``loss``, a device scalar: reading it syncs) and
+        ``on_epoch(info)`` (after each epoch and its validation, before the
+        checkpoint; ``info`` has ``model``, ``epoch`` and ``history``).  A
+        callback returning True stops training (``stop_reason`` "callback:
+        ..."): ``on_step`` after that step (the epoch's loss is then the
+        mean over its completed steps), ``on_epoch`` after that epoch.
 
     Returns
     -------
@@ -390,10 +514,56 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         validation loss, those from the end of the previous epoch).  Nothing
         is raised for a loss that is finite at every step.
     """
-    # -- arguments ---------------------------------------------------------
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    lr, optimizer_kwargs, early_stopping_patience = _check_settings(
+        lr, optimizer_kwargs, clip_norm, transform_batch, resume, checkpoint,
+        early_stopping_patience, validation_data)
+    X, validation_data = _check_data(model, X, validation_data)
+    _check_model(model)
+    groups = _resolve_groups(param_groups, model.params, lr, optimizer_kwargs)
+    optimizer = _Optimizer(optimizer, lr, optimizer_kwargs, groups)
+    callbacks = _check_callbacks(callbacks)
+    rng = as_generator(random_state)
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        if _rng_state(rng) is None:
+            raise TypeError(
+                f"checkpoints store the random generator's state, but {type(rng).__name__} "
+                "has no bit_generator.state. Use random_state=<int> or a "
+                "numpy.random.Generator."
+            )
+
+    loop = _Loop(model, X, rng, batch_size, optimizer, clip_norm, transform_batch, callbacks)
+    history = History()
+    best = {"val": math.inf, "epoch": None, "wait": 0, "params": None}
+    if resume and os.path.exists(checkpoint):
+        _resume(loop, history, best, checkpoint, optimizer.name)
+
+    bar = None
+    if history.epochs_completed < epochs and not history.stopped_early:
+        bar = _make_progress_bar(progress, (epochs - history.epochs_completed) * loop.n_steps)
+    try:
+        for epoch in range(history.epochs_completed + 1, epochs + 1):
+            if history.stopped_early:
+                break
+            _train_one_epoch(loop, history, best, epoch, epochs, bar, validation_data,
+                             early_stopping_patience, checkpoint, checkpoint_every)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if not history.stopped_early:
+        history.stop_reason = f"max_epochs: completed {history.epochs_completed} of {epochs} epochs"
+    if early_stopping_patience is not None and best["params"] is not None:
+        _assign_params(model.params, best["params"])
+    return history
+
+
+def _check_settings(lr, optimizer_kwargs, clip_norm, transform_batch, resume, checkpoint,
+                    early_stopping_patience, validation_data):
+    """Validate the scalar settings once; returns (lr, optimizer_kwargs, patience)."""
     if early_stopping_patience is not None:
         early_stopping_patience = check_positive_int(early_stopping_patience,
                                                      "early_stopping_patience")
@@ -405,7 +575,6 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0 \
             or not math.isfinite(lr):
         raise ValueError(f"lr must be a positive finite number; got {lr!r}.")
-    lr = float(lr)
     if clip_norm is not None and (isinstance(clip_norm, bool)
                                   or not isinstance(clip_norm, numbers.Real) or not clip_norm > 0):
         raise ValueError(f"clip_norm must be a positive number or None; got {clip_norm!r}.")
@@ -425,6 +594,11 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         raise ValueError(
             "resume=True needs checkpoint=<path of the checkpoint file>; got checkpoint=None."
         )
+    return float(lr), optimizer_kwargs, early_stopping_patience
+
+
+def _check_data(model, X, validation_data):
+    """Validate the data once per fit (the steps never read it back to the host)."""
     X = check_array(X, "X", ndim=None)
     if X.ndim < 1:
         raise ValueError("X must have at least 1 dimension (rows are samples); got a 0-d "
@@ -437,64 +611,70 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
                 f"validation_data was given but {type(model).__name__} has no method "
                 "validation_loss(X) -> float. Implement it or drop validation_data."
             )
-    opt_fn, opt_name = _resolve_optimizer(optimizer)
-    fast = (isinstance(optimizer, str) and optimizer == "adam" and clip_norm is None
-            and callable(getattr(model, "train_step", None)))
-    _check_model(model, fast)
-    rng = as_generator(random_state)
-    if checkpoint is not None:
-        checkpoint = os.fspath(checkpoint)
-        if _rng_state(rng) is None:
+    return X, validation_data
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+    for cb in callbacks:
+        if not (callable(getattr(cb, "on_step", None)) or callable(getattr(cb, "on_epoch", None))):
             raise TypeError(
-                f"checkpoints store the random generator's state, but {type(rng).__name__} "
-                "has no bit_generator.state. Use random_state=<int> or a "
-                "numpy.random.Generator."
+                f"each callback must have a method on_step(info) and/or on_epoch(info); got "
+                f"{type(cb).__name__}."
             )
+    return callbacks
 
-    loop = _Loop(model, X, rng, batch_size, opt_fn, lr, optimizer_kwargs, fast,
-                 clip_norm, transform_batch)
-    history = History()
-    best = {"val": math.inf, "epoch": None, "wait": 0, "params": None}
 
-    if resume and os.path.exists(checkpoint):
-        _resume(loop, history, best, checkpoint, opt_name)
+@dataclass
+class StepInfo:
+    """What ``on_step`` callbacks see (``loss`` is a device scalar)."""
 
-    bar = None
-    if history.epochs_completed < epochs and not history.stopped_early:
-        bar = _make_progress_bar(progress, (epochs - history.epochs_completed) * loop.n_steps)
-    try:
-        for epoch in range(history.epochs_completed + 1, epochs + 1):
-            if history.stopped_early:
-                break
-            snapshot = _run_epoch(loop, history, epoch, epochs, bar)
-            if validation_data is not None:
-                _validate(loop, history, best, epoch, validation_data,
-                          early_stopping_patience, snapshot)
-            history.epochs_completed = epoch
-            if early_stopping_patience is not None and best["wait"] >= early_stopping_patience:
-                history.stopped_early = True
-                history.stop_reason = (
-                    f"early_stopping: validation loss did not improve for "
-                    f"{early_stopping_patience} epoch(s) after epoch {best['epoch']} "
-                    f"(best {best['val']:.6g}); stopped after epoch {epoch}"
-                )
-            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
-                                           or history.stopped_early):
-                _save_checkpoint(loop, history, best, checkpoint, opt_name)
-            if bar is not None:
-                post = {"loss": f"{history.train_loss[-1]:.4g}"}
-                if history.val_loss:
-                    post["val"] = f"{history.val_loss[-1]:.4g}"
-                bar.set_postfix(post, refresh=True)
-    finally:
-        if bar is not None:
-            bar.close()
+    model: object
+    epoch: int
+    step: int
+    global_step: int
+    loss: object
 
-    if not history.stopped_early:
-        history.stop_reason = f"max_epochs: completed {history.epochs_completed} of {epochs} epochs"
-    if early_stopping_patience is not None and best["params"] is not None:
-        _assign_params(model.params, best["params"])
-    return history
+
+@dataclass
+class EpochInfo:
+    """What ``on_epoch`` callbacks see."""
+
+    model: object
+    epoch: int
+    history: History
+
+
+def _train_one_epoch(loop, history, best, epoch, epochs, bar, validation_data, patience,
+                     checkpoint, checkpoint_every):
+    """The epoch's steps, then validation, early stopping, checkpoint and callbacks."""
+    snapshot = _run_epoch(loop, history, epoch, epochs, bar)
+    if validation_data is not None:
+        _validate(loop, history, best, epoch, validation_data, patience, snapshot)
+    history.epochs_completed = epoch
+    if patience is not None and best["wait"] >= patience and not history.stopped_early:
+        history.stopped_early = True
+        history.stop_reason = (
+            f"early_stopping: validation loss did not improve for {patience} epoch(s) after "
+            f"epoch {best['epoch']} (best {best['val']:.6g}); stopped after epoch {epoch}"
+        )
+    for cb in loop.callbacks:
+        on_epoch = getattr(cb, "on_epoch", None)
+        if callable(on_epoch) and on_epoch(EpochInfo(loop.model, epoch, history)) is True \
+                and not history.stopped_early:
+            history.stopped_early = True
+            history.stop_reason = (f"callback: {type(cb).__name__}.on_epoch asked to stop "
+                                   f"after epoch {epoch}")
+    if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == epochs
+                                   or history.stopped_early):
+        _save_checkpoint(loop, history, best, checkpoint, loop.optimizer.name)
+    if bar is not None:
+        post = {"loss": f"{history.train_loss[-1]:.4g}"}
+        if history.val_loss:
+            post["val"] = f"{history.val_loss[-1]:.4g}"
+        bar.set_postfix(post, refresh=True)
 
 
 def _run_epoch(loop, history, epoch, epochs, bar):
@@ -529,10 +709,18 @@ def _run_epoch(loop, history, epoch, epochs, bar):
         if bad.size:
             _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, int(bad[0]))
 
+    step_callbacks = [cb.on_step for cb in loop.callbacks
+                      if callable(getattr(cb, "on_step", None))]
+    stop_after = None
     for s in range(loop.n_steps):
         loss, _ = loop.step(perm, s)
         loop.global_step += 1
         pending.append(loss)
+        for on_step in step_callbacks:
+            if on_step(StepInfo(loop.model, epoch, s + 1, loop.global_step, loss)) is True:
+                stop_after = s + 1
+        if stop_after is not None:
+            break
         if bar is not None:
             bar.update(1)
             now = time.perf_counter()
@@ -545,8 +733,13 @@ def _run_epoch(loop, history, epoch, epochs, bar):
     flush()
     if not _all_finite(loop.model.params):  # finite losses, yet a NaN/inf crept in
         _stop_non_finite(loop, history, epoch, epochs, perm, snapshot, loop.n_steps)
-    history.train_loss.append(float(np.dot(host_loss, sizes) / loop.n))
+    done = len(host_loss)
+    history.train_loss.append(float(np.dot(host_loss, sizes[:done]) / np.sum(sizes[:done])))
     history.seconds_per_epoch.append(time.perf_counter() - start)
+    if stop_after is not None:
+        history.stopped_early = True
+        history.stop_reason = (f"callback: on_step asked to stop after step {stop_after}/"
+                               f"{loop.n_steps} of epoch {epoch}")
     return snapshot
 
 
@@ -643,7 +836,7 @@ def _save_checkpoint(loop, history, best, path, opt_name):
         "early_stopping": {"best_val": best["val"], "best_epoch": best["epoch"],
                            "wait": best["wait"], "best_params": best["params"]},
         "config": {"optimizer": opt_name, "batch_size": loop.batch_size, "n_samples": loop.n,
-                   "lr": loop.lr},
+                   "lr": loop.optimizer.groups[0][1]},
     }
     lvm_io.save(loop.model, path, optimizer_state=loop.opt_state, extra=extra)
 

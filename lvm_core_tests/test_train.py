@@ -1,7 +1,7 @@
 """Tests of lvm_core.train.fit_minibatch with small toy models defined here.
 
 The toys implement the model protocol (``params``, ``loss_and_grads``,
-optionally ``validation_loss`` / ``train_step``) with hand-written gradients:
+optionally ``validation_loss``; optionally ``grads_out``) with hand-written gradients:
 least-squares linear regression (whose minimiser is known in closed form), a
 parameter that climbs at a known rate (hand-computed early stopping), a row
 recorder (shuffling) and an MLP regressor built on :class:`lvm_core.nn.MLP`.
@@ -96,22 +96,28 @@ class LinearRegression:
         return item(xp.sum(r * r)) / (2 * X.shape[0])
 
 
-class FastLinearRegression(LinearRegression):
-    """Adds the fused-step protocol: train_step = loss_and_grads + in-place Adam."""
+class BufferedLinearRegression(LinearRegression):
+    """The grads_out protocol: gradients written into the loop's buffers, data checks
+    skipped (check_input=False); records the buffers it was given.  A leftover
+    ``train_step`` must never be called by the loop (there is no side door)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.train_steps = 0
+        self.buffers = []
+        self.check_input = []
 
-    def train_step(self, X_batch, rng, opt_state, lr, **optimizer_kwargs):
-        """loss_and_grads then Adam, even on NaN (the worst case: params corrupted)."""
-        from lvm_core.nn import adam
+    def loss_and_grads(self, X, rng, grads_out=None, check_input=True):
+        loss, grads = super().loss_and_grads(X, rng)
+        self.check_input.append(check_input)
+        if grads_out is None:
+            return loss, grads
+        self.buffers.append({k: id(v) for k, v in grads_out.items()})
+        for k, g in grads.items():
+            grads_out[k][...] = g
+        return loss, grads_out
 
-        self.train_steps += 1
-        loss, grads = self.loss_and_grads(X_batch, rng)
-        _, opt_state = adam(self.params, grads, opt_state, lr=lr, inplace=True,
-                            **optimizer_kwargs)
-        return loss, opt_state
+    def train_step(self, *args, **kwargs):  # pragma: no cover - must not be reached
+        raise AssertionError("fit_minibatch called train_step")
 
 
 class Climber:
@@ -326,19 +332,65 @@ def test_clip_norm_bounds_each_sgd_step():
     np.testing.assert_allclose(step, 0.1 * 1.0, rtol=1e-5)
 
 
-def test_fast_train_step_is_used_for_adam_and_matches_the_generic_path():
+def test_grads_out_buffers_are_reused_and_match_the_plain_protocol():
     X = make_data()
-    fast, plain = FastLinearRegression(noise=0.2), LinearRegression(noise=0.2)
-    h_fast = fit_minibatch(fast, X, epochs=2, batch_size=16, random_state=0, progress=False)
+    buffered, plain = BufferedLinearRegression(noise=0.2), LinearRegression(noise=0.2)
+    h_buf = fit_minibatch(buffered, X, epochs=2, batch_size=16, random_state=0, progress=False)
     h_plain = fit_minibatch(plain, X, epochs=2, batch_size=16, random_state=0, progress=False)
-    assert fast.train_steps == 8
-    assert h_fast.train_loss == h_plain.train_loss
-    assert all(_same_bits(fast.params[k], plain.params[k]) for k in plain.params)
-    for kwargs in ({"optimizer": "sgd"}, {"clip_norm": 10.0}):
-        other = FastLinearRegression()
-        fit_minibatch(other, X, epochs=1, batch_size=16, random_state=0, progress=False,
-                      **kwargs)
-        assert other.train_steps == 0 and other.calls == 4
+    assert len(buffered.buffers) == 8 and all(b == buffered.buffers[0] for b in buffered.buffers)
+    assert buffered.check_input == [False] * 8  # the data were validated once, per fit
+    assert h_buf.train_loss == h_plain.train_loss
+    assert all(_same_bits(buffered.params[k], plain.params[k]) for k in plain.params)
+
+
+def test_param_groups_train_only_their_parameters_with_their_own_lr():
+    X = make_data()
+    model = LinearRegression()
+    w0, b0 = model.params["w"].copy(), model.params["b"].copy()
+    fit_minibatch(model, X, epochs=2, batch_size=16, optimizer="sgd", lr=0.1,
+                  param_groups=["w"], random_state=0, progress=False)
+    assert not np.array_equal(model.params["w"], w0)
+    assert np.array_equal(model.params["b"], b0)  # frozen
+    # two groups, one with lr 0: equivalent to training w alone
+    a, b = LinearRegression(), LinearRegression()
+    fit_minibatch(a, X, epochs=2, batch_size=16, optimizer="adam", lr=0.05,
+                  param_groups=["w"], random_state=0, progress=False)
+    fit_minibatch(b, X, epochs=2, batch_size=16, optimizer="adam", lr=0.05,
+                  param_groups=[{"params": ["w"]}, {"params": ["b"], "lr": 1e-300}],
+                  random_state=0, progress=False)
+    assert _same_bits(a.params["w"], b.params["w"])
+    np.testing.assert_allclose(b.params["b"], b0, rtol=0, atol=1e-290)
+    with pytest.raises(ValueError, match="does not have"):
+        fit_minibatch(LinearRegression(), X, param_groups=["v"], progress=False)
+    with pytest.raises(ValueError, match="more than one group"):
+        fit_minibatch(LinearRegression(), X, param_groups=[{"params": ["w"]},
+                                                           {"params": ["w", "b"]}],
+                      progress=False)
+
+
+def test_callbacks_see_every_step_and_epoch_and_can_stop():
+    X = make_data()
+
+    class Recorder:
+        def __init__(self):
+            self.steps, self.epochs = [], []
+
+        def on_step(self, info):
+            self.steps.append((info.epoch, info.step, info.global_step, float(info.loss)))
+
+        def on_epoch(self, info):
+            self.epochs.append((info.epoch, len(info.history.train_loss)))
+            return info.epoch == 2
+
+    rec = Recorder()
+    history = fit_minibatch(LinearRegression(), X, epochs=5, batch_size=16, random_state=0,
+                            progress=False, callbacks=[rec])
+    assert [s[:3] for s in rec.steps] == [(e, s, 4 * (e - 1) + s) for e in (1, 2)
+                                          for s in range(1, 5)]
+    assert rec.epochs == [(1, 1), (2, 2)]
+    assert history.stopped_early and history.stop_reason.startswith("callback:")
+    with pytest.raises(TypeError, match="on_step"):
+        fit_minibatch(LinearRegression(), X, callbacks=[object()], progress=False)
 
 
 def test_mlp_regressor_trains_and_resumes_exactly(tmp_path):
@@ -504,9 +556,9 @@ def test_non_finite_gradient_with_finite_loss_is_caught_at_its_step():
     assert all(_same_bits(model.params[k], model.seen[9][k]) for k in model.params)
 
 
-def test_nan_on_the_fast_path_restores_params_from_before_the_step():
+def test_nan_with_grads_out_buffers_restores_params_from_before_the_step():
     X = make_data()
-    model = FastLinearRegression(fail_above=_FAIL_ABOVE, record=True)
+    model = BufferedLinearRegression(fail_above=_FAIL_ABOVE, record=True)
     with pytest.raises(NonFiniteLossError, match="epoch 2/2, step 3/7") as info:
         fit_minibatch(model, X, epochs=2, batch_size=10, lr=0.05, random_state=0,
                       progress=False)

@@ -1,5 +1,20 @@
 """Stateless forward/backward pairs with handwritten gradients.
 
+Gradient rule (the one convention of the gradient code, also followed by
+:mod:`lvm_core.ops` and the layers of :mod:`lvm_core.nn`):
+
+* a **value function** (log-likelihoods, KL terms, log-normalisers) returns
+  its value and the gradient *of its own summed value* with respect to its
+  inputs: ``ll, dll_dlogits = bernoulli_log_likelihood(logits, x)`` gives
+  d(sum_n ll_n)/d logits.  It knows nothing of the loss: the caller chains it
+  with the sign and weight its loss needs (a mean negative log-likelihood
+  uses -dll_dlogits / N);
+* a **backward** takes d loss/d output and returns d loss/d input (and
+  d loss/d parameters): ``dx, dW, db = linear_backward(dy, cache)``.
+
+Names say which: ``dll_d<input>`` / ``dkl_d<input>`` for the gradient of a
+value, ``d<name>`` for d loss/d name.
+
 Every operation is a pair ``y, cache = f_forward(...)`` / ``d... = f_backward(dy,
 cache)`` with a named cache, or a loss-like function returning its value and
 its input gradients (log-likelihoods, KL terms).  Each function takes its

@@ -40,6 +40,12 @@ cost O(N D L + D L^2 + L^3), never a D x D matrix.
 
 Shapes: N samples, D features, L latent size, R Monte Carlo samples per
 example (the ``n_samples`` hyper-parameter).
+
+The two linear maps are bias-free :class:`lvm_core.nn.Dense` layers (V and W
+stored transposed, under their own names) and the Gaussian log-density with
+its gradients is :func:`lvm_core.ops.gaussian_loglik`; the public forward /
+backward functions below are the one path that training and the gradient
+checks use.
 """
 from __future__ import annotations
 
@@ -47,8 +53,10 @@ import math
 
 import numpy as np
 
+from .. import ops
 from ..backend import asarray, device_of, get_namespace, item, namespace_name
 from ..functional import sigmoid, softplus
+from ..nn import Dense, store_grad
 from ..random import as_generator, normal
 from ..validation import check_array, check_positive_int, check_choice
 from .base import ParamsMixin
@@ -69,6 +77,21 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 # ----------------------------------------------------------------------------
+# the two linear maps as layers: mu = X V^T (q), x_hat = z W^T (p)
+# ----------------------------------------------------------------------------
+def _q_mean_layer(V):
+    """mu = x V^T: a bias-free Dense layer holding V (L, D) as a transposed weight."""
+    L, D = V.shape
+    return Dense(D, L, bias=False, transpose=True, W_key="V")
+
+
+def _p_mean_layer(W):
+    """x_hat = z W^T: a bias-free Dense layer holding W (D, L) as a transposed weight."""
+    D, L = W.shape
+    return Dense(L, D, bias=False, transpose=True, W_key="W")
+
+
+# ----------------------------------------------------------------------------
 # q(z | x): reparameterised sample z = V x + U^T eps
 # ----------------------------------------------------------------------------
 def encoder_forward(X, V, U, eps):
@@ -80,10 +103,10 @@ def encoder_forward(X, V, U, eps):
     eps: (R, N, L).  Returns ``z`` (R, N, L), ``mu`` (N, L) and a cache.
     """
     xp = get_namespace(X, V, U, eps)
-    U_upper = xp.triu(U)
-    mu = X @ V.T  # (N, L)
-    z = mu[None, :, :] + eps @ U_upper  # (R, N, L)
-    cache = {"X": X, "eps": eps}
+    layer = _q_mean_layer(V)
+    mu, mu_cache = layer.forward({"V": V}, X)  # (N, L)
+    z = mu[None, :, :] + eps @ xp.triu(U)  # (R, N, L)
+    cache = {"X": X, "eps": eps, "V": V, "layer": layer, "mu_cache": mu_cache}
     return z, mu, cache
 
 
@@ -96,12 +119,14 @@ def encoder_backward(dz, dmu, cache):
     Returns dV (L, D), dU (L, L) upper triangular.
     """
     xp = get_namespace(dz, dmu)
-    X, eps = cache["X"], cache["eps"]
+    eps = cache["eps"]
     L = dz.shape[-1]
     dmu_total = dmu + xp.sum(dz, axis=0)  # (N, L)
-    dV = dmu_total.T @ X  # (L, D)
+    grads = {}
+    cache["layer"].backward({"V": cache["V"]}, dmu_total, cache["mu_cache"], grads,
+                            need_dx=False)
     dU = xp.reshape(eps, (-1, L)).T @ xp.reshape(dz, (-1, L))  # (L, L)
-    return dV, xp.triu(dU)
+    return grads["V"], xp.triu(dU)
 
 
 # ----------------------------------------------------------------------------
@@ -111,38 +136,44 @@ def gaussian_decoder_forward(X, z, W, pre_sigma):
     """log p(x | z_r) = -1/2 sum_d [log 2 pi + 2 log sigma_d + (x_d - (W z_r)_d)^2 / sigma_d^2].
 
     X: (N, D), z: (R, N, L), W: (D, L), pre_sigma: (D,).
-    Returns ``log_px_z`` (R, N) and a cache.
+    Returns ``log_px_z`` (R, N) and a cache.  The Gaussian log-density and its
+    gradients come from :func:`lvm_core.ops.gaussian_loglik` with
+    log_var = 2 log sigma.
     """
     xp = get_namespace(X, z, W, pre_sigma)
+    R, N, L = z.shape
+    D = W.shape[0]
+    layer = _p_mean_layer(W)
     sigma = softplus(pre_sigma)  # (D,)
-    x_hat = z @ W.T  # (R, N, D)
-    resid = X[None, :, :] - x_hat  # (R, N, D)
-    var = sigma * sigma
-    log_px_z = -0.5 * xp.sum(LOG_2PI + 2.0 * xp.log(sigma) + resid * resid / var, axis=-1)
-    cache = {"z": z, "W": W, "pre_sigma": pre_sigma, "sigma": sigma, "resid": resid}
-    return log_px_z, cache
+    x_hat, mean_cache = layer.forward({"W": W}, xp.reshape(z, (R * N, L)))  # (R N, D)
+    X_rep = xp.reshape(xp.broadcast_to(X[None, :, :], (R, N, D)), (R * N, D))
+    log_var = xp.broadcast_to(2.0 * xp.log(sigma), (R * N, D))
+    if type(x_hat) is np.ndarray:  # the fused op takes C-contiguous arrays
+        X_rep, log_var = np.ascontiguousarray(X_rep), np.ascontiguousarray(log_var)
+    ll, dll_dx_hat, dll_dlog_var = ops.gaussian_loglik(X_rep, x_hat, log_var)
+    cache = {"z": z, "W": W, "pre_sigma": pre_sigma, "sigma": sigma, "layer": layer,
+             "mean_cache": mean_cache, "dll_dx_hat": dll_dx_hat, "dll_dlog_var": dll_dlog_var}
+    return xp.reshape(ll, (R, N)), cache
 
 
 def gaussian_decoder_backward(dlog_px_z, cache):
     """Backward of :func:`gaussian_decoder_forward` for an upstream ``dlog_px_z`` (R, N).
 
     dx_hat = g resid / sigma^2,   dz = dx_hat W,   dW = sum_{r,n} dx_hat^T z,
-    dsigma = sum_{r,n} g (resid^2 / sigma^3 - 1 / sigma),
-    dpre_sigma = dsigma * sigmoid(pre_sigma)            (g = dlog_px_z, broadcast over D)
+    dlog_var = g (-1/2)(1 - resid^2 / sigma^2),
+    dpre_sigma = sum_{r,n} dlog_var * (2 / sigma) * sigmoid(pre_sigma)   (g = dlog_px_z)
 
     Returns dz (R, N, L), dW (D, L), dpre_sigma (D,).
     """
     xp = get_namespace(dlog_px_z)
-    z, W, sigma, resid = cache["z"], cache["W"], cache["sigma"], cache["resid"]
-    D, L = W.shape
-    g = dlog_px_z[:, :, None]  # (R, N, 1)
-    var = sigma * sigma
-    dx_hat = g * resid / var  # (R, N, D); d log p / d x_hat = +resid / sigma^2
-    dz = dx_hat @ W  # (R, N, L)
-    dW = xp.reshape(dx_hat, (-1, D)).T @ xp.reshape(z, (-1, L))  # (D, L)
-    dsigma = xp.sum(xp.reshape(g * (resid * resid / (var * sigma) - 1.0 / sigma), (-1, D)), axis=0)
-    dpre_sigma = dsigma * sigmoid(cache["pre_sigma"])
-    return dz, dW, dpre_sigma
+    z, W, sigma = cache["z"], cache["W"], cache["sigma"]
+    R, N, L = z.shape
+    g = xp.reshape(dlog_px_z, (R * N, 1))
+    grads = {}
+    dz = cache["layer"].backward({"W": W}, g * cache["dll_dx_hat"], cache["mean_cache"], grads)
+    dlog_var = xp.sum(g * cache["dll_dlog_var"], axis=0)  # (D,)
+    dpre_sigma = dlog_var * (2.0 / sigma) * sigmoid(cache["pre_sigma"])
+    return xp.reshape(dz, (R, N, L)), grads["W"], dpre_sigma
 
 
 # ----------------------------------------------------------------------------
@@ -332,7 +363,7 @@ class AEVBFactorAnalysis(ParamsMixin):
         return eps
 
     # -- training objective ------------------------------------------------
-    def loss_and_grads(self, X, rng=None, eps=None):
+    def loss_and_grads(self, X, rng=None, eps=None, grads_out=None, check_input=True):
         """Mean negative ELBO estimate over the batch and its hand-written gradients.
 
         loss = -1/N sum_n [1/R sum_r log p(x_n | z_rn) - KL(q(z|x_n) || p(z))],
@@ -340,9 +371,16 @@ class AEVBFactorAnalysis(ParamsMixin):
         (for gradient checks); otherwise R = ``n_samples`` draws come from ``rng``.
 
         Returns ``loss`` (0-d array of the parameter dtype) and ``grads`` with
-        the keys and shapes of :attr:`params` (dU upper triangular).
+        the keys and shapes of :attr:`params` (dU upper triangular), written
+        into the arrays of ``grads_out`` when given.  ``check_input=False``
+        skips the checks that read X (for a loop that validated it once).
         """
-        X, xp = self._check_X(X)
+        if check_input:
+            X, xp = self._check_X(X)
+        else:
+            xp = get_namespace(X, self.params["W"])
+            if X.dtype != self.params["W"].dtype:
+                X = xp.astype(X, self.params["W"].dtype)
         p = self.params
         N = X.shape[0]
         if eps is None:
@@ -359,7 +397,12 @@ class AEVBFactorAnalysis(ParamsMixin):
         dz, dW, dpre_sigma = gaussian_decoder_backward(dlog_px_z, dec_cache)
         dV, dU = encoder_backward(dz, dkl_dmu / float(N), enc_cache)
         dU = dU + dkl_dU  # mean over n of the per-example (identical) KL gradient
-        return loss, {"W": dW, "pre_sigma": dpre_sigma, "V": dV, "U": dU}
+        grads = {"W": dW, "pre_sigma": dpre_sigma, "V": dV, "U": dU}
+        if grads_out is None:
+            return loss, grads
+        for k, g in grads.items():
+            store_grad(grads_out, k, g)
+        return loss, grads_out
 
     def validation_loss(self, X):
         """-mean_n ELBO(x_n) with the ELBO in closed form (no Monte Carlo noise), a float."""

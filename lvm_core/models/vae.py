@@ -33,15 +33,13 @@ The gradient is the exact gradient of the Monte Carlo estimate for fixed eps
 is written by hand below.  ``loss`` is the mean negative objective over the
 batch.
 
-Two code paths compute the same loss and gradients:
-
-* a generic array-API path (NumPy, CuPy, array-api-strict, any dtype) built
-  from the :mod:`lvm_core.functional` pairs (activations, likelihoods, KL,
-  logsumexp), with the linear layers' matrix calculus written out here;
-* a NumPy float32 fast path (ReLU, Bernoulli decoder, ELBO with one sample) with
-  preallocated buffers, BLAS matmuls into ``out=`` and numba-fused elementwise
-  kernels from :mod:`lvm_core.kernels.vae_numba`; ``train_step`` adds an
-  in-place Adam update.  It is tested equal to the generic path.
+One code path computes the loss and its gradients, on every backend: the
+model is a composition of :mod:`lvm_core.nn` layers (Dense trunks, a
+GaussianHead for q(z|x), a Dense or GaussianHead decoder output) and
+:mod:`lvm_core.ops` primitives (reparameterisation, KL, fused log-likelihood
+value + gradient), which run numba kernels and BLAS into reused workspace
+buffers for NumPy float arrays and array-API code otherwise.  The gradient
+checks run through this same path.
 """
 from __future__ import annotations
 
@@ -49,8 +47,10 @@ import math
 
 import numpy as np
 
-from ..backend import asarray, device_of, get_namespace, is_numpy_namespace, item
 from .. import functional as F
+from .. import ops
+from ..backend import asarray, get_namespace, item
+from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
 from ..random import as_generator, normal, uniform
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
 from .base import ParamsMixin
@@ -58,28 +58,6 @@ from .base import ParamsMixin
 __all__ = ["VAE"]
 
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "leaky_relu", "elu", "identity")
-_ACTIVATION_PAIRS = {
-    "relu": (F.relu_forward, F.relu_backward),
-    "tanh": (F.tanh_forward, F.tanh_backward),
-    "sigmoid": (F.sigmoid_forward, F.sigmoid_backward),
-    "softplus": (F.softplus_forward, F.softplus_backward),
-    "leaky_relu": (F.leaky_relu_forward, F.leaky_relu_backward),  # slope 0.01
-    "elu": (F.elu_forward, F.elu_backward),  # alpha 1
-}
-
-
-def _activation_forward(a, name):
-    """h = act(a) (identity for "identity"); returns (h, cache)."""
-    if name == "identity":
-        return a, None
-    return _ACTIVATION_PAIRS[name][0](a)
-
-
-def _activation_backward(dh, cache, name):
-    """da = dh * act'(a)."""
-    if name == "identity":
-        return dh
-    return _ACTIVATION_PAIRS[name][1](dh, cache)
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +124,6 @@ class VAE(ParamsMixin):
         self.random_state = random_state
         self._validate_hyperparameters()
         self.params = None
-        self._fast = None
 
     # ------------------------------------------------------------------ setup
     def _validate_hyperparameters(self):
@@ -181,52 +158,67 @@ class VAE(ParamsMixin):
         dec = [int(self.n_latent)] + [int(h) for h in reversed(list(self.hidden))]
         return enc, dec
 
+    def _layers(self):
+        """The layers (built once per architecture): encoder trunk, q head, decoder trunk,
+        decoder output (a Dense for logits / means, a GaussianHead for decoder_var="output")."""
+        key = (int(self.n_features), int(self.n_latent), tuple(int(h) for h in self.hidden),
+               self.activation, self.decoder, self.decoder_var, self.init)
+        if getattr(self, "_layer_cache", None) is not None and self._layer_cache[0] == key:
+            return self._layer_cache[1]
+        enc, dec = self._layer_sizes()
+        L, D = int(self.n_latent), int(self.n_features)
+        act = self.activation
+        layers = dict(
+            enc=[Dense(enc[i], enc[i + 1], act, prefix="enc_", suffix=str(i), init=self.init)
+                 for i in range(len(enc) - 1)],
+            q=GaussianHead(enc[-1], L, prefix="enc_", init=self.init),
+            dec=[Dense(dec[i], dec[i + 1], act, prefix="dec_", suffix=str(i), init=self.init)
+                 for i in range(len(dec) - 1)],
+        )
+        if self.decoder == "gaussian" and self.decoder_var == "output":
+            layers["out"] = GaussianHead(dec[-1], D, prefix="dec_", mu_name="out",
+                                         log_var_name="log_var", init=self.init)
+        else:
+            layers["out"] = Dense(dec[-1], D, None, prefix="dec_", suffix="_out", init=self.init)
+        self._layer_cache = (key, layers)
+        return layers
+
     def initialize(self, like=None, random_state=None):
         """(Re)create ``params`` on the device of ``like`` (NumPy when None).
 
         Each layer y = x W + b gets W (d_in, d_out), b (d_out,) from
         :func:`lvm_core.nn.init_linear` with scheme ``init`` ("torch": nn.Linear's
-        U(-1/sqrt(d_in), 1/sqrt(d_in)) for W and b).  A learned Gaussian decoder
-        log-variance starts at log(gaussian_var).  Uses ``random_state``, or the
-        model's ``random_state`` when None.
+        U(-1/sqrt(d_in), 1/sqrt(d_in)) for W and b), drawn in the order encoder
+        layers, mu head, log_var head, decoder layers, output (log_var output).
+        A learned Gaussian decoder log-variance starts at log(gaussian_var).
+        Uses ``random_state``, or the model's ``random_state`` when None.
         """
-        from ..nn import init_linear
-
         self._validate_hyperparameters()
         rng = as_generator(self.random_state if random_state is None else random_state)
-        enc, dec = self._layer_sizes()
-        L, D = int(self.n_latent), int(self.n_features)
+        layers = self._layers()
         params = {}
-
-        def layer(W_name, b_name, d_in, d_out):
-            params[W_name], params[b_name] = init_linear(rng, d_in, d_out, scheme=self.init,
-                                                         dtype=self.dtype, like=like)
-
-        for i in range(len(enc) - 1):
-            layer(f"enc_W{i}", f"enc_b{i}", enc[i], enc[i + 1])
-        layer("enc_W_mu", "enc_b_mu", enc[-1], L)
-        layer("enc_W_log_var", "enc_b_log_var", enc[-1], L)
-        for i in range(len(dec) - 1):
-            layer(f"dec_W{i}", f"dec_b{i}", dec[i], dec[i + 1])
-        layer("dec_W_out", "dec_b_out", dec[-1], D)
-        if self.decoder == "gaussian" and self.decoder_var == "output":
-            layer("dec_W_log_var", "dec_b_log_var", dec[-1], D)
+        for layer in [*layers["enc"], layers["q"], *layers["dec"], layers["out"]]:
+            params.update(layer.init(rng, dtype=self.dtype, like=like))
         if self.decoder == "gaussian" and self.decoder_var == "learned":
-            params["dec_log_var"] = asarray(np.full(D, math.log(self.gaussian_var)), like=like,
-                                            dtype=self.dtype)
+            params["dec_log_var"] = asarray(np.full(int(self.n_features),
+                                                    math.log(self.gaussian_var)),
+                                            like=like, dtype=self.dtype)
         self.params = params
-        self._fast = None
         return self
 
     def _prepare(self, X, name="X", validate=True):
-        """Validated X in the model's dtype, on the params' device (params created if needed)."""
+        """Validated X in the model's dtype, on the params' device (params created if needed).
+
+        ``validate=False`` (the training loop, which validated the data once) skips
+        the checks that read the data (NaN, range): no device sync.
+        """
         if validate:
             X = check_array(X, name, ndim=2, n_features=int(self.n_features))
         if self.params is None:
             self.initialize(like=None if isinstance(X, np.ndarray) else X)
         xp = get_namespace(X, self.params["enc_W_mu"])
         dt = self.params["enc_W_mu"].dtype
-        if not xp.isdtype(X.dtype, "real floating") or X.dtype != dt:
+        if X.dtype != dt:
             X = xp.astype(X, dt)
         if validate and self.decoder in ("bernoulli", "continuous_bernoulli"):
             lo, hi = item(xp.min(X)), item(xp.max(X))
@@ -238,176 +230,143 @@ class VAE(ParamsMixin):
                 )
         return xp, X
 
-    # ---------------------------------------------------------------- encoder
-    def _encoder_forward(self, xp, X, params):
-        """h_0 = X, h_{i+1} = act(h_i W_i + b_i); mu = h W_mu + b_mu, log_var = h W_lv + b_lv.
+    # ------------------------------------------------------- encoder, decoder
+    def _encode(self, X, params, ws=None):
+        """h = trunk(X); (mu, log_var) = q head(h), each (N, L); returns (mu, log_var, cache)."""
+        layers = self._layers()
+        h, trunk = stack_forward(layers["enc"], params, X, ws)
+        (mu, log_var), head = layers["q"].forward(params, h, ws)
+        return mu, log_var, (trunk, head)
 
-        X (N, D) -> mu, log_var (N, L) and the cache of (h_in, activation cache) per layer.
-        """
-        h = X
-        layers = []
-        for i in range(len(self.hidden)):
-            a = xp.matmul(h, params[f"enc_W{i}"]) + params[f"enc_b{i}"]  # (N, H_i)
-            h_out, act_cache = _activation_forward(a, self.activation)
-            layers.append((h, act_cache))
-            h = h_out
-        mu = xp.matmul(h, params["enc_W_mu"]) + params["enc_b_mu"]  # (N, L)
-        log_var = xp.matmul(h, params["enc_W_log_var"]) + params["enc_b_log_var"]  # (N, L)
-        return mu, log_var, (layers, h)
-
-    def _encoder_backward(self, xp, dmu, dlog_var, cache, params, grads):
-        """Backward of :meth:`_encoder_forward`: dW = h^T da, db = sum_n da, dh = da W^T."""
-        layers, h = cache
-        grads["enc_W_mu"] = xp.matmul(h.T, dmu)
-        grads["enc_b_mu"] = xp.sum(dmu, axis=0)
-        grads["enc_W_log_var"] = xp.matmul(h.T, dlog_var)
-        grads["enc_b_log_var"] = xp.sum(dlog_var, axis=0)
-        if not layers:
-            return
-        dh = xp.matmul(dmu, params["enc_W_mu"].T) + xp.matmul(dlog_var, params["enc_W_log_var"].T)
-        for i in range(len(layers) - 1, -1, -1):
-            h_in, act_cache = layers[i]
-            da = _activation_backward(dh, act_cache, self.activation)
-            grads[f"enc_W{i}"] = xp.matmul(h_in.T, da)
-            grads[f"enc_b{i}"] = xp.sum(da, axis=0)
-            if i > 0:  # (no dX for the data)
-                dh = xp.matmul(da, params[f"enc_W{i}"].T)
-
-    # ---------------------------------------------------------------- decoder
-    def _decoder_forward(self, xp, z, params):
-        """h_0 = z, h_{i+1} = act(h_i W_i + b_i); out = h W_out + b_out (logits or mean).
-
-        z (M, L) -> out (M, D), log_var_x ((M, D), (D,), float or None), cache.
-        """
-        h = z
-        layers = []
-        for i in range(len(self.hidden)):
-            a = xp.matmul(h, params[f"dec_W{i}"]) + params[f"dec_b{i}"]  # (M, H_i)
-            h_out, act_cache = _activation_forward(a, self.activation)
-            layers.append((h, act_cache))
-            h = h_out
-        out = xp.matmul(h, params["dec_W_out"]) + params["dec_b_out"]  # (M, D)
+    def _decode(self, xp, z, params, ws=None):
+        """out = output(trunk(z)) (logits or Gaussian mean) (M, D) and log_var_x:
+        a float (fixed), the (D,) parameter (learned), (M, D) (output) or None."""
+        layers = self._layers()
+        h, trunk = stack_forward(layers["dec"], params, z, ws)
+        out, head = layers["out"].forward(params, h, ws)
         log_var_x = None
         if self.decoder == "gaussian":
-            if self.decoder_var == "fixed":
-                log_var_x = math.log(float(self.gaussian_var))
+            if self.decoder_var == "output":
+                out, log_var_x = out
             elif self.decoder_var == "learned":
                 log_var_x = params["dec_log_var"]  # (D,)
             else:
-                log_var_x = xp.matmul(h, params["dec_W_log_var"]) + params["dec_b_log_var"]
-        return out, log_var_x, (layers, h)
+                log_var_x = math.log(float(self.gaussian_var))
+        return out, log_var_x, (trunk, head)
 
-    def _decoder_backward(self, xp, dout, dlog_var_x, cache, params, grads):
-        """Backward of :meth:`_decoder_forward`; returns dz (M, L)."""
-        layers, h = cache
-        grads["dec_W_out"] = xp.matmul(h.T, dout)
-        grads["dec_b_out"] = xp.sum(dout, axis=0)
-        dh = xp.matmul(dout, params["dec_W_out"].T)
-        if self.decoder == "gaussian" and self.decoder_var == "output":
-            grads["dec_W_log_var"] = xp.matmul(h.T, dlog_var_x)
-            grads["dec_b_log_var"] = xp.sum(dlog_var_x, axis=0)
-            dh = dh + xp.matmul(dlog_var_x, params["dec_W_log_var"].T)
-        elif self.decoder == "gaussian" and self.decoder_var == "learned":
-            grads["dec_log_var"] = xp.sum(dlog_var_x, axis=0)
-        for i in range(len(layers) - 1, -1, -1):
-            h_in, act_cache = layers[i]
-            da = _activation_backward(dh, act_cache, self.activation)
-            grads[f"dec_W{i}"] = xp.matmul(h_in.T, da)
-            grads[f"dec_b{i}"] = xp.sum(da, axis=0)
-            dh = xp.matmul(da, params[f"dec_W{i}"].T)
-        return dh
-
-    def _log_px(self, xp, X_rep, out, log_var_x):
-        """log p(x|z) per row and its gradients w.r.t. the decoder outputs.
-
-        Returns ll (M,), dll/dout (M, D), dll/dlog_var_x ((M, D) or None).
-        """
+    def _log_px(self, xp, X_rep, out, log_var_x, scale, ws=None):
+        """log p(x|z) per row (M,) and ``scale`` times its gradients w.r.t. the decoder
+        outputs: (ll, dout (M, D), dlog_var_x ((M, D) or None))."""
         if self.decoder == "bernoulli":
-            ll, dout = F.bernoulli_log_likelihood(out, X_rep)
+            ll, dout = ops.bernoulli_loglik(out, X_rep, scale, ws=ws)
             return ll, dout, None
         if self.decoder == "continuous_bernoulli":
-            ll, dout = F.continuous_bernoulli_log_likelihood(out, X_rep)
+            ll, dout = ops.continuous_bernoulli_loglik(out, X_rep, scale, ws=ws)
             return ll, dout, None
-        if not isinstance(log_var_x, float):
+        if log_var_x is not None and not isinstance(log_var_x, float) and log_var_x.ndim == 1:
             # per-row gradients are needed (IWAE weights rows differently): (D,) -> (M, D)
-            log_var_x = xp.broadcast_to(log_var_x, tuple(out.shape))
-        ll, _, dmean, dlog_var_x = F.gaussian_log_likelihood(X_rep, out, log_var_x)
-        return ll, dmean, (None if isinstance(log_var_x, float) else dlog_var_x)
+            buf = ops.scratch(ws, "vae.log_var_x", tuple(out.shape), out) \
+                if type(out) is np.ndarray else None
+            if buf is None:
+                log_var_x = xp.broadcast_to(log_var_x, tuple(out.shape))
+            else:
+                buf[...] = log_var_x
+                log_var_x = buf
+        return ops.gaussian_loglik(X_rep, out, log_var_x, scale, ws=ws)
 
     # --------------------------------------------------------- forward pass
-    def _forward(self, xp, X, eps, params):
+    def _forward(self, xp, X, eps, params, ws=None, scale=None):
         """All terms of the bounds for eps (R, N, L).
 
         z_i = mu + exp(log_var/2) eps_i; log p(x|z_i) (R, N); KL (N,);
-        log p(z_i) - log q(z_i|x) (R, N).
+        log p(z_i) - log q(z_i|x) (R, N).  ``scale``: the factor for the
+        likelihood gradient (None: 1, i.e. the gradient of sum log p(x|z)).
         """
         R, N, L = eps.shape
         D = X.shape[1]
-        mu, log_var, enc_cache = self._encoder_forward(xp, X, params)
-        std = xp.exp(0.5 * log_var)  # (N, L)
-        z = mu + std * eps  # (R, N, L)
+        mu, log_var, enc_cache = self._encode(X, params, ws)
+        z, std = ops.reparameterize(mu, log_var, eps, ws)  # (R, N, L), (N, L)
         z2 = xp.reshape(z, (R * N, L))
-        X_rep = X if R == 1 else xp.reshape(xp.broadcast_to(X, (R, N, D)), (R * N, D))
-        out, log_var_x, dec_cache = self._decoder_forward(xp, z2, params)
-        ll, dll_dout, dll_dlog_var_x = self._log_px(xp, X_rep, out, log_var_x)
-        s2 = float(self.prior_var)
-        # log p(z) - log q(z|x) = -1/2 sum_l [z^2/s^2 + log s^2 - eps^2 - log_var]
-        log_pz_minus_log_qz = -0.5 * xp.sum(
-            z * z / s2 + math.log(s2) - eps * eps - log_var, axis=2)  # (R, N)
-        kl, dkl_dmu, dkl_dlog_var = F.kl_normal_std_normal(mu, log_var, prior_var=s2)
+        if R == 1:
+            X_rep = X
+        elif type(X) is np.ndarray and ws is not None:
+            X_rep = ws.empty("vae.X_rep", (R * N, D), X)
+            X_rep.reshape(R, N, D)[...] = X
+        else:
+            X_rep = xp.reshape(xp.broadcast_to(X, (R, N, D)), (R * N, D))
+        out, log_var_x, dec_cache = self._decode(xp, z2, params, ws)
+        ll, dll_dout, dll_dlog_var_x = self._log_px(xp, X_rep, out, log_var_x,
+                                                    1.0 if scale is None else scale, ws)
         return dict(mu=mu, log_var=log_var, std=std, eps=eps, z=z, X_rep=X_rep,
                     log_px=xp.reshape(ll, (R, N)), dll_dout=dll_dout,
-                    dll_dlog_var_x=dll_dlog_var_x, log_pz_minus_log_qz=log_pz_minus_log_qz,
-                    kl=kl, dkl_dmu=dkl_dmu, dkl_dlog_var=dkl_dlog_var,
-                    enc_cache=enc_cache, dec_cache=dec_cache)
+                    dll_dlog_var_x=dll_dlog_var_x, enc_cache=enc_cache, dec_cache=dec_cache)
 
-    def _objective(self, xp, f):
-        """Per-example objective (N,) and c = d loss / d log p(x|z_i) (R, N) for the mean loss.
+    def _log_pz_minus_log_qz(self, xp, f):
+        """log p(z_i) - log q(z_i|x) = -1/2 sum_l [z^2/s^2 + log s^2 - eps^2 - log_var]  (R, N)."""
+        s2 = float(self.prior_var)
+        z, eps = f["z"], f["eps"]
+        return -0.5 * xp.sum(z * z / s2 + math.log(s2) - eps * eps - f["log_var"], axis=2)
 
-        ELBO: 1/R sum_i log p(x|z_i) - KL, c = -1/(R N).
-        IWAE: logsumexp_i log w_i - log R, c = -w~_i / N.
+    def _kl(self, f):
+        kl, _, _ = ops.kl_std_normal(f["mu"], f["log_var"], f["std"], float(self.prior_var))
+        return kl
+
+    def _backward(self, xp, f, params, grads, ws=None, c=None):
+        """Gradients of loss = -mean objective, for fixed eps, into ``grads``; returns
+        the KL per row (N,) for the ELBO (computed with its gradient), None for IWAE.
+
+        ELBO (c None): the likelihood gradients already carry -1/(R N);
+        dmu = sum_i dz_i + dKL/dmu / N; dlog_var = 1/2 std sum_i dz_i eps_i + dKL/dlog_var / N.
+        IWAE (c = -w~/N, (R, N)): dout = c dll/dout; dz gains -c z / s^2 (from log p(z));
+        dlog_var gains 1/2 sum_i c_i (from -log q).
         """
-        R, N = f["log_px"].shape
-        if self.objective == "elbo":
-            obj = xp.sum(f["log_px"], axis=0) / float(R) - f["kl"]
-            c = xp.full((R, N), -1.0 / (R * N), dtype=obj.dtype, device=device_of(obj))
-            return obj, c
-        log_w = f["log_px"] + f["log_pz_minus_log_qz"]  # (R, N)
-        lse = F.logsumexp(log_w, axis=0)  # (N,)
-        w_tilde = xp.exp(log_w - lse)  # (R, N), sums to 1 over R
-        return lse - math.log(R), -w_tilde / float(N)
-
-    def _backward(self, xp, f, c, params):
-        """Gradients of loss = -mean objective, for fixed eps.
-
-        dlogits = c dll/dlogits; dz from the decoder (plus, for IWAE, c d/dz log p(z)
-        = -c z / s^2); dmu = sum_i dz_i (+ dKL/dmu / N); dlog_var = sum_i dz_i eps_i
-        std / 2 (+ dKL/dlog_var / N for the ELBO, + 1/2 sum_i c_i for IWAE's -log q).
-        """
-        R, N = c.shape
-        L = f["mu"].shape[1]
-        grads = {}
-        c_col = xp.reshape(c, (R * N, 1))
-        dout = c_col * f["dll_dout"]  # (R N, D)
-        dlog_var_x = None if f["dll_dlog_var_x"] is None else c_col * f["dll_dlog_var_x"]
-        dz = self._decoder_backward(xp, dout, dlog_var_x, f["dec_cache"], params, grads)
-        dz = xp.reshape(dz, (R, N, L))
-        if self.objective == "iwae":
-            c3 = xp.reshape(c, (R, N, 1))
-            dz = dz - c3 * f["z"] / float(self.prior_var)
-            dmu = xp.sum(dz, axis=0)
-            dlog_var = xp.sum(dz * f["eps"], axis=0) * (0.5 * f["std"]) \
-                + 0.5 * xp.reshape(xp.sum(c, axis=0), (N, 1))
+        R, N, L = f["eps"].shape
+        layers = self._layers()
+        dout, dlog_var_x = f["dll_dout"], f["dll_dlog_var_x"]
+        if c is not None:
+            c_col = xp.reshape(c, (R * N, 1))
+            if ws is not None and type(dout) is np.ndarray:  # workspace buffers: scale in place
+                np.multiply(dout, c_col, out=dout)
+                if dlog_var_x is not None:
+                    np.multiply(dlog_var_x, c_col, out=dlog_var_x)
+            else:
+                dout = c_col * dout
+                dlog_var_x = None if dlog_var_x is None else c_col * dlog_var_x
+        trunk, head = f["dec_cache"]
+        if self.decoder == "gaussian" and self.decoder_var == "output":
+            dh = layers["out"].backward(params, (dout, dlog_var_x), head, grads, ws)
         else:
-            dmu = xp.sum(dz, axis=0) + f["dkl_dmu"] / float(N)
-            dlog_var = xp.sum(dz * f["eps"], axis=0) * (0.5 * f["std"]) \
-                + f["dkl_dlog_var"] / float(N)
-        self._encoder_backward(xp, dmu, dlog_var, f["enc_cache"], params, grads)
-        return {k: grads[k] for k in params}
+            dh = layers["out"].backward(params, dout, head, grads, ws)
+            if self.decoder == "gaussian" and self.decoder_var == "learned":
+                store_grad(grads, "dec_log_var", xp.sum(dlog_var_x, axis=0))
+        dz = stack_backward(layers["dec"], params, dh, trunk, grads, ws)
+        dz = xp.reshape(dz, (R, N, L))
+        if c is not None:
+            dz = dz - xp.reshape(c, (R, N, 1)) * f["z"] / float(self.prior_var)
+        dmu, dlog_var = ops.reparameterize_backward(dz, f["eps"], f["std"], ws=ws)
+        kl = None
+        if c is None:
+            kl, dmu, dlog_var = ops.kl_std_normal(f["mu"], f["log_var"], f["std"],
+                                                 float(self.prior_var), scale=1.0 / N, dmu=dmu,
+                                                 dlog_var=dlog_var, ws=ws)
+        else:
+            dlog_var = dlog_var + 0.5 * xp.reshape(xp.sum(c, axis=0), (N, 1))
+        trunk, head = f["enc_cache"]
+        dh = layers["q"].backward(params, (dmu, dlog_var), head, grads, ws,
+                                  need_dx=bool(layers["enc"]))
+        if layers["enc"]:
+            stack_backward(layers["enc"], params, dh, trunk, grads, ws, need_dx=False)
+        return kl
 
     # ----------------------------------------------------------------- public
-    def _draw_eps(self, rng, R, N, like):
-        return normal(as_generator(rng), (R, N, int(self.n_latent)), like=like)
+    def _draw_eps(self, rng, R, N, like, ws=None):
+        """eps ~ N(0, I) of shape (R, N, L) in like's dtype (into a workspace buffer for
+        NumPy: the same draws as :func:`lvm_core.random.normal`)."""
+        rng = as_generator(rng)
+        shape = (R, N, int(self.n_latent))
+        if ws is not None and type(like) is np.ndarray and isinstance(rng, np.random.Generator):
+            return rng.standard_normal(dtype=like.dtype, out=ws.empty("vae.eps", shape, like))
+        return normal(rng, shape, like=like)
 
     def _check_eps(self, xp, eps, N, X):
         eps = check_array(eps, "eps", ndim=(2, 3))
@@ -420,32 +379,46 @@ class VAE(ParamsMixin):
             )
         return xp.astype(eps, X.dtype) if eps.dtype != X.dtype else eps
 
-    def loss_and_grads(self, X, rng=None, eps=None, params=None):
+    def loss_and_grads(self, X, rng=None, eps=None, params=None, grads_out=None,
+                       check_input=True):
         """Mean negative objective over the batch and its gradients.
 
         X : (N, D).  rng : seed or Generator for eps ~ N(0, I) of shape (R, N, L),
         R = ``n_samples``; or pass ``eps`` (R, N, L) / (N, L) to fix the noise
         (then the loss is a deterministic function of the params, e.g. for
         gradient checks).  ``params`` defaults to ``self.params``.
+        ``grads_out``: a dict of buffers shaped like params, written in place and
+        returned (a training loop passes the same dict every step).
+        ``check_input=False`` skips the data checks that read X (NaN, range):
+        for a loop that validated the data once.
         Returns (loss as a 0-d array, grads with the keys, shapes and dtypes of params).
         """
-        xp, X = self._prepare(X)
+        xp, X = self._prepare(X, validate=check_input)
         params = self.params if params is None else params
         N = X.shape[0]
+        if getattr(self, "_ws", None) is None:
+            self._ws = ops.Workspace()
+        ws = self._ws
         if eps is None:
-            eps = self._draw_eps(rng, int(self.n_samples), N, X)
+            eps = self._draw_eps(rng, int(self.n_samples), N, X, ws)
         else:
             eps = self._check_eps(xp, eps, N, X)
-        if self._fast_eligible(xp, X, eps) and params is self.params:
-            loss, grads = self._fast_loss_and_grads(X, eps[0])
-            return loss, {k: g.copy() for k, g in grads.items()}  # not the reused buffers
-        return self._loss_and_grads_generic(xp, X, eps, params)
-
-    def _loss_and_grads_generic(self, xp, X, eps, params):
-        f = self._forward(xp, X, eps, params)
-        obj, c = self._objective(xp, f)
-        loss = -xp.mean(obj)
-        return loss, self._backward(xp, f, c, params)
+        R = eps.shape[0]
+        grads = {} if grads_out is None else grads_out
+        if self.objective == "elbo":
+            f = self._forward(xp, X, eps, params, ws, scale=-1.0 / (R * N))
+            kl = self._backward(xp, f, params, grads, ws)
+            loss = (xp.sum(kl) - xp.sum(f["log_px"]) / float(R)) / float(N)
+        else:
+            f = self._forward(xp, X, eps, params, ws)
+            log_w = f["log_px"] + self._log_pz_minus_log_qz(xp, f)  # (R, N)
+            lse = F.logsumexp(log_w, axis=0)  # (N,)
+            w_tilde = xp.exp(log_w - lse)  # (R, N), sums to 1 over R
+            loss = -xp.mean(lse - math.log(R))
+            self._backward(xp, f, params, grads, ws, c=-w_tilde / float(N))
+        if grads_out is None:
+            return loss, {k: grads[k] for k in params}
+        return loss, grads
 
     def elbo(self, X, rng=None, n_samples=1):
         """Per-example ELBO (N,): 1/R sum_i log p(x|z_i) - KL(q(z|x) || p(z)), R = n_samples."""
@@ -453,7 +426,7 @@ class VAE(ParamsMixin):
         check_positive_int(n_samples, "n_samples")
         eps = self._draw_eps(rng, int(n_samples), X.shape[0], X)
         f = self._forward(xp, X, eps, self.params)
-        return xp.sum(f["log_px"], axis=0) / float(n_samples) - f["kl"]
+        return xp.sum(f["log_px"], axis=0) / float(n_samples) - self._kl(f)
 
     def log_marginal(self, X, n_importance=100, rng=None, batch_size=None):
         """Importance-sampled log p(x) (N,) with q(z|x) as the proposal (= the IWAE-k bound).
@@ -474,7 +447,7 @@ class VAE(ParamsMixin):
             Xb = X[start:min(start + int(batch_size), X.shape[0]), :]
             eps = self._draw_eps(rng, k, Xb.shape[0], Xb)
             f = self._forward(xp, Xb, eps, self.params)
-            log_w = f["log_px"] + f["log_pz_minus_log_qz"]  # (k, n)
+            log_w = f["log_px"] + self._log_pz_minus_log_qz(xp, f)  # (k, n)
             parts.append(F.logsumexp(log_w, axis=0) - math.log(k))
         return xp.concat(parts) if len(parts) > 1 else parts[0]
 
@@ -486,7 +459,7 @@ class VAE(ParamsMixin):
     def encode(self, X):
         """mu(x), log_var(x) of q(z|x), each (N, L)."""
         xp, X = self._prepare(X)
-        mu, log_var, _ = self._encoder_forward(xp, X, self.params)
+        mu, log_var, _ = self._encode(X, self.params)
         return mu, log_var
 
     def decode(self, z):
@@ -502,7 +475,7 @@ class VAE(ParamsMixin):
         dt = self.params["enc_W_mu"].dtype
         if z.dtype != dt:
             z = xp.astype(z, dt)
-        out, _, _ = self._decoder_forward(xp, z, self.params)
+        out, _, _ = self._decode(xp, z, self.params)
         if self.decoder == "bernoulli":
             return F.sigmoid(out)
         if self.decoder == "continuous_bernoulli":
@@ -527,7 +500,7 @@ class VAE(ParamsMixin):
         W = self.params["enc_W_mu"]
         xp = get_namespace(W)
         z = normal(rng, (int(n), int(self.n_latent)), like=W) * math.sqrt(float(self.prior_var))
-        out, log_var_x, _ = self._decoder_forward(xp, z, self.params)
+        out, log_var_x, _ = self._decode(xp, z, self.params)
         u = uniform(rng, tuple(out.shape), like=W)
         if self.decoder == "bernoulli":
             return xp.astype(u < F.sigmoid(out), W.dtype)
@@ -577,216 +550,3 @@ class VAE(ParamsMixin):
             transform_batch=self.binarize if dynamic_binarization else None,
         )
         return self
-
-    # -------------------------------------------------------- NumPy fast path
-    def _fast_eligible(self, xp, X, eps):
-        """The fused float32 path: NumPy, ReLU, Bernoulli decoder, ELBO, one sample."""
-        return (is_numpy_namespace(xp) and X.dtype == np.float32 and self.activation == "relu"
-                and self.decoder == "bernoulli" and self.objective == "elbo"
-                and eps.shape[0] == 1 and isinstance(X, np.ndarray)
-                and all(isinstance(v, np.ndarray) and v.dtype == np.float32
-                        and v.flags.c_contiguous for v in self.params.values()))
-
-    def _fast_state(self, N):
-        """Buffers for a batch of N rows (re-made when N or the params change)."""
-        st = self._fast
-        if st is not None and st["N"] == N and st["params"] is self.params \
-                and all(st["ids"][k] is v for k, v in self.params.items()):
-            return st
-        f32 = np.float32
-        enc, dec = self._layer_sizes()
-        L, D = int(self.n_latent), int(self.n_features)
-        if st is None or st["params"] is not self.params or \
-                any(st["ids"][k] is not v for k, v in self.params.items()):
-            grads = {k: np.empty_like(v) for k, v in self.params.items()}
-        else:
-            grads = st["grads"]
-        st = dict(
-            N=N, params=self.params, ids=dict(self.params), grads=grads,
-            enc_h=[np.empty((N, h), f32) for h in enc[1:]],
-            dec_h=[np.empty((N, h), f32) for h in dec[1:]],
-            heads=np.empty((N, 2 * L), f32), dheads=np.empty((N, 2 * L), f32),  # [mu | log_var]
-            W_heads=np.empty((enc[-1], 2 * L), f32), gW_heads=np.empty((enc[-1], 2 * L), f32),
-            b_heads=np.empty(2 * L, f32), gb_heads=np.empty(2 * L, f32),
-            std=np.empty((N, L), f32), z=np.empty((N, L), f32),
-            dz=np.empty((N, L), f32),
-            logits=np.empty((N, D), f32), e=np.empty((N, D), f32), dlogits=np.empty((N, D), f32),
-            enc_dh=[np.empty((N, h), f32) for h in enc[1:]],
-            dec_dh=[np.empty((N, h), f32) for h in dec[1:]],
-            acc=np.empty(D, np.float64),
-        )
-        self._fast = st
-        return st
-
-    def _fast_loss_and_grads(self, X, eps):
-        """Same loss and gradients as the generic path (ReLU, Bernoulli, ELBO, R = 1)
-        with preallocated buffers, ``out=`` matmuls and fused numba kernels.
-
-        X (N, D) float32 C-contiguous or not, eps (N, L) float32.  Returns
-        (loss as a 0-d float32 array, grads dict of the model's buffers: copy them
-        before the next call if you keep them).
-        """
-        from ..kernels import vae_numba as kn
-
-        N = X.shape[0]
-        st = self._fast_state(N)
-        p, g = self.params, st["grads"]
-        n_hidden = len(self.hidden)
-        inv_N = np.float32(1.0 / N)
-        # encoder: h_{i+1} = relu(h_i W_i + b_i)
-        h = X
-        for i in range(n_hidden):
-            out = st["enc_h"][i]
-            np.matmul(h, p[f"enc_W{i}"], out=out)
-            kn.bias_relu(out, p[f"enc_b{i}"])
-            h = out
-        # both heads in one matmul: [mu | log_var] = h [W_mu | W_log_var] + [b_mu | b_log_var]
-        L = int(self.n_latent)
-        W_heads, b_heads, heads = st["W_heads"], st["b_heads"], st["heads"]
-        W_heads[:, :L] = p["enc_W_mu"]
-        W_heads[:, L:] = p["enc_W_log_var"]
-        b_heads[:L] = p["enc_b_mu"]
-        b_heads[L:] = p["enc_b_log_var"]
-        np.matmul(h, W_heads, out=heads)
-        heads += b_heads
-        mu, log_var = heads[:, :L], heads[:, L:]  # (N, L) views
-        # z = mu + exp(log_var / 2) eps
-        std, z = st["std"], st["z"]
-        np.multiply(log_var, np.float32(0.5), out=std)
-        np.exp(std, out=std)
-        np.multiply(std, eps, out=z)
-        z += mu
-        # decoder
-        h = z
-        for i in range(n_hidden):
-            out = st["dec_h"][i]
-            np.matmul(h, p[f"dec_W{i}"], out=out)
-            kn.bias_relu(out, p[f"dec_b{i}"])
-            h = out
-        logits, e, dlogits = st["logits"], st["e"], st["dlogits"]
-        np.matmul(h, p["dec_W_out"], out=logits)
-        kn.bias_neg_abs(logits, p["dec_b_out"], e)  # logits += b; e = -|logits|
-        np.exp(e, out=e)
-        acc = st["acc"]
-        # dlogits = (sigmoid(l) - x) / N, db = sum_n dlogits, acc = sum_n max(l,0) - x l, e <- 1 + e
-        kn.bernoulli_nll_backward(logits, X, e, dlogits, g["dec_b_out"], acc, inv_N)
-        np.log(e, out=e)
-        nll_sum = float(np.sum(acc)) + float(np.sum(e, dtype=np.float64))
-        # KL and its gradient (small (N, L) arrays)
-        s2 = float(self.prior_var)
-        var = std * std
-        kl_sum = 0.5 * float(np.sum((var + mu * mu) * np.float32(1.0 / s2) - np.float32(1.0)
-                                    - log_var, dtype=np.float64)) + 0.5 * N * L * math.log(s2)
-        loss = np.float32((nll_sum + kl_sum) / N)
-        # decoder backward
-        dh = dlogits
-        W_prev = p["dec_W_out"]
-        np.matmul(h.T, dlogits, out=g["dec_W_out"])
-        for i in range(n_hidden - 1, -1, -1):
-            dh_i = st["dec_dh"][i]
-            np.matmul(dh, W_prev.T, out=dh_i)
-            kn.relu_backward_bias(dh_i, st["dec_h"][i], g[f"dec_b{i}"])
-            h_in = z if i == 0 else st["dec_h"][i - 1]
-            np.matmul(h_in.T, dh_i, out=g[f"dec_W{i}"])
-            dh, W_prev = dh_i, p[f"dec_W{i}"]
-        dz = st["dz"]
-        np.matmul(dh, W_prev.T, out=dz)
-        # dmu = dz + mu / (s^2 N); dlog_var = dz eps std / 2 + (var / s^2 - 1) / (2 N)
-        dheads = st["dheads"]
-        dmu, dlog_var = dheads[:, :L], dheads[:, L:]  # (N, L) views
-        np.multiply(mu, np.float32(1.0 / (s2 * N)), out=dmu)
-        dmu += dz
-        np.multiply(dz, eps, out=dlog_var)
-        dlog_var *= std
-        dlog_var *= np.float32(0.5)
-        dlog_var += var * np.float32(0.5 / (s2 * N))
-        dlog_var -= np.float32(0.5 / N)
-        # encoder backward
-        h = st["enc_h"][-1] if n_hidden else X
-        np.matmul(h.T, dheads, out=st["gW_heads"])
-        np.sum(dheads, axis=0, out=st["gb_heads"])
-        g["enc_W_mu"][...] = st["gW_heads"][:, :L]
-        g["enc_W_log_var"][...] = st["gW_heads"][:, L:]
-        g["enc_b_mu"][...] = st["gb_heads"][:L]
-        g["enc_b_log_var"][...] = st["gb_heads"][L:]
-        if n_hidden:
-            dh = st["enc_dh"][-1]
-            np.matmul(dheads, W_heads.T, out=dh)
-            for i in range(n_hidden - 1, -1, -1):
-                kn.relu_backward_bias(dh, st["enc_h"][i], g[f"enc_b{i}"])
-                h_in = X if i == 0 else st["enc_h"][i - 1]
-                np.matmul(h_in.T, dh, out=g[f"enc_W{i}"])
-                if i > 0:
-                    dh_prev = st["enc_dh"][i - 1]
-                    np.matmul(dh, p[f"enc_W{i}"].T, out=dh_prev)
-                    dh = dh_prev
-        return np.asarray(loss), g
-
-    def train_step(self, X_batch, rng, opt_state, lr, betas=(0.9, 0.999), eps=1e-8,
-                   weight_decay=0.0):
-        """One Adam step (forward, backward and in-place update) -> (loss, opt_state).
-
-        Used by :func:`lvm_core.train.fit_minibatch` for optimizer="adam".  On the
-        fast path the update is a fused in-place kernel; otherwise the generic
-        loss_and_grads followed by :func:`lvm_core.nn.adam`.  Adam (Kingma & Ba
-        2015, as torch.optim.Adam): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-        On the fast path a non-finite loss leaves the parameters untouched (the
-        training loop reports it); the generic path never syncs with the device here.
-        """
-        xp, X_batch = self._prepare(X_batch, name="X_batch", validate=False)
-        N = X_batch.shape[0]
-        eps_z = self._draw_eps(rng, int(self.n_samples), N, X_batch)
-        if not (self._fast_eligible(xp, X_batch, eps_z) and weight_decay == 0.0):
-            from ..nn import adam
-
-            loss, grads = self._loss_and_grads_generic(xp, X_batch, eps_z, self.params)
-            new_params, opt_state = adam(self.params, grads, opt_state, lr=lr, betas=betas,
-                                         eps=eps, weight_decay=weight_decay)
-            self.params.update(new_params)  # the same dict: callers' references stay valid
-            return loss, opt_state
-        from ..nn._optim_numba import adam_inplace_kernel
-
-        loss, grads = self._fast_loss_and_grads(X_batch, eps_z[0])
-        if not math.isfinite(float(loss)):
-            return loss, opt_state
-        opt_state = _adam_state(self.params, opt_state)
-        t = int(opt_state["step"]) + 1
-        opt_state["step"] = t
-        f32 = np.float32
-        b1, b2 = float(betas[0]), float(betas[1])
-        step_size = f32(lr / (1.0 - b1 ** t))
-        bc2_sqrt = f32(math.sqrt(1.0 - b2 ** t))
-        for k, p in self.params.items():  # the nn.adam kernel, decay 1 (no weight decay here)
-            adam_inplace_kernel(p.reshape(-1), grads[k].reshape(-1), opt_state["m"][k].reshape(-1),
-                                opt_state["v"][k].reshape(-1), f32(1.0), f32(b1), f32(1.0 - b1),
-                                f32(b2), f32(1.0 - b2), bc2_sqrt, f32(eps), step_size)
-        return loss, opt_state
-        opt_state = _adam_state(self.params, opt_state)
-        t = int(opt_state["step"]) + 1
-        opt_state["step"] = t
-        b1, b2 = float(betas[0]), float(betas[1])
-        step_size = np.float32(lr / (1.0 - b1 ** t))
-        bc2_sqrt = np.float32(math.sqrt(1.0 - b2 ** t))
-        for k, p in self.params.items():
-            kn.adam_update(p.reshape(-1), grads[k].reshape(-1), opt_state["m"][k].reshape(-1),
-                           opt_state["v"][k].reshape(-1), np.float32(b1), np.float32(b2),
-                           step_size, bc2_sqrt, np.float32(eps))
-        return loss, opt_state
-
-
-def _adam_state(params, state):
-    """Adam state {"step", "m", "v"} (the format of :func:`lvm_core.nn.adam`) whose
-    moments are C-contiguous arrays shaped and typed like ``params`` (zeros when
-    ``state`` is None or a key is missing), so the fused kernel can update them in place."""
-    if state is None:
-        state = {"step": 0, "m": {}, "v": {}}
-    for name in ("m", "v"):
-        moments = state.setdefault(name, {})
-        for k, p in params.items():
-            cur = moments.get(k)
-            if not (isinstance(cur, np.ndarray) and cur.dtype == p.dtype and cur.shape == p.shape
-                    and cur.flags.c_contiguous and cur.flags.writeable):
-                moments[k] = np.zeros_like(p) if cur is None else np.array(cur, dtype=p.dtype)
-    return state
-

@@ -1,4 +1,4 @@
-"""Multi-layer perceptron built from the functional pairs.
+"""Multi-layer perceptron: a stack of :class:`lvm_core.nn.Dense` layers.
 
 For sizes [D_in, H_1, ..., D_out] and layers i = 0 .. n-1 (Bishop PRML
 sec. 5.1; backpropagation, sec. 5.3):
@@ -14,55 +14,53 @@ dh_i = da_i W_i^T.
 Parameters live in one flat dict ``{prefix + "W0": (D_in, H_1), prefix + "b0":
 (H_1,), ...}`` so that a model can keep several MLPs (encoder, decoder) in a
 single params dict under different prefixes and pass it to ``forward``.
+:func:`stack_forward` / :func:`stack_backward` run any list of layers that
+follow the layer protocol (see :mod:`lvm_core.nn`).
 """
 from __future__ import annotations
 
 import numbers
 from typing import NamedTuple
 
+from .. import ops
 from ..backend import get_namespace
-from ..functional import activations as _act
-from ..functional.linear import linear_backward, linear_forward
 from ..random import as_generator
-from .init import INIT_SCHEMES, init_linear
+from .init import INIT_SCHEMES
+from .layers import Dense
 
-__all__ = ["MLP", "MLPCache", "ACTIVATIONS", "get_activation"]
+__all__ = ["MLP", "MLPCache", "ACTIVATIONS", "get_activation", "stack_forward",
+           "stack_backward"]
 
-
-def _identity_forward(x):
-    return x, None
-
-
-def _identity_backward(dy, cache):
-    return dy
-
-
-ACTIVATIONS = {
-    "identity": (_identity_forward, _identity_backward),
-    "relu": (_act.relu_forward, _act.relu_backward),
-    "leaky_relu": (_act.leaky_relu_forward, _act.leaky_relu_backward),
-    "tanh": (_act.tanh_forward, _act.tanh_backward),
-    "sigmoid": (_act.sigmoid_forward, _act.sigmoid_backward),
-    "softplus": (_act.softplus_forward, _act.softplus_backward),
-    "elu": (_act.elu_forward, _act.elu_backward),
-}
+ACTIVATIONS = ops.ACTIVATIONS
 
 
 def get_activation(name):
-    """(forward, backward) pair of an activation by name (None means identity)."""
-    key = "identity" if name is None else name
-    if key not in ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {sorted(ACTIVATIONS)} or None; got {name!r}."
-        )
-    return ACTIVATIONS[key]
+    """The canonical activation name (None means "identity"), or a ValueError."""
+    return ops.check_activation(name)
+
+
+def stack_forward(layers, params, x, ws=None):
+    """h_0 = x, h_{i+1} = layer_i(h_i); returns (h_n, [cache_0, ..., cache_{n-1}])."""
+    caches = []
+    h = x
+    for layer in layers:
+        h, cache = layer.forward(params, h, ws)
+        caches.append(cache)
+    return h, caches
+
+
+def stack_backward(layers, params, dy, caches, grads, ws=None, need_dx=True):
+    """Backward of :func:`stack_forward` from the top; returns dx (None when not needed)."""
+    dh = dy
+    for i in range(len(layers) - 1, -1, -1):
+        dh = layers[i].backward(params, dh, caches[i], grads, ws, need_dx=need_dx or i > 0)
+    return dh
 
 
 class MLPCache(NamedTuple):
-    """What :meth:`MLP.backward` needs: one cache per layer, bottom to top."""
+    """What :meth:`MLP.backward` needs: one layer cache per layer, bottom to top."""
 
-    linear: list  # LinearCache per layer
-    activation: list  # activation cache per layer (None for identity)
+    layers: list
 
 
 class MLP:
@@ -92,6 +90,8 @@ class MLP:
     ----------
     params : dict[str, array]
         ``{prefix+"W{i}": (sizes[i], sizes[i+1]), prefix+"b{i}": (sizes[i+1],)}``.
+    layers : list of Dense
+        The layers (they follow the layer protocol of :mod:`lvm_core.nn`).
     """
 
     def __init__(self, sizes, activation="relu", output_activation=None, init="torch",
@@ -115,70 +115,62 @@ class MLP:
             raise TypeError(f"prefix must be a str; got {type(prefix).__name__}.")
         if init not in INIT_SCHEMES:
             raise ValueError(f"init must be one of {INIT_SCHEMES}; got {init!r}.")
-        self._hidden = get_activation(activation)
-        self._output = get_activation(output_activation)
+        hidden = get_activation(activation)
+        output = get_activation(output_activation)
+        n = len(sizes) - 1
+        self.layers = [Dense(sizes[i], sizes[i + 1], activation=output if i == n - 1 else hidden,
+                             prefix=prefix, suffix=str(i), init=init) for i in range(n)]
         rng = as_generator(random_state)
         self.params = {}
-        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            W, b = init_linear(rng, d_in, d_out, scheme=init, dtype=dtype, like=like)
-            self.params[f"{prefix}W{i}"] = W
-            self.params[f"{prefix}b{i}"] = b
+        for layer in self.layers:
+            self.params.update(layer.init(rng, dtype=dtype, like=like))
 
     @property
     def n_layers(self):
         """Number of affine layers (len(sizes) - 1)."""
-        return len(self.sizes) - 1
+        return len(self.layers)
 
     @property
     def param_names(self):
         """The keys of this MLP's parameters, in layer order."""
-        return [f"{self.prefix}{kind}{i}" for i in range(self.n_layers) for kind in "Wb"]
+        return [k for layer in self.layers for k in layer.param_names]
 
-    def _get(self, params, key):
-        if key not in params:
-            raise KeyError(
-                f"params has no entry {key!r}; this MLP (prefix={self.prefix!r}) needs "
-                f"{self.param_names}. Pass a dict that contains them (e.g. mlp.params)."
-            )
-        return params[key]
-
-    def forward(self, x, params=None):
+    def forward(self, x, params=None, ws=None):
         """y = MLP(x).  Shapes: x (N, D_in) -> y (N, D_out).  Returns ``(y, cache)``.
 
         ``params`` defaults to ``self.params``; it may be a larger flat dict that
         also holds other parameters (only this MLP's prefixed keys are read).
+        With a :class:`lvm_core.ops.Workspace` ``ws`` the outputs live in its
+        buffers (valid until the next forward with the same workspace).
         """
         params = self.params if params is None else params
-        h = x
-        linear_caches, act_caches = [], []
-        last = self.n_layers - 1
-        for i in range(self.n_layers):
-            W = self._get(params, f"{self.prefix}W{i}")
-            b = self._get(params, f"{self.prefix}b{i}")
-            a, lin_cache = linear_forward(h, W, b)  # (N, H_{i+1})
-            forward_fn = self._output[0] if i == last else self._hidden[0]
-            h, act_cache = forward_fn(a)
-            linear_caches.append(lin_cache)
-            act_caches.append(act_cache)
-        return h, MLPCache(linear=linear_caches, activation=act_caches)
+        for key in self.param_names:
+            if key not in params:
+                raise KeyError(
+                    f"params has no entry {key!r}; this MLP (prefix={self.prefix!r}) needs "
+                    f"{self.param_names}. Pass a dict that contains them (e.g. mlp.params)."
+                )
+        W0 = params[self.layers[0].W_key]
+        if x.ndim != 2 or x.shape[1] != W0.shape[0]:
+            raise ValueError(
+                f"x must have shape (N, D_in) with D_in = {W0.shape[0]}; got "
+                f"{tuple(x.shape)}. Check the layer sizes."
+            )
+        y, caches = stack_forward(self.layers, params, x, ws)
+        return y, MLPCache(layers=caches)
 
-    def backward(self, dy, cache):
+    def backward(self, dy, cache, params=None, grads=None, ws=None, need_dx=True):
         """Backpropagate dy = dLoss/dy (N, D_out).
 
-        Returns ``(dx, grads)``: dx (N, D_in) and grads with this MLP's keys,
-        shapes and dtypes.
+        Returns ``(dx, grads)``: dx (N, D_in) (None when ``need_dx=False``) and
+        grads with this MLP's keys, shapes and dtypes (written into the arrays
+        of ``grads`` when given).
         """
-        get_namespace(dy, cache.linear[0].W)  # mixed namespaces raise here
-        grads = {}
-        dh = dy
-        last = self.n_layers - 1
-        for i in range(last, -1, -1):
-            backward_fn = self._output[1] if i == last else self._hidden[1]
-            da = backward_fn(dh, cache.activation[i])  # (N, H_{i+1})
-            dh, dW, db = linear_backward(da, cache.linear[i])
-            grads[f"{self.prefix}W{i}"] = dW
-            grads[f"{self.prefix}b{i}"] = db
-        return dh, {k: grads[k] for k in self.param_names}
+        params = self.params if params is None else params
+        get_namespace(dy, cache.layers[0][0])  # mixed namespaces raise here
+        grads = {} if grads is None else grads
+        dx = stack_backward(self.layers, params, dy, cache.layers, grads, ws, need_dx=need_dx)
+        return dx, {k: grads[k] for k in self.param_names}
 
     def __repr__(self):
         return (f"MLP(sizes={list(self.sizes)!r}, activation={self.activation!r}, "

@@ -169,7 +169,7 @@ def _can_fuse(inplace, theta, *others):
 
 def _adam_step_fused(theta, g, m, v, inplace, lr, beta1, beta2, eps, weight_decay, step_size,
                      sqrt_bc2):
-    from ._optim_numba import adam_update
+    from ..ops._optim_numba import adam_update
 
     return adam_update(theta, g, m, v, inplace, lr, beta1, beta2, eps, weight_decay, step_size,
                        sqrt_bc2)
@@ -232,7 +232,7 @@ def _sgd_step(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay, damp
 
 
 def _sgd_step_fused(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay, dampening):
-    from ._optim_numba import sgd_update
+    from ..ops._optim_numba import sgd_update
 
     return sgd_update(theta, g, buf, inplace, lr, momentum, nesterov, weight_decay, dampening)
 

@@ -1,0 +1,39 @@
+"""Fused primitives for gradient models, chosen from the arrays at each call.
+
+Every primitive has two implementations behind one function:
+
+* NumPy float32/float64 (C-contiguous) arrays: numba kernels, each one serial
+  pass over memory, with exp/log left to NumPy's vectorised ufuncs and BLAS
+  matmuls written into preallocated ``out=`` buffers;
+* every other array (CuPy, array-api-strict, other dtypes): the plain
+  array-API code of :mod:`lvm_core.ops.reference`, which is also the oracle
+  the kernels are tested against.
+
+The choice is made from the arguments' namespace, dtype and layout at the
+call (:func:`lvm_core.ops._dispatch.fusable`), never from global state.
+Scratch and output buffers come from a :class:`Workspace` (``ws=``), keyed by
+name, shape and dtype, so a warm NumPy training step allocates nothing.
+Results may be written into given buffers: always use the returned arrays.
+
+Gradient rule (as in :mod:`lvm_core.functional`): a value function returns
+its value and ``scale`` times the gradient of its summed value; a backward
+takes d loss/d output and returns d loss/d input.
+
+Primitives: :func:`matmul`; :func:`bias_act` / :func:`bias_act_backward`
+(Bishop PRML sec. 5.3); log-likelihood value + gradient for the Bernoulli,
+continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), Gaussian and
+categorical; the reparameterised Gaussian latent and its KL (Kingma & Welling
+2014); in-place Adam (Kingma & Ba 2015) and SGD.
+"""
+from . import reference
+from .dense import ACTIVATIONS, bias_act, bias_act_backward, check_activation, matmul
+from .latent import kl_std_normal, reparameterize, reparameterize_backward
+from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernoulli_loglik,
+                         gaussian_loglik)
+from .optim import adam_, sgd_
+from .workspace import Workspace, scratch
+
+__all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation", "matmul",
+           "bias_act", "bias_act_backward", "bernoulli_loglik", "continuous_bernoulli_loglik",
+           "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
+           "kl_std_normal", "adam_", "sgd_"]

@@ -1,0 +1,437 @@
+"""numba kernels behind :mod:`lvm_core.ops` (NumPy float32/float64, C-contiguous).
+
+Each kernel is one serial pass over its arrays (BLAS owns the cores: never
+parallel kernels next to a threaded BLAS).  ``error_model="numpy"`` lets LLVM
+vectorise divisions; exp/log/expm1 stay in NumPy's vectorised ufuncs between
+two kernels (numba has no vector math library here).  Constants are written
+as ``np.float32`` values that are exact (0, 1, 1/2, 2), so float32 inputs stay
+in float32 arithmetic and float64 inputs in float64; inexact scalars arrive
+as arguments already cast to the arrays' dtype.  The equations are in the
+docstrings of the public functions in :mod:`lvm_core.ops`.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+# row reductions (sum over the inner axis) vectorise only when the sum may be reassociated
+_jit_rows = numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
+
+_ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_TWO = np.float32(2.0)
+
+
+# --------------------------------------------------------------------------
+# bias + activation, forward:  y = act(a + b)      a, y (N, H), b (H,)
+# --------------------------------------------------------------------------
+@_jit
+def bias_identity(a, b, y):
+    N, H = a.shape
+    for n in range(N):
+        for j in range(H):
+            y[n, j] = a[n, j] + b[j]
+
+
+@_jit
+def bias_relu(a, b, y):
+    N, H = a.shape
+    for n in range(N):
+        for j in range(H):
+            v = a[n, j] + b[j]
+            y[n, j] = v if v > _ZERO else _ZERO
+
+
+@_jit
+def bias_leaky_relu(a, b, slope, y):
+    N, H = a.shape
+    for n in range(N):
+        for j in range(H):
+            v = a[n, j] + b[j]
+            y[n, j] = v if v > _ZERO else slope * v
+
+
+@_jit
+def bias_min0(a, b, y, t):
+    """y = a + b, t = min(y, 0) (ELU: t then goes through np.exp)."""
+    N, H = a.shape
+    for n in range(N):
+        for j in range(H):
+            v = a[n, j] + b[j]
+            y[n, j] = v
+            t[n, j] = v if v < _ZERO else _ZERO
+
+
+@_jit
+def elu_finish(y, t, alpha):
+    """y = y (y > 0) or alpha (t - 1) with t = exp(min(y, 0))."""
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            v = y[n, j]
+            y[n, j] = v if v > _ZERO else alpha * (t[n, j] - _ONE)
+
+
+@_jit
+def bias_neg_abs(a, b, y, t):
+    """y = a + b, t = -|y| (sigmoid / softplus: t then goes through np.exp)."""
+    N, H = a.shape
+    for n in range(N):
+        for j in range(H):
+            v = a[n, j] + b[j]
+            y[n, j] = v
+            t[n, j] = -abs(v)
+
+
+@_jit
+def sigmoid_finish(y, e):
+    """y = 1/(1+e) (y >= 0) or e/(1+e) with e = exp(-|y|)."""
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            inv = _ONE / (_ONE + e[n, j])
+            y[n, j] = inv if y[n, j] >= _ZERO else e[n, j] * inv
+
+
+@_jit
+def softplus_finish(y, lg):
+    """y = max(y, 0) + lg with lg = log1p(exp(-|y|))."""
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            v = y[n, j]
+            y[n, j] = (v if v > _ZERO else _ZERO) + lg[n, j]
+
+
+# --------------------------------------------------------------------------
+# bias + activation, backward from y:  da = dy act'(y), db = sum_n da
+# --------------------------------------------------------------------------
+@_jit
+def identity_backward_bias(dy, da, db):
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            v = dy[n, j]
+            da[n, j] = v
+            db[j] += v
+
+
+@_jit
+def relu_backward_bias(dy, y, da, db):
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            v = dy[n, j] if y[n, j] > _ZERO else _ZERO
+            da[n, j] = v
+            db[j] += v
+
+
+@_jit
+def leaky_relu_backward_bias(dy, y, slope, da, db):
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            v = dy[n, j] if y[n, j] > _ZERO else slope * dy[n, j]
+            da[n, j] = v
+            db[j] += v
+
+
+@_jit
+def elu_backward_bias(dy, y, alpha, da, db):
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            yv = y[n, j]
+            v = dy[n, j] if yv > _ZERO else dy[n, j] * (yv + alpha)
+            da[n, j] = v
+            db[j] += v
+
+
+@_jit
+def tanh_backward_bias(dy, y, da, db):
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            yv = y[n, j]
+            v = dy[n, j] * (_ONE - yv * yv)
+            da[n, j] = v
+            db[j] += v
+
+
+@_jit
+def sigmoid_backward_bias(dy, y, da, db):
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            yv = y[n, j]
+            v = dy[n, j] * (yv * (_ONE - yv))
+            da[n, j] = v
+            db[j] += v
+
+
+@_jit
+def softplus_backward_bias(dy, m, da, db):
+    """da = -dy m with m = expm1(-y) (so -m = 1 - exp(-y) = sigmoid(a))."""
+    N, H = dy.shape
+    for j in range(H):
+        db[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            v = -dy[n, j] * m[n, j]
+            da[n, j] = v
+            db[j] += v
+
+
+# --------------------------------------------------------------------------
+# likelihoods: value per row and scaled gradient
+# --------------------------------------------------------------------------
+@_jit
+def neg_abs(l, t):
+    M, D = l.shape
+    for n in range(M):
+        for j in range(D):
+            t[n, j] = -abs(l[n, j])
+
+
+@_jit_rows
+def bernoulli_grad(l, x, e, scale, dl, ll):
+    """dl = scale (x - sigmoid(l)); ll_n = sum_d [x l - max(l, 0)]; e <- 1 + e.
+
+    e = exp(-|l|) on entry; log(1 + e) (the rest of softplus) is subtracted by the caller.
+    """
+    M, D = l.shape
+    for n in range(M):
+        acc = 0.0
+        for j in range(D):
+            lv = l[n, j]
+            ev = e[n, j]
+            xv = x[n, j]
+            inv = _ONE / (_ONE + ev)
+            s = inv if lv >= _ZERO else ev * inv
+            dl[n, j] = scale * (xv - s)
+            acc += xv * lv - (lv if lv > _ZERO else _ZERO)
+            e[n, j] = _ONE + ev
+        ll[n] = acc
+
+
+# Taylor coefficients of log C(l) - log 2 (powers l^(2k+2)) and d log C/dl
+# (powers l^(2k+1)); the same as lvm_core.functional.likelihoods.
+_C0, _C1, _C2, _C3 = 1 / 12, -7 / 1440, 31 / 90720, -127 / 4838400
+_C4, _C5, _C6, _C7 = 73 / 34214400, -1414477 / 7846046208000, 8191 / 523069747200, \
+    -16931177 / 12194997534720000
+_G0, _G1, _G2, _G3 = 1 / 6, -7 / 360, 31 / 15120, -127 / 604800
+_G4, _G5, _G6, _G7 = 73 / 3421440, -1414477 / 653837184000, 8191 / 37362124800, \
+    -16931177 / 762187345920000
+_LOG2 = 0.6931471805599453
+
+
+@_jit_rows
+def continuous_bernoulli_grad(l, x, e, scale, cutoff, dl, ll):
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) with e = exp(-|l|) on entry.
+
+    ll_nd = x l - softplus(l) + log C(l) is split as  r + log q:
+      |l| >= cutoff:  r = x l - max(l, 0),                 q = |l| / (1 - e)
+      |l| <  cutoff:  r = x l - max(l, 0) + log 2 + P(l^2), q = 1 / (1 + e)
+    (log C = log|l| + log(1+e) - log(1-e), or log 2 + P(l^2) by its series);
+    r summed per row into ll, e <- q (its log is added by the caller).
+    dl = scale (x - sigmoid(l) + dlogC(l)), dlogC = 1/l - sign(l) 2e/(1 - e^2) or its series.
+    """
+    M, D = l.shape
+    for n in range(M):
+        acc = 0.0
+        for j in range(D):
+            lv = l[n, j]
+            ev = e[n, j]
+            xv = x[n, j]
+            inv = _ONE / (_ONE + ev)
+            s = inv if lv >= _ZERO else ev * inv
+            r = xv * lv - (lv if lv > _ZERO else _ZERO)
+            a = abs(lv)
+            if a < cutoff:
+                u = lv * lv
+                p = _C7
+                p = p * u + _C6
+                p = p * u + _C5
+                p = p * u + _C4
+                p = p * u + _C3
+                p = p * u + _C2
+                p = p * u + _C1
+                p = p * u + _C0
+                g = _G7
+                g = g * u + _G6
+                g = g * u + _G5
+                g = g * u + _G4
+                g = g * u + _G3
+                g = g * u + _G2
+                g = g * u + _G1
+                g = g * u + _G0
+                r += _LOG2 + u * p
+                dlogc = lv * g
+                e[n, j] = inv
+            else:
+                om = _ONE - ev
+                d_big = _ONE / a - _TWO * ev / (om * (_ONE + ev))
+                dlogc = d_big if lv >= _ZERO else -d_big
+                e[n, j] = a / om
+            dl[n, j] = scale * (xv - s + dlogc)
+            acc += r
+        ll[n] = acc
+
+
+@_jit_rows
+def gaussian_fixed_grad(x, mu, precision, scale, dmu, ll):
+    """Fixed variance: ll_n = sum_d -1/2 (x - mu)^2 precision (constants added by the
+    caller); dmu = scale (x - mu) precision."""
+    M, D = x.shape
+    for n in range(M):
+        acc = 0.0
+        for j in range(D):
+            d = x[n, j] - mu[n, j]
+            dp = d * precision
+            dmu[n, j] = scale * dp
+            acc -= _HALF * (d * dp)
+        ll[n] = acc
+
+
+@_jit_rows
+def gaussian_grad(x, mu, log_var, precision, scale, dmu, dlog_var, ll):
+    """Per-element log_var (M, D) with precision = exp(-log_var):
+    ll_n = -1/2 sum_d [log_var + (x - mu)^2 precision] (log 2 pi added by the caller);
+    dmu = scale (x - mu) precision; dlog_var = scale (-1/2)(1 - (x - mu)^2 precision)."""
+    M, D = x.shape
+    for n in range(M):
+        acc = 0.0
+        for j in range(D):
+            d = x[n, j] - mu[n, j]
+            dp = d * precision[n, j]
+            sq = d * dp
+            dmu[n, j] = scale * dp
+            dlog_var[n, j] = -scale * _HALF * (_ONE - sq)
+            acc -= _HALF * (log_var[n, j] + sq)
+        ll[n] = acc
+
+
+@_jit
+def row_max_shift(l, t, m):
+    """m_n = max_k l_nk; t = l - m (then exp'd by the caller)."""
+    M, K = l.shape
+    for n in range(M):
+        mx = l[n, 0]
+        for k in range(1, K):
+            if l[n, k] > mx:
+                mx = l[n, k]
+        m[n] = mx
+        for k in range(K):
+            t[n, k] = l[n, k] - mx
+
+
+@_jit
+def categorical_grad(l, labels, p, m, scale, dl, ll):
+    """p = exp(l - m) on entry.  ll_n = l_{n y} - m_n - log sum_k p_nk (the log is
+    taken by the caller on the returned row sums, left in ll as the sum);
+    dl = scale (onehot - p / sum_k p).  On exit ll_n = sum_k p_nk and m_n = l_{n y} - m_n."""
+    M, K = l.shape
+    for n in range(M):
+        s = _ZERO
+        for k in range(K):
+            s += p[n, k]
+        inv = _ONE / s
+        y = labels[n]
+        for k in range(K):
+            dl[n, k] = -scale * (p[n, k] * inv)
+        dl[n, y] += scale
+        m[n] = l[n, y] - m[n]
+        ll[n] = s
+
+
+# --------------------------------------------------------------------------
+# reparameterised Gaussian latent and its KL to N(0, s^2 I)
+# --------------------------------------------------------------------------
+@_jit
+def reparameterize(mu, std, eps, z):
+    """z_r = mu + std eps_r.  mu, std (N, L); eps, z (R, N, L)."""
+    R, N, L = eps.shape
+    for r in range(R):
+        for n in range(N):
+            for j in range(L):
+                z[r, n, j] = mu[n, j] + std[n, j] * eps[r, n, j]
+
+
+@_jit
+def reparameterize_backward(dz, eps, std, dmu, dlog_var):
+    """dmu = sum_r dz_r; dlog_var = 1/2 std sum_r dz_r eps_r."""
+    R, N, L = dz.shape
+    for n in range(N):
+        for j in range(L):
+            a = _ZERO
+            c = _ZERO
+            for r in range(R):
+                a += dz[r, n, j]
+                c += dz[r, n, j] * eps[r, n, j]
+            dmu[n, j] = a
+            dlog_var[n, j] = _HALF * std[n, j] * c
+
+
+@_jit_rows
+def kl_std_normal(mu, log_var, std, inv_s2, log_s2, scale, kl, dmu, dlog_var):
+    """kl_n = 1/2 sum_l [(std^2 + mu^2)/s^2 - 1 - log_var + log s^2];
+    dmu += scale mu / s^2; dlog_var += scale 1/2 (std^2 / s^2 - 1)."""
+    N, L = mu.shape
+    for n in range(N):
+        acc = 0.0
+        for j in range(L):
+            m = mu[n, j]
+            lv = log_var[n, j]
+            var = std[n, j] * std[n, j]
+            acc += (var + m * m) * inv_s2 - _ONE - lv + log_s2
+            dmu[n, j] += scale * (m * inv_s2)
+            dlog_var[n, j] += scale * (_HALF * (var * inv_s2 - _ONE))
+        kl[n] = _HALF * acc
+
+
+# --------------------------------------------------------------------------
+# reductions without NumPy's ufunc buffers
+# --------------------------------------------------------------------------
+@_jit
+def col_sum(a, out):
+    """out_j = sum_n a_nj.  a (N, H), out (H,)."""
+    N, H = a.shape
+    for j in range(H):
+        out[j] = _ZERO
+    for n in range(N):
+        for j in range(H):
+            out[j] += a[n, j]
+
+
+@_jit_rows
+def row_sum_into(a, out, sign):
+    """out_n += sign sum_j a_nj.  a (M, D), out (M,)."""
+    M, D = a.shape
+    for n in range(M):
+        acc = 0.0
+        for j in range(D):
+            acc += a[n, j]
+        out[n] += sign * acc
+
+
+@_jit
+def scale_copy(a, c, out):
+    """out = c a (a may be a strided view; out contiguous)."""
+    N, L = a.shape
+    for n in range(N):
+        for j in range(L):
+            out[n, j] = c * a[n, j]

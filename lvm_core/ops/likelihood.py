@@ -1,0 +1,127 @@
+"""Log-likelihoods as value + gradient in one pass (Bishop PRML sec. 2.1, 2.3, 4.3;
+Loaiza-Ganem & Cunningham 2019 for the continuous Bernoulli).
+
+Each function returns the per-row log-likelihood ll (M,) (summed over the
+last axis) and ``scale`` times the gradient of sum_n ll_n with respect to the
+decoder outputs: the caller passes the factor its loss needs (for a mean
+negative log-likelihood over N rows, ``scale = -1/N``), so the gradient comes
+out of the same pass as the value.  Equations:
+
+    Bernoulli       ll = sum_d [x l - softplus(l)],        dll/dl = x - sigmoid(l)
+    cont. Bernoulli ll = sum_d [x l - softplus(l) + log C(l)],
+                    dll/dl = x - sigmoid(l) + 1/l - 1/sinh(l)
+    Gaussian        ll = -1/2 sum_d [log 2 pi + log_var + (x - mu)^2 exp(-log_var)],
+                    dll/dmu = (x - mu) exp(-log_var), dll/dlog_var = -1/2 (1 - (x - mu)^2 exp(-log_var))
+    categorical     ll = l_y - logsumexp(l),               dll/dl = onehot(y) - softmax(l)
+
+with log C(l) = log(l / tanh(l/2)) (its Taylor series for |l| < 1/2; see
+:mod:`lvm_core.functional.likelihoods`).  Inputs are 2-D (M, D); the NumPy
+float32/float64 path is numba + NumPy ufuncs with scratch from ``ws``; other
+arrays take :mod:`lvm_core.ops.reference`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _kernels as K
+from . import reference as ref
+from ._dispatch import fusable, writable_out
+from .workspace import scratch
+
+__all__ = ["bernoulli_loglik", "continuous_bernoulli_loglik", "gaussian_loglik",
+           "categorical_loglik"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_CUTOFF = 0.5  # |l| below this: Taylor series of log C (as in functional.likelihoods)
+
+
+def _outs(ws, name, like, grad_out):
+    M, D = like.shape
+    g = writable_out(grad_out, like.shape, like.dtype)
+    if g is None:
+        g = scratch(ws, name + ".grad", like.shape, like)
+    return g, scratch(ws, name + ".ll", (M,), like), scratch(ws, name + ".e", like.shape, like), \
+        scratch(ws, name + ".m", (M,), like)
+
+
+def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoulli"):
+    """Bernoulli log-likelihood with logits l (M, D) of targets x (M, D) in [0, 1].
+
+    Returns ll (M,) and dlogits = scale (x - sigmoid(l)) (M, D).
+    """
+    if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
+        return ref.bernoulli_loglik(logits, x, scale)
+    dl, ll, e, _ = _outs(ws, name, logits, grad_out)
+    K.neg_abs(logits, e)
+    np.exp(e, out=e)
+    K.bernoulli_grad(logits, x, e, logits.dtype.type(scale), dl, ll)
+    np.log(e, out=e)  # log(1 + exp(-|l|))
+    K.row_sum_into(e, ll, logits.dtype.type(-1.0))
+    return ll, dl
+
+
+def continuous_bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None,
+                                name="continuous_bernoulli"):
+    """Continuous-Bernoulli log-likelihood with logits l (M, D) of x (M, D) in [0, 1].
+
+    Returns ll (M,) and dlogits = scale (x - sigmoid(l) + dlog C/dl) (M, D).
+    """
+    if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
+        return ref.continuous_bernoulli_loglik(logits, x, scale)
+    dl, ll, e, _ = _outs(ws, name, logits, grad_out)
+    dt = logits.dtype.type
+    K.neg_abs(logits, e)
+    np.exp(e, out=e)
+    K.continuous_bernoulli_grad(logits, x, e, dt(scale), dt(_CUTOFF), dl, ll)
+    np.log(e, out=e)
+    K.row_sum_into(e, ll, logits.dtype.type(1.0))
+    return ll, dl
+
+
+def gaussian_loglik(x, mu, log_var, scale=1.0, grad_out=None, log_var_grad_out=None, ws=None,
+                    name="gaussian"):
+    """Diagonal Gaussian log-density of x (M, D) with mean mu (M, D).
+
+    ``log_var``: a Python float (fixed variance) or an (M, D) array.  Returns
+    ll (M,), dmu = scale dll/dmu (M, D) and dlog_var = scale dll/dlog_var
+    ((M, D), or None for a float log_var).
+    """
+    fixed = isinstance(log_var, float)
+    if not fusable(x, mu, None if fixed else log_var) or mu.ndim != 2 \
+            or x.shape != mu.shape or (not fixed and log_var.shape != mu.shape):
+        return ref.gaussian_loglik(x, mu, log_var, scale)
+    M, D = mu.shape
+    dt = mu.dtype.type
+    dmu, ll, e, _ = _outs(ws, name, mu, grad_out)
+    if fixed:
+        K.gaussian_fixed_grad(x, mu, dt(math.exp(-log_var)), dt(scale), dmu, ll)
+        ll -= dt(0.5 * D * (_LOG_2PI + log_var))
+        return ll, dmu, None
+    dlv = writable_out(log_var_grad_out, mu.shape, mu.dtype)
+    if dlv is None:
+        dlv = scratch(ws, name + ".dlog_var", mu.shape, mu)
+    np.negative(log_var, out=e)
+    np.exp(e, out=e)
+    K.gaussian_grad(x, mu, log_var, e, dt(scale), dmu, dlv, ll)
+    ll -= dt(0.5 * D * _LOG_2PI)
+    return ll, dmu, dlv
+
+
+def categorical_loglik(logits, labels, scale=1.0, grad_out=None, ws=None, name="categorical"):
+    """Categorical log-likelihood of integer labels (M,) in [0, K) under logits (M, K).
+
+    Returns ll (M,) and dlogits = scale (onehot(y) - softmax(l)) (M, K).  Labels
+    are not range-checked on the fused path (validate them once, before training).
+    """
+    if not fusable(logits) or logits.ndim != 2 or type(labels) is not np.ndarray \
+            or labels.shape != logits.shape[:1] or labels.dtype.kind not in "iu":
+        return ref.categorical_loglik(logits, labels, scale)
+    dl, ll, p, m = _outs(ws, name, logits, grad_out)
+    K.row_max_shift(logits, p, m)
+    np.exp(p, out=p)
+    K.categorical_grad(logits, labels, p, m, logits.dtype.type(scale), dl, ll)
+    np.log(ll, out=ll)
+    np.subtract(m, ll, out=ll)
+    return ll, dl

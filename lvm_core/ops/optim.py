@@ -1,0 +1,102 @@
+"""In-place optimizer updates over a dict of parameters, for training loops.
+
+The same rules as :func:`lvm_core.nn.adam` / :func:`lvm_core.nn.sgd` (Kingma &
+Ba 2015 with decoupled weight decay, Loshchilov & Hutter 2019; SGD with
+momentum as torch.optim.SGD, Sutskever et al. 2013), in the same state format
+(``{"step", "m", "v"}`` / ``{"step", "momentum_buffer"}``), without their
+per-call validation: the caller checks hyper-parameters once.  Only the keys
+in ``keys`` (default: all of ``grads``) are updated, which is how parameter
+groups train a subset.  NumPy float32/float64 arrays are updated by one numba
+pass each with every scalar in the array's dtype; other arrays by
+:mod:`lvm_core.ops.reference` and written back with ``theta[...] = new``.
+"""
+from __future__ import annotations
+
+import math
+
+from . import reference as ref
+from ._dispatch import fusable
+from ._optim_numba import adam_inplace_kernel, sgd_inplace_kernel
+
+__all__ = ["adam_", "sgd_"]
+
+
+def _zeros_like(x):
+    from ..backend import get_namespace
+
+    return get_namespace(x).zeros_like(x)
+
+
+def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+          keys=None, advance=True):
+    """One Adam(W) step on ``params`` in place; returns ``state`` (updated in place).
+
+    ``state`` None starts a run (m = v = 0, t = 0).  The step count t advances
+    by one per call unless ``advance=False`` (a second parameter group of the
+    same step).
+    """
+    if state is None:
+        state = {"step": 0, "m": {}, "v": {}}
+    if advance:
+        state["step"] = int(state["step"]) + 1
+    t = int(state["step"])
+    beta1, beta2 = float(betas[0]), float(betas[1])
+    step_size = lr / (1.0 - beta1 ** t)
+    sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
+    m_all, v_all = state["m"], state["v"]
+    for k in (grads if keys is None else keys):
+        theta, g = params[k], grads[k]
+        m, v = m_all.get(k), v_all.get(k)
+        if m is None:
+            m = m_all[k] = _zeros_like(theta)
+            v = v_all[k] = _zeros_like(theta)
+        if fusable(theta, g, m, v) and theta.flags.writeable and m.flags.writeable \
+                and v.flags.writeable:
+            dt = theta.dtype.type
+            adam_inplace_kernel(theta.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                                dt(1.0 - lr * weight_decay), dt(beta1), dt(1.0 - beta1),
+                                dt(beta2), dt(1.0 - beta2), dt(sqrt_bc2), dt(eps), dt(step_size))
+        else:
+            new_theta, new_m, new_v = ref.adam_step(theta, g, m, v, lr, beta1, beta2, eps,
+                                                    weight_decay, t)
+            theta[...] = new_theta
+            m[...] = new_m
+            v[...] = new_v
+    return state
+
+
+def sgd_(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
+         dampening=0.0, keys=None, advance=True):
+    """One SGD step on ``params`` in place; returns ``state`` (updated in place)."""
+    if state is None:
+        state = {"step": 0, "momentum_buffer": {}}
+    if advance:
+        state["step"] = int(state["step"]) + 1
+    buffers = state["momentum_buffer"]
+    for k in (grads if keys is None else keys):
+        theta, g = params[k], grads[k]
+        buf = buffers.get(k) if momentum else None
+        if fusable(theta, g, buf) and theta.flags.writeable:
+            has_buf = buf is not None
+            if momentum and not has_buf:
+                buf = buffers[k] = _zeros_like(theta)
+            dt = theta.dtype.type
+            sgd_inplace_kernel(theta.reshape(-1), g.reshape(-1),
+                               (buf if momentum else theta).reshape(-1), dt(weight_decay),
+                               dt(momentum), dt(1.0 - dampening), dt(lr), has_buf, bool(nesterov))
+        else:
+            new_theta, new_buf = ref.sgd_step(theta, g, buf, lr, momentum, nesterov,
+                                              weight_decay, dampening)
+            theta[...] = new_theta
+            if momentum:
+                if buf is None:
+                    buffers[k] = new_buf if new_buf is not g else _copy(new_buf)
+                else:
+                    buf[...] = new_buf
+    return state
+
+
+def _copy(x):
+    from ..backend import get_namespace
+
+    return get_namespace(x).asarray(x, copy=True)
