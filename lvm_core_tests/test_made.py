@@ -34,9 +34,9 @@ def all_binary(D):
 
 
 def random_model(D, hidden, n_masks, ordering, seed, activation="relu", dtype="float64",
-                 scale=1.0):
+                 scale=1.0, direct=False):
     model = MADE(D, hidden=hidden, n_masks=n_masks, ordering=ordering, activation=activation,
-                 dtype=dtype, random_state=seed)
+                 direct=direct, dtype=dtype, random_state=seed)
     model.initialize()
     rng = np.random.default_rng(seed + 1)
     for k, v in model.params.items():  # larger weights than the init: sharper conditionals
@@ -54,12 +54,12 @@ seeds = st.integers(min_value=0, max_value=2**31 - 1)
 @given(D=dims, hidden=hiddens, n_masks=st.integers(1, 3), seed=seeds,
        ordering=st.sampled_from(["natural", "random"]),
        activation=st.sampled_from(["tanh", "sigmoid", "softplus", "elu"]),
-       N=st.integers(1, 6))
-def test_grad_finite_differences(D, hidden, n_masks, seed, ordering, activation, N):
+       N=st.integers(1, 6), direct=st.booleans())
+def test_grad_finite_differences(D, hidden, n_masks, seed, ordering, activation, N, direct):
     """Every parameter of loss_and_grads (the training path, fused NumPy ops, workspace),
     float64, each mask: relative error < 1e-6 scaled by max(|analytic|, |numeric|),
     filtered on the numeric gradient only."""
-    model = random_model(D, hidden, n_masks, ordering, seed, activation)
+    model = random_model(D, hidden, n_masks, ordering, seed, activation, direct=direct)
     X = (np.random.default_rng(seed).random((N, D)) < 0.5).astype(np.float64)
     for m in range(n_masks):
         loss, grads = model.loss_and_grads(X, mask=m)
@@ -86,11 +86,11 @@ def test_zeroed_gradient_is_reported():
 @pytest.mark.oracle
 @settings(max_examples=8)
 @given(D=dims, hidden=hiddens, seed=seeds, ordering=st.sampled_from(["natural", "random"]),
-       N=st.integers(1, 6))
-def test_matches_torch_autograd(D, hidden, seed, ordering, N):
+       N=st.integers(1, 6), direct=st.booleans())
+def test_matches_torch_autograd(D, hidden, seed, ordering, N, direct):
     """Loss and every gradient equal torch autograd of a masked MLP with the same weights."""
     torch = require("torch")
-    model = random_model(D, hidden, 2, ordering, seed, activation="relu")
+    model = random_model(D, hidden, 2, ordering, seed, activation="relu", direct=direct)
     X = (np.random.default_rng(seed).random((N, D)) < 0.5).astype(np.float64)
     for m in range(2):
         loss, grads = model.loss_and_grads(X, mask=m)
@@ -101,6 +101,10 @@ def test_matches_torch_autograd(D, hidden, seed, ordering, N):
         for i, name in enumerate(names):
             a = h @ (tp[name] * torch.tensor(masks[i])) + tp[name.replace("W", "b")]
             h = torch.relu(a) if i < len(names) - 1 else a
+        if direct:
+            m0 = model.degrees_[0][m]
+            M_d = torch.tensor((m0[:, None] < m0[None, :]).astype(float))
+            h = h + torch.tensor(X) @ (tp["W_direct"] * M_d) + tp["b_direct"]
         t_loss = torch.nn.functional.binary_cross_entropy_with_logits(
             h, torch.tensor(X), reduction="sum") / N
         t_loss.backward()
@@ -112,10 +116,10 @@ def test_matches_torch_autograd(D, hidden, seed, ordering, N):
 # ---------------------------------------------------------------- meaning
 @settings(max_examples=10)
 @given(D=st.integers(1, 8), hidden=hiddens, n_masks=st.integers(1, 4), seed=seeds,
-       ordering=st.sampled_from(["natural", "random"]))
-def test_exact_normalisation_every_mask_and_ensemble(D, hidden, n_masks, seed, ordering):
+       ordering=st.sampled_from(["natural", "random"]), direct=st.booleans())
+def test_exact_normalisation_every_mask_and_ensemble(D, hidden, n_masks, seed, ordering, direct):
     """sum over all 2^D binary vectors of p_m(x) is 1 for every mask m, and for the ensemble."""
-    model = random_model(D, hidden, n_masks, ordering, seed, scale=2.0)
+    model = random_model(D, hidden, n_masks, ordering, seed, scale=2.0, direct=direct)
     X = all_binary(D)
     for m in range(n_masks):
         assert abs(np.exp(model.score_samples(X, mask=m)).sum() - 1.0) < 1e-10
@@ -123,7 +127,7 @@ def test_exact_normalisation_every_mask_and_ensemble(D, hidden, n_masks, seed, o
 
 
 def test_exact_normalisation_d10():
-    model = random_model(10, (16, 12), 3, "random", 5, scale=1.5)
+    model = random_model(10, (16, 12), 3, "random", 5, scale=1.5, direct=True)
     X = all_binary(10)
     for m in (None, 0, 1, 2):
         assert abs(np.exp(model.score_samples(X, mask=m)).sum() - 1.0) < 1e-10
@@ -131,11 +135,12 @@ def test_exact_normalisation_d10():
 
 @settings(max_examples=10)
 @given(D=st.integers(2, 7), hidden=hiddens, n_masks=st.integers(1, 3), seed=seeds,
-       ordering=st.sampled_from(["natural", "random"]))
-def test_autoregressive_property(D, hidden, n_masks, seed, ordering):
+       ordering=st.sampled_from(["natural", "random"]), direct=st.booleans())
+def test_autoregressive_property(D, hidden, n_masks, seed, ordering, direct):
     """For every mask: p(x_d | x_<d) (in the mask's order) never changes when x_j with
     o(j) >= o(d) is flipped, and the logit's finite-difference derivative in x_j is 0."""
-    model = random_model(D, hidden, n_masks, ordering, seed, activation="tanh", scale=2.0)
+    model = random_model(D, hidden, n_masks, ordering, seed, activation="tanh", scale=2.0,
+                         direct=direct)
     X = (np.random.default_rng(seed).random((4, D)) < 0.5).astype(float)
     for m in range(n_masks):
         deg = model.degrees_[0][m]

@@ -118,12 +118,14 @@ class MADE(ParamsMixin):
     _estimator_type = "density_estimator"
 
     def __init__(self, n_features, hidden=(500,), activation="relu", n_masks=1,
-                 ordering="natural", init="torch", dtype="float32", random_state=None):
+                 ordering="natural", direct=False, init="torch", dtype="float32",
+                 random_state=None):
         self.n_features = n_features
         self.hidden = hidden
         self.activation = activation
         self.n_masks = n_masks
         self.ordering = ordering
+        self.direct = direct
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
@@ -144,6 +146,8 @@ class MADE(ParamsMixin):
         check_choice(self.activation, "activation", _ACTIVATIONS)
         check_positive_int(self.n_masks, "n_masks")
         check_choice(self.ordering, "ordering", ("natural", "random"))
+        if not isinstance(self.direct, (bool, np.bool_)):
+            raise TypeError(f"direct must be True or False; got {self.direct!r}.")
         check_choice(self.init, "init", ("torch", "glorot", "he"))
         check_choice(self.dtype, "dtype", ("float32", "float64"))
 
@@ -156,15 +160,21 @@ class MADE(ParamsMixin):
         per_mask = [made_degrees(rng, D, hidden, self.ordering) for _ in range(int(self.n_masks))]
         self.degrees_ = [np.stack([d[l] for d in per_mask]) for l in range(len(hidden) + 1)]
         params = {}
-        for layer in self._layers(0):
+        layers, direct = self._stack(0)
+        for layer in layers + ([direct] if direct is not None else []):
             params.update(layer.init(rng, dtype=self.dtype, like=like))
         self.params = params
         return self
 
     def _layers(self, m):
-        """The MaskedDense stack of mask m (built once; every stack reads the same keys)."""
+        """The MaskedDense stack of mask m (hidden layers, then the output layer)."""
+        return self._stack(m)[0]
+
+    def _stack(self, m):
+        """(MaskedDense stack, direct layer or None) of mask m, built once; the stacks of
+        all masks read the same parameter keys."""
         check_is_fitted(self, ["degrees_"])
-        key = (self.activation, self.init, tuple(int(h) for h in self.hidden))
+        key = (self.activation, self.init, tuple(int(h) for h in self.hidden), bool(self.direct))
         cache = getattr(self, "_stacks", None)
         if cache is None or cache[0] is not self.degrees_ or cache[1] != key:
             cache = self._stacks = (self.degrees_, key, {})
@@ -177,7 +187,13 @@ class MADE(ParamsMixin):
                                   suffix=str(i), init=self.init) for i in range(len(sizes) - 1)]
             layers.append(MaskedDense(sizes[-1], sizes[0], masks[-1], activation=None,
                                       suffix="_out", init=self.init))
-            stacks[m] = layers
+            direct = None
+            if self.direct:  # x -> logits, M^D[j, d] = 1[m^0(j) < m^0(d)]
+                m0 = degrees[0]
+                direct = MaskedDense(sizes[0], sizes[0],
+                                     (m0[:, None] < m0[None, :]).astype(np.float64),
+                                     activation=None, suffix="_direct", init=self.init)
+            stacks[m] = (layers, direct)
         return stacks[m]
 
     def _check_mask(self, mask):
@@ -212,8 +228,17 @@ class MADE(ParamsMixin):
 
     # ---------------------------------------------------------------- forward
     def _logits(self, X, params, m, ws=None):
-        """logit (N, D) of p(x_d = 1 | x_<d) under mask m, and the layer caches."""
-        return stack_forward(self._layers(m), params, X, ws)
+        """logit (N, D) of p(x_d = 1 | x_<d) under mask m, and the layer caches
+        (with ``direct``: logit = out(h^L) + x (U * M^D) + u)."""
+        layers, direct = self._stack(m)
+        logits, caches = stack_forward(layers, params, X, ws)
+        if direct is None:
+            return logits, (caches, None)
+        lin, c_direct = direct.forward(params, X, ws)
+        if ws is not None and type(logits) is np.ndarray:
+            out = ws.empty("made.logits", tuple(logits.shape), logits)
+            return np.add(logits, lin, out=out), (caches, c_direct)
+        return logits + lin, (caches, c_direct)
 
     def loss_and_grads(self, X, rng=None, params=None, grads_out=None, check_input=True,
                        mask=None):
@@ -235,12 +260,14 @@ class MADE(ParamsMixin):
             self._ws = ops.Workspace()
         ws = self._ws
         N = X.shape[0]
-        layers = self._layers(m)
-        logits, caches = stack_forward(layers, params, X, ws)
+        layers, direct = self._stack(m)
+        logits, (caches, c_direct) = self._logits(X, params, m, ws)
         ll, dlogits = ops.bernoulli_loglik(logits, X, -1.0 / N, ws=ws, name="made")
         loss = -xp.sum(ll) / float(N)
         grads = {} if grads_out is None else grads_out
         stack_backward(layers, params, dlogits, caches, grads, ws, need_dx=False)
+        if direct is not None:
+            direct.backward(params, dlogits, c_direct, grads, ws, need_dx=False)
         if grads_out is None:
             return loss, {k: grads[k] for k in params}
         return loss, grads
