@@ -32,7 +32,6 @@ if __name__ == "__main__":
     limit_blas_threads(default=2)
 
 import argparse  # noqa: E402
-import itertools  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -53,10 +52,13 @@ def grids(quick=False):
         return {"made": [dict(hidden=(100,), lr=3e-3, weight_decay=0.0)],
                 "made_ensemble": [dict(hidden=(100,), lr=3e-3, weight_decay=0.0, n_masks=4,
                                        ordering="natural")]}
-    one = [dict(hidden=h, lr=lr, weight_decay=wd)
-           for h, lr, wd in itertools.product([(500,)], [1e-3, 3e-4], [0.0, 1e-3])]
-    ens = [dict(hidden=h, lr=lr, weight_decay=0.0, n_masks=m, ordering=o)
-           for h, lr, m, o in itertools.product([(500,)], [1e-3], [32], ["natural", "random"])]
+    # one mask: with or without the direct input -> output connection, with or without
+    # (decoupled, AdamW) weight decay; mask sampling: 32 masks, natural order, with or
+    # without weight decay
+    one = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, direct=direct)
+           for direct, wd in [(False, 0.0), (True, 0.0), (True, 1.0)]]
+    ens = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, n_masks=32, ordering="natural",
+                direct=True) for wd in (0.0, 1.0)]
     return {"made": one, "made_ensemble": ens}
 
 
@@ -64,7 +66,7 @@ def _train(cfg, train, valid, quick, seed=0):
     cfg = dict(cfg)
     lr, wd = cfg.pop("lr"), cfg.pop("weight_decay")
     model = MADE(train.shape[1], random_state=seed, **cfg)
-    model.fit(train, epochs=20 if quick else 400, batch_size=100, lr=lr,
+    model.fit(train, epochs=20 if quick else 1000, batch_size=100, lr=lr,
               optimizer_kwargs={"weight_decay": wd}, validation_data=valid,
               early_stopping_patience=5 if quick else 30, random_state=seed)
     return model
