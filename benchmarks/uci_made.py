@@ -1,0 +1,133 @@
+"""MADE on the binary UCI sets of Larochelle & Murray 2011 (dna, mushrooms, nips).
+
+Reproduces the MADE rows of Germain et al. 2015, Table 2 (average test
+negative log-likelihood in nats): one mask (natural order) and mask sampling
+(connectivity-agnostic training with a fixed set of M masks, one drawn per
+minibatch; the test score is the ensemble logsumexp_m log p_m(x) - log M).
+
+Protocol: each configuration of a small grid is trained on the training split
+with Adam, minibatches of 100 and early stopping on the validation split
+(the model keeps its best validation epoch); the configuration with the
+lowest validation NLL is chosen, and only that one is scored on the test
+split.  The test split plays no part in any choice.
+
+``run(name, train, valid, test, quick=False)`` returns ``dict(test_nll_one_mask=...,
+test_nll_ensemble=..., hyper_params=...)`` (the density benchmark of the
+whole family calls it); ``python benchmarks/uci_made.py`` runs the three sets
+from ``../shared/data`` (``--data DIR`` elsewhere) and prints, per set and model,
+
+    RESULT uci model=<made|made_ensemble> dataset=<dna|mushrooms|nips> test_nll=... published=...
+
+Threads: BLAS capped at ``--threads`` (default 2) before NumPy is imported.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from _setup import limit_blas_threads
+
+    limit_blas_threads(default=2)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lvm_core.models.made import MADE  # noqa: E402
+
+#: Germain et al. 2015, Table 2 (nats; lower is better)
+PUBLISHED = {"made": {"dna": 83.63, "mushrooms": 9.68, "nips": 280.25},
+             "made_ensemble": {"dna": 79.66, "mushrooms": 9.69, "nips": 277.28}}
+DATASETS = ("dna", "mushrooms", "nips")
+
+
+def grids(quick=False):
+    """The configurations tried per model (chosen on the validation split)."""
+    if quick:
+        return {"made": [dict(hidden=(100,), lr=3e-3, weight_decay=0.0)],
+                "made_ensemble": [dict(hidden=(100,), lr=3e-3, weight_decay=0.0, n_masks=4,
+                                       ordering="natural")]}
+    # one mask: with or without the direct input -> output connection, with or without
+    # (decoupled, AdamW) weight decay; mask sampling: 32 masks, natural order, with or
+    # without weight decay
+    one = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, direct=direct)
+           for direct, wd in [(False, 0.0), (True, 0.0), (True, 1.0)]]
+    ens = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, n_masks=32, ordering="natural",
+                direct=True) for wd in (0.0, 1.0)]
+    return {"made": one, "made_ensemble": ens}
+
+
+def _train(cfg, train, valid, quick, seed=0):
+    cfg = dict(cfg)
+    lr, wd = cfg.pop("lr"), cfg.pop("weight_decay")
+    model = MADE(train.shape[1], random_state=seed, **cfg)
+    model.fit(train, epochs=20 if quick else 1000, batch_size=100, lr=lr,
+              optimizer_kwargs={"weight_decay": wd}, validation_data=valid,
+              early_stopping_patience=5 if quick else 30, random_state=seed)
+    return model
+
+
+def run(name, train, valid, test, quick=False, verbose=True):
+    """Grid on the validation split for one mask and for mask sampling; test NLL (nats)
+    of each chosen model.  ``train``, ``valid``, ``test``: (N, D) arrays of 0/1."""
+    train, valid, test = (np.asarray(a, dtype=np.float32) for a in (train, valid, test))
+    out = {"hyper_params": {}}
+    for model_name, configs in grids(quick).items():
+        best = None
+        for cfg in configs:
+            start = time.perf_counter()
+            model = _train(cfg, train, valid, quick)
+            val = model.history_.best_val_loss
+            if verbose:
+                print(f"  [{name}] {model_name} {cfg}: valid NLL {val:.3f} (best epoch "
+                      f"{model.history_.best_epoch}, {time.perf_counter() - start:.1f} s)",
+                      flush=True)
+            if best is None or val < best[0]:
+                best = (val, cfg, model)
+        val, cfg, model = best
+        key = "test_nll_one_mask" if model_name == "made" else "test_nll_ensemble"
+        out[key] = -model.score(test)
+        out["hyper_params"][model_name] = dict(cfg, valid_nll=val,
+                                               best_epoch=model.history_.best_epoch)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=None,
+                    help="folder with <name>_binary.npz (train/valid/test); default: "
+                         "../shared/data or shared/data next to the project root")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--quick", action="store_true", help="one small configuration, few epochs")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
+    args = ap.parse_args(argv)
+    if args.data is None:
+        root = Path(__file__).resolve().parents[1]
+        found = [p for p in (root.parent / "shared" / "data", root / "shared" / "data")
+                 if p.is_dir()]
+        args.data = str(found[0] if found else root.parent / "shared" / "data")
+    lines = []
+    for name in args.datasets.split(","):
+        path = Path(args.data) / f"{name}_binary.npz"
+        if not path.exists():
+            print(f"{path} not found; pass --data DIR (the folder of the binary UCI sets).")
+            return 2
+        d = np.load(path)
+        res = run(name, d["train"], d["valid"], d["test"], quick=args.quick)
+        print(f"[{name}] chosen: {res['hyper_params']}", flush=True)
+        for model_name, key in (("made", "test_nll_one_mask"),
+                                ("made_ensemble", "test_nll_ensemble")):
+            lines.append(f"RESULT uci model={model_name} dataset={name} test_nll={res[key]:.3f} "
+                         f"published={PUBLISHED[model_name][name]:.2f}")
+            print(lines[-1], flush=True)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
