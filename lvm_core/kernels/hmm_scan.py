@@ -1,0 +1,420 @@
+"""Chunked two-level forward-backward for few long HMM sequences (numba, CPU).
+
+References: L. R. Rabiner, "A tutorial on hidden Markov models and selected
+applications in speech recognition", Proc. IEEE 77(2), 1989, sec. III
+(scaled forward-backward, eqs. 18-27, 37-40, 91-92); S. Maleki, M. Musuvathi
+and T. Mytkowicz, "Parallelizing dynamic programming through rank
+convergence", PPoPP 2014 (chunks started from an arbitrary state, then fixed
+up until they agree with the true recursion); G. Birkhoff, "Extensions of
+Jentzsch's theorem", Trans. AMS 85, 1957 (a non-negative matrix never expands
+the projective distance between positive vectors).
+
+Same contract and the same scaled recursions as
+:func:`lvm_core.kernels.hmm_numba.forward_backward` (see its docstring):
+
+    alpha_t = alpha_{t-1} A diag(b_t) / c_t,      log p(x) = sum_t (log c_t + m_t),
+    beta_t  = A diag(b_{t+1}) beta_{t+1} / c_{t+1},  beta_T = 1,
+    gamma_t = alpha_t * beta_t,  xi_sum = A * sum_t alpha_t w_{t+1}^T,
+    w_{t+1} = b_{t+1} * beta_{t+1} / c_{t+1}.
+
+Each sequence is cut into chunks; each phase runs a numba ``prange`` over
+chunks, so one sequence uses every core:
+
+1. forward, in parallel: chunk 0 of a sequence starts from pi (exact); any
+   other chunk starts from the uniform distribution as a stand-in for the
+   unknown alpha_{lo-1} and stores its normalised alpha_t and c_t;
+2. forward fix-up, per sequence over its chunks in order: from the true
+   alpha_{lo-1} (the end of the previous, already fixed chunk) recompute
+   alpha_t until it agrees with the stored value to ``rtol`` (every component,
+   zeros included); the normalised recursion depends on its past only through
+   alpha_{t-1}, so every later stored step is then the true one up to that
+   tolerance (Birkhoff: the error never grows).  The chunk's sum of log c_t
+   is corrected for the recomputed steps;
+3. backward, in parallel: every chunk but the last starts from beta = 1 at its
+   end.  Any start with alpha_{hi-1} . beta_{hi-1} = 1 keeps
+   alpha_t . beta_t = 1 at every step (the identity that makes gamma sum to 1),
+   so the stored betas have the right scale and only their direction is
+   guessed;
+4. backward fix-up, per sequence from its last chunk back, as in 2, comparing
+   directions only: the scale of the scaled betas drifts by round-off (about
+   1e-14 over 10^6 steps), so the stored betas keep the exact scale of their
+   start and xi_sum may differ from the sequential kernel's by that drift;
+5. posteriors and statistics, in parallel: gamma_t = alpha_t * beta_t
+   (renormalised), and thread-local sums of alpha_t w_{t+1}^T.
+
+Chunk transfer matrices are never formed: the fix-up replaces their
+rank-one limit (products of positive matrices lose the memory of where they
+started).  Work is O(T K^2) plus O(K^2) per fixed-up step, memory O(T K)
+(alpha/gamma, beta, b; never a T x K x K array).  Chains that forget slowly
+(near-periodic or near-reducible A) need long fix-ups: in the worst case the
+fix-up recomputes every chunk, which is the sequential kernel again (exact,
+not faster).  A chunk whose uniform start needed the rescue step of the
+sequential kernel (every reachable state's b_t underflowed) or met an
+impossible observation is recomputed completely from the true state.
+
+Results equal the sequential kernel to about ``rtol`` times the number of
+chunks (relative), not bit for bit.  The chunk layout depends only on the
+sequence lengths (not on the number of threads), so results do not change
+with ``NUMBA_NUM_THREADS``.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .._jit import njit
+from .hmm_numba import FASTMATH, _buffer, _check_inputs, _matvec, _scaled_frame
+
+__all__ = ["forward_backward", "forward_log_prob", "chunk_bounds", "MIN_CHUNK", "MAX_CHUNKS"]
+
+#: shortest chunk: a fix-up of a few dozen steps must stay a small share of it
+MIN_CHUNK = 2048
+#: most chunks per sequence (enough for 64 threads; the layout is thread-independent)
+MAX_CHUNKS = 64
+_XI_BLOCK = 4
+
+
+def chunk_bounds(lengths, min_chunk=MIN_CHUNK, max_chunks=MAX_CHUNKS):
+    """Chunks of every sequence: ``(lo, hi, first, seq_chunks)``.
+
+    A sequence of length L gets n = clip(L // min_chunk, 1, max_chunks) chunks
+    of nearly equal length; ``lo``/``hi`` (G,) are row bounds in the
+    concatenated (T, K) input, ``first`` (G,) marks the first chunk of its
+    sequence and ``seq_chunks`` (S + 1,) indexes the chunks of sequence s as
+    ``seq_chunks[s]:seq_chunks[s + 1]``.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = np.clip(lengths // int(min_chunk), 1, int(max_chunks))
+    seq_chunks = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
+    lo, hi, first = [], [], []
+    for s, (start, L, n_s) in enumerate(zip(starts, lengths, n)):
+        cuts = start + (np.arange(n_s + 1) * L) // n_s
+        lo.extend(cuts[:-1])
+        hi.extend(cuts[1:])
+        first.extend([True] + [False] * (n_s - 1))
+    return (np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64),
+            np.asarray(first, dtype=np.bool_), seq_chunks)
+
+
+@njit(fastmath=FASTMATH)
+def _close(new, old, rtol):
+    """True when every component agrees to rtol relative (so zeros must be exact zeros)."""
+    for k in range(new.shape[0]):
+        a = new[k]
+        b = old[k]
+        if not (abs(a - b) <= rtol * max(a, b)):
+            return False
+    return True
+
+
+@njit(fastmath=FASTMATH)
+def _close_direction(new, old, rtol):
+    """True when new and old are parallel to rtol: |new_k - r old_k| <= rtol new_k
+    with r = sum(new) / sum(old).  Scaled betas carry a round-off drift of
+    their scale (alpha_t . beta_t = 1 only up to it), so only directions are
+    compared; the stored (guessed) betas keep the exact scale of their start."""
+    s_new = 0.0
+    s_old = 0.0
+    for k in range(new.shape[0]):
+        s_new += new[k]
+        s_old += old[k]
+    if not (s_old > 0.0):
+        return False
+    r = s_new / s_old
+    for k in range(new.shape[0]):
+        a = new[k]
+        b = r * old[k]
+        if not (abs(a - b) <= rtol * max(a, b)):
+            return False
+    return True
+
+
+@njit(fastmath=FASTMATH)
+def _forward_step(pi, AT, prev, first, log_frameprob, frame, shift, t, pred, cur, exact):
+    """One scaled forward step at row t: cur = pred * b_t with pred = pi (first
+    step) or A^T prev; returns c_t = sum(cur) (cur is left unnormalised).
+
+    With ``exact`` (prev is the true alpha_{t-1}) the rescue step of
+    :func:`lvm_core.kernels.hmm_numba._forward_scaled` may rewrite frame[t] and
+    shift[t]; otherwise a step that would need it returns -1 (and 0 stays 0:
+    impossible)."""
+    K = pred.shape[0]
+    if first:
+        for k in range(K):
+            pred[k] = pi[k]
+    else:
+        _matvec(AT, prev, pred)
+    s = 0.0
+    for k in range(K):
+        cur[k] = pred[k] * frame[t, k]
+        s += cur[k]
+    if not (s > 0.0):
+        if not exact:
+            return -1.0
+        m = -np.inf
+        for k in range(K):
+            if pred[k] > 0.0:
+                m = max(m, np.log(pred[k]) + log_frameprob[t, k])
+        if m > -np.inf:
+            s = 0.0
+            for k in range(K):
+                if pred[k] > 0.0:
+                    frame[t, k] = np.exp(log_frameprob[t, k] - m)
+                else:
+                    frame[t, k] = 0.0
+                cur[k] = pred[k] * frame[t, k]
+                s += cur[k]
+            shift[t] = m
+    if not (s > 0.0):
+        return 0.0
+    return s
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _forward_phase(pi, AT, log_frameprob, frame, shift, lo, hi, first, alpha, c):
+    """Phase 1: every chunk in parallel; returns (sum of log c_t + m_t per chunk,
+    status per chunk: 0 done, 1 stopped (guessed start needed a rescue),
+    2 impossible (exact start))."""
+    K = pi.shape[0]
+    G = lo.shape[0]
+    chunk_ll = np.zeros(G)
+    status = np.zeros(G, dtype=np.int64)
+    for g in numba.prange(G):
+        prev = np.full(K, 1.0 / K)
+        pred = np.empty(K)
+        cur = np.empty(K)
+        log_prob = 0.0
+        prod_c = 1.0
+        exact = first[g]
+        for t in range(lo[g], hi[g]):
+            s = _forward_step(pi, AT, prev, exact and t == lo[g], log_frameprob, frame, shift,
+                              t, pred, cur, exact)
+            if not (s > 0.0):
+                status[g] = 1 if s < 0.0 else 2
+                break
+            inv_s = 1.0 / s
+            for k in range(K):
+                v = cur[k] * inv_s
+                prev[k] = v
+                alpha[t, k] = v
+            c[t] = s
+            log_prob += shift[t]
+            prod_c *= s
+            if not (1e-200 < prod_c < 1e200):
+                log_prob += np.log(prod_c)
+                prod_c = 1.0
+        chunk_ll[g] = log_prob + np.log(prod_c)
+    return chunk_ll, status
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _forward_fixup(pi, AT, log_frameprob, frame, shift, lo, hi, seq_chunks, chunk_ll, status,
+                   alpha, c, rtol):
+    """Phase 2: per sequence, each chunk after the first recomputed from the true
+    alpha_{lo-1} until it agrees with phase 1.  Returns log p(x^(s)) (S,)."""
+    K = pi.shape[0]
+    S = seq_chunks.shape[0] - 1
+    log_prob = np.empty(S)
+    for s in numba.prange(S):
+        prev = np.empty(K)
+        pred = np.empty(K)
+        cur = np.empty(K)
+        g0 = seq_chunks[s]
+        total = chunk_ll[g0]
+        possible = status[g0] == 0
+        for g in range(g0 + 1, seq_chunks[s + 1]):
+            if not possible:
+                break
+            for k in range(K):
+                prev[k] = alpha[lo[g] - 1, k]
+            reuse = status[g] == 0
+            part = chunk_ll[g] if reuse else 0.0
+            for t in range(lo[g], hi[g]):
+                old_lc = np.log(c[t]) + shift[t] if reuse else 0.0
+                step = _forward_step(pi, AT, prev, False, log_frameprob, frame, shift, t, pred,
+                                     cur, True)
+                if not (step > 0.0):
+                    possible = False
+                    break
+                inv_s = 1.0 / step
+                for k in range(K):
+                    cur[k] *= inv_s
+                done = reuse and _close(cur, alpha[t], rtol)
+                for k in range(K):
+                    alpha[t, k] = cur[k]
+                    prev[k] = cur[k]
+                c[t] = step
+                part += np.log(step) + shift[t] - old_lc
+                if done:
+                    break
+            total += part
+        log_prob[s] = total if possible else -np.inf
+    return log_prob
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _backward_phase(A, frame, c, lo, hi, chunk_ok, beta):
+    """Phase 3: beta from beta_{hi-1} = 1 at the end of every chunk, in parallel."""
+    K = A.shape[0]
+    G = lo.shape[0]
+    for g in numba.prange(G):
+        if not chunk_ok[g]:
+            continue
+        w = np.empty(K)
+        for k in range(K):
+            beta[hi[g] - 1, k] = 1.0
+        for t in range(hi[g] - 2, lo[g] - 1, -1):
+            inv_c = 1.0 / c[t + 1]
+            for j in range(K):
+                w[j] = frame[t + 1, j] * beta[t + 1, j] * inv_c
+            _matvec(A, w, beta[t])
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _backward_fixup(A, frame, c, lo, hi, seq_chunks, seq_ok, beta, rtol):
+    """Phase 4: per sequence, each chunk before the last recomputed from the true
+    beta_{hi} until it agrees with phase 3."""
+    K = A.shape[0]
+    S = seq_chunks.shape[0] - 1
+    for s in numba.prange(S):
+        if not seq_ok[s]:
+            continue
+        w = np.empty(K)
+        new = np.empty(K)
+        for g in range(seq_chunks[s + 1] - 2, seq_chunks[s] - 1, -1):
+            for t in range(hi[g] - 1, lo[g] - 1, -1):
+                inv_c = 1.0 / c[t + 1]
+                for j in range(K):
+                    w[j] = frame[t + 1, j] * beta[t + 1, j] * inv_c
+                _matvec(A, w, new)
+                if _close_direction(new, beta[t], rtol):
+                    break  # the stored betas from here on are the true ones (scale aside)
+                for k in range(K):
+                    beta[t, k] = new[k]
+
+
+@njit(fastmath=FASTMATH)
+def _xi_flush(xi_acc, a_buf, w_buf, n):
+    """xi_acc += sum_{q < n} a_buf[q] w_buf[q]^T, four outer products per pass."""
+    K = xi_acc.shape[0]
+    for q in range(n, _XI_BLOCK):
+        for k in range(K):
+            a_buf[q, k] = 0.0
+            w_buf[q, k] = 0.0
+    for i in range(K):
+        a0 = a_buf[0, i]
+        a1 = a_buf[1, i]
+        a2 = a_buf[2, i]
+        a3 = a_buf[3, i]
+        for j in range(K):
+            xi_acc[i, j] += (a0 * w_buf[0, j] + a1 * w_buf[1, j]) + (a2 * w_buf[2, j]
+                                                                       + a3 * w_buf[3, j])
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _posterior_phase(frame, c, beta, lo, hi, first, last, chunk_ok, gamma):
+    """Phase 5: gamma_t = alpha_t beta_t / sum_k alpha_t beta_t in place of alpha
+    (``gamma`` holds alpha on entry), and per chunk sum_t alpha_t w_{t+1}^T and
+    gamma at sequence starts; reduced after the loop."""
+    T, K = gamma.shape
+    G = lo.shape[0]
+    xi_part = np.zeros((G, K, K))
+    start_part = np.zeros((G, K))
+    for g in numba.prange(G):
+        if not chunk_ok[g]:
+            for t in range(lo[g], hi[g]):
+                for k in range(K):
+                    gamma[t, k] = 0.0
+            continue
+        a_buf = np.empty((_XI_BLOCK, K))
+        w_buf = np.empty((_XI_BLOCK, K))
+        q = 0
+        end = hi[g] - 1 if last[g] else hi[g]  # rows with a transition to t + 1
+        for t in range(lo[g], end):
+            inv_c = 1.0 / c[t + 1]
+            for j in range(K):
+                w_buf[q, j] = frame[t + 1, j] * beta[t + 1, j] * inv_c
+                a_buf[q, j] = gamma[t, j]
+            total = 0.0
+            for k in range(K):
+                v = a_buf[q, k] * beta[t, k]
+                gamma[t, k] = v
+                total += v
+            inv_total = 1.0 / total
+            for k in range(K):
+                gamma[t, k] *= inv_total
+            q += 1
+            if q == _XI_BLOCK:
+                _xi_flush(xi_part[g], a_buf, w_buf, q)
+                q = 0
+        if q > 0:
+            _xi_flush(xi_part[g], a_buf, w_buf, q)
+        # the last row of a sequence: beta = 1, gamma = alpha (as the sequential kernel)
+        if first[g]:
+            for k in range(K):
+                start_part[g, k] = gamma[lo[g], k]
+    start_sum = np.zeros(K)
+    xi_acc = np.zeros((K, K))
+    for g in range(G):
+        for i in range(K):
+            start_sum[i] += start_part[g, i]
+            for j in range(K):
+                xi_acc[i, j] += xi_part[g, i, j]
+    return start_sum, xi_acc
+
+
+def _run_forward(log_startprob, log_transmat, log_frameprob, lengths, work, min_chunk, rtol):
+    log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
+        log_startprob, log_transmat, log_frameprob, lengths)
+    if not (rtol >= 0.0):
+        raise ValueError(f"rtol must be >= 0; got {rtol!r}. Use a small value such as 1e-14.")
+    if int(min_chunk) < 1:
+        raise ValueError(f"min_chunk must be a positive integer; got {min_chunk!r}.")
+    lo, hi, first, seq_chunks = chunk_bounds(ends - starts, min_chunk=min_chunk)
+    pi = np.exp(log_startprob)
+    A = np.exp(log_transmat)
+    AT = np.ascontiguousarray(A.T)
+    T, K = log_frameprob.shape
+    frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
+    alpha = _buffer(work, "gamma", (T, K))
+    c = _buffer(work, "c", (T,))
+    chunk_ll, status = _forward_phase(pi, AT, log_frameprob, frame, shift, lo, hi, first, alpha, c)
+    log_prob = _forward_fixup(pi, AT, log_frameprob, frame, shift, lo, hi, seq_chunks, chunk_ll,
+                              status, alpha, c, float(rtol))
+    return log_prob, A, frame, alpha, c, (lo, hi, first, seq_chunks)
+
+
+def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None,
+                     min_chunk=MIN_CHUNK, rtol=1e-14):
+    """Posteriors and expected counts by the chunked scan (Rabiner 1989, eqs.
+    18-27, 37-40; chunking after Maleki et al. 2014): the contract of
+    :func:`lvm_core.kernels.hmm_numba.forward_backward`.
+
+    Returns ``(log_prob (S,), posteriors (T, K), start_sum (K,), xi_sum (K, K))``
+    with xi_sum_ij = A_ij sum_t alpha_t(i) w_{t+1}(j).  ``min_chunk``: shortest
+    chunk (sequences shorter than 2 * min_chunk are one chunk, i.e. the
+    sequential recursion); ``rtol``: agreement that ends a fix-up.
+    ``work``: optional dict of reused work arrays (as for the sequential kernel;
+    this kernel adds a ``"beta"`` (T, K) array).
+    """
+    log_prob, A, frame, alpha, c, (lo, hi, first, seq_chunks) = _run_forward(
+        log_startprob, log_transmat, log_frameprob, lengths, work, min_chunk, rtol)
+    T, K = frame.shape
+    seq_ok = np.isfinite(log_prob)
+    chunk_ok = np.repeat(seq_ok, np.diff(seq_chunks))
+    last = np.zeros(lo.shape[0], dtype=np.bool_)
+    last[seq_chunks[1:] - 1] = True
+    beta = _buffer(work, "beta", (T, K))
+    _backward_phase(A, frame, c, lo, hi, chunk_ok, beta)
+    _backward_fixup(A, frame, c, lo, hi, seq_chunks, seq_ok, beta, float(rtol))
+    start_sum, xi_acc = _posterior_phase(frame, c, beta, lo, hi, first, last, chunk_ok, alpha)
+    return log_prob, alpha, start_sum, A * xi_acc
+
+
+def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None,
+                     min_chunk=MIN_CHUNK, rtol=1e-14):
+    """log p(x^(s)) per sequence (S,) = sum_t (log c_t + m_t) by the chunked
+    forward pass and its fix-up (phases 1-2 of the module docstring)."""
+    return _run_forward(log_startprob, log_transmat, log_frameprob, lengths, None, min_chunk,
+                        rtol)[0]
