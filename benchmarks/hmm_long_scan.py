@@ -85,9 +85,8 @@ def main(argv=None):
     print(f"one Gaussian-diag HMM sequence T={T}, K={args.K}, D={args.D} "
           f"(data {time.perf_counter() - t0:.1f} s); numba threads {numba.get_num_threads()}; "
           f"chunks {len(hmm_scan.chunk_bounds([T])[0])}")
-    seq = lambda work: hmm_numba._forward_backward_sequential(  # noqa: E731
-        log_pi, log_A, lfp, None, work) if hasattr(hmm_numba, "_forward_backward_sequential") \
-        else hmm_numba.forward_backward(log_pi, log_A, lfp, None, work)
+    seq = lambda work: hmm_numba.forward_backward(  # noqa: E731
+        log_pi, log_A, lfp, None, work, method="sequential")
     scan = lambda work: hmm_scan.forward_backward(log_pi, log_A, lfp, None, work)  # noqa: E731
     w_seq, w_scan = {}, {}
     seq(w_seq)  # compile / page in, untimed

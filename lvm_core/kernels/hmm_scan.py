@@ -33,19 +33,22 @@ chunks, so one sequence uses every core:
 3. backward, in parallel: every chunk but the last starts from beta = 1 at its
    end.  Any start with alpha_{hi-1} . beta_{hi-1} = 1 keeps
    alpha_t . beta_t = 1 at every step (the identity that makes gamma sum to 1),
-   so the stored betas have the right scale and only their direction is
-   guessed;
-4. backward fix-up, per sequence from its last chunk back, as in 2, comparing
-   directions only: the scale of the scaled betas drifts by round-off (about
-   1e-14 over 10^6 steps), so the stored betas keep the exact scale of their
-   start and xi_sum may differ from the sequential kernel's by that drift;
-5. posteriors and statistics, in parallel: gamma_t = alpha_t * beta_t
-   (renormalised), and thread-local sums of alpha_t w_{t+1}^T.
+   so the guessed betas have the right scale and only their direction is
+   guessed.  The first ``window`` steps of a chunk only store their betas;
+   below them gamma_t and the sums of alpha_t w_{t+1}^T are computed on the
+   fly, as in the sequential kernel (alpha and gamma are separate arrays);
+4. backward fix-up, per sequence from its last chunk back: the window is
+   recomputed from the true beta_hi until it is parallel to the stored betas
+   (directions only: the scale of the scaled betas drifts by round-off, about
+   1e-14 over 10^6 steps, so xi_sum may differ from the sequential kernel's
+   by that drift).  A chunk whose window never agrees is recomputed whole
+   from the true beta_hi;
+5. gamma and xi for the window rows, in parallel.
 
 Chunk transfer matrices are never formed: the fix-up replaces their
 rank-one limit (products of positive matrices lose the memory of where they
 started).  Work is O(T K^2) plus O(K^2) per fixed-up step, memory O(T K)
-(alpha/gamma, beta, b; never a T x K x K array).  Chains that forget slowly
+(alpha, gamma, b; never a T x K x K array).  Chains that forget slowly
 (near-periodic or near-reducible A) need long fix-ups: in the worst case the
 fix-up recomputes every chunk, which is the sequential kernel again (exact,
 not faster).  A chunk whose uniform start needed the rescue step of the
@@ -65,12 +68,15 @@ import numpy as np
 from .._jit import njit
 from .hmm_numba import FASTMATH, _buffer, _check_inputs, _matvec, _scaled_frame
 
-__all__ = ["forward_backward", "forward_log_prob", "chunk_bounds", "MIN_CHUNK", "MAX_CHUNKS"]
+__all__ = ["forward_backward", "forward_log_prob", "chunk_bounds", "choose_method", "MIN_CHUNK",
+           "MAX_CHUNKS", "WINDOW"]
 
 #: shortest chunk: a fix-up of a few dozen steps must stay a small share of it
 MIN_CHUNK = 2048
 #: most chunks per sequence (enough for 64 threads; the layout is thread-independent)
 MAX_CHUNKS = 64
+#: steps at the end of each chunk whose betas wait for the backward fix-up
+WINDOW = 256
 _XI_BLOCK = 4
 
 
@@ -95,6 +101,27 @@ def chunk_bounds(lengths, min_chunk=MIN_CHUNK, max_chunks=MAX_CHUNKS):
         first.extend([True] + [False] * (n_s - 1))
     return (np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64),
             np.asarray(first, dtype=np.bool_), seq_chunks)
+
+
+def choose_method(method, lengths, T):
+    """``"scan"`` or ``"sequential"`` for ``method`` in {"auto", "scan", "sequential"}.
+
+    "auto" picks the scan when numba has more than one thread, there are fewer
+    sequences than threads (the sequential kernel already runs one sequence
+    per thread) and the longest sequence is at least 2 * MIN_CHUNK steps.
+    """
+    if method not in ("auto", "scan", "sequential"):
+        raise ValueError(
+            f"method must be 'auto', 'sequential' or 'scan'; got {method!r}. Use 'auto' to let "
+            "the kernel choose by the number of threads and the sequence lengths."
+        )
+    if method != "auto":
+        return method
+    threads = numba.get_num_threads()
+    lengths = np.asarray([T] if lengths is None else lengths)
+    if threads > 1 and 0 < lengths.size < threads and lengths.max() >= 2 * MIN_CHUNK:
+        return "scan"
+    return "sequential"
 
 
 @njit(fastmath=FASTMATH)
@@ -253,47 +280,6 @@ def _forward_fixup(pi, AT, log_frameprob, frame, shift, lo, hi, seq_chunks, chun
     return log_prob
 
 
-@njit(parallel=True, fastmath=FASTMATH)
-def _backward_phase(A, frame, c, lo, hi, chunk_ok, beta):
-    """Phase 3: beta from beta_{hi-1} = 1 at the end of every chunk, in parallel."""
-    K = A.shape[0]
-    G = lo.shape[0]
-    for g in numba.prange(G):
-        if not chunk_ok[g]:
-            continue
-        w = np.empty(K)
-        for k in range(K):
-            beta[hi[g] - 1, k] = 1.0
-        for t in range(hi[g] - 2, lo[g] - 1, -1):
-            inv_c = 1.0 / c[t + 1]
-            for j in range(K):
-                w[j] = frame[t + 1, j] * beta[t + 1, j] * inv_c
-            _matvec(A, w, beta[t])
-
-
-@njit(parallel=True, fastmath=FASTMATH)
-def _backward_fixup(A, frame, c, lo, hi, seq_chunks, seq_ok, beta, rtol):
-    """Phase 4: per sequence, each chunk before the last recomputed from the true
-    beta_{hi} until it agrees with phase 3."""
-    K = A.shape[0]
-    S = seq_chunks.shape[0] - 1
-    for s in numba.prange(S):
-        if not seq_ok[s]:
-            continue
-        w = np.empty(K)
-        new = np.empty(K)
-        for g in range(seq_chunks[s + 1] - 2, seq_chunks[s] - 1, -1):
-            for t in range(hi[g] - 1, lo[g] - 1, -1):
-                inv_c = 1.0 / c[t + 1]
-                for j in range(K):
-                    w[j] = frame[t + 1, j] * beta[t + 1, j] * inv_c
-                _matvec(A, w, new)
-                if _close_direction(new, beta[t], rtol):
-                    break  # the stored betas from here on are the true ones (scale aside)
-                for k in range(K):
-                    beta[t, k] = new[k]
-
-
 @njit(fastmath=FASTMATH)
 def _xi_flush(xi_acc, a_buf, w_buf, n):
     """xi_acc += sum_{q < n} a_buf[q] w_buf[q]^T, four outer products per pass."""
@@ -312,15 +298,48 @@ def _xi_flush(xi_acc, a_buf, w_buf, n):
                                                                        + a3 * w_buf[3, j])
 
 
+@njit(fastmath=FASTMATH)
+def _backward_rows(A, frame, alpha, c, t_hi, t_lo, beta, gamma, xi_acc, a_buf, w_buf):
+    """The sequential kernel's backward step for rows t_hi down to t_lo:
+    on entry ``beta`` holds beta_{t_hi + 1}; each step sets beta_t = A w_{t+1},
+    gamma_t = alpha_t beta_t / sum_k alpha_t(k) beta_t(k) and adds
+    alpha_t w_{t+1}^T to xi_acc; on exit ``beta`` holds beta_{t_lo}."""
+    K = A.shape[0]
+    w = np.empty(K)
+    q = 0
+    for t in range(t_hi, t_lo - 1, -1):
+        inv_c = 1.0 / c[t + 1]
+        for j in range(K):
+            w[j] = frame[t + 1, j] * beta[j] * inv_c
+            w_buf[q, j] = w[j]
+            a_buf[q, j] = alpha[t, j]
+        _matvec(A, w, beta)
+        total = 0.0
+        for i in range(K):
+            g = a_buf[q, i] * beta[i]
+            gamma[t, i] = g
+            total += g
+        inv_total = 1.0 / total
+        for i in range(K):
+            gamma[t, i] *= inv_total
+        q += 1
+        if q == _XI_BLOCK:
+            _xi_flush(xi_acc, a_buf, w_buf, q)
+            q = 0
+    if q > 0:
+        _xi_flush(xi_acc, a_buf, w_buf, q)
+
+
 @njit(parallel=True, fastmath=FASTMATH)
-def _posterior_phase(frame, c, beta, lo, hi, first, last, chunk_ok, gamma):
-    """Phase 5: gamma_t = alpha_t beta_t / sum_k alpha_t beta_t in place of alpha
-    (``gamma`` holds alpha on entry), and per chunk sum_t alpha_t w_{t+1}^T and
-    gamma at sequence starts; reduced after the loop."""
-    T, K = gamma.shape
+def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, beta_win,
+                    beta_lo, xi_part):
+    """Phase 3: every chunk in parallel from beta_{hi-1} = 1.  The first
+    ``window`` steps of a chunk that is not its sequence's last only store their
+    betas (in ``beta_win[g, j]`` for row hi-1-j: they wait for the fix-up); the
+    rows below get gamma and xi as in the sequential kernel.  beta at row lo
+    goes to ``beta_lo[g]``."""
+    K = A.shape[0]
     G = lo.shape[0]
-    xi_part = np.zeros((G, K, K))
-    start_part = np.zeros((G, K))
     for g in numba.prange(G):
         if not chunk_ok[g]:
             for t in range(lo[g], hi[g]):
@@ -329,16 +348,111 @@ def _posterior_phase(frame, c, beta, lo, hi, first, last, chunk_ok, gamma):
             continue
         a_buf = np.empty((_XI_BLOCK, K))
         w_buf = np.empty((_XI_BLOCK, K))
+        beta = np.ones(K)
+        w = np.empty(K)
+        top = hi[g] - 1
+        if last[g]:
+            for k in range(K):
+                gamma[top, k] = alpha[top, k]
+            n_win = 0
+        else:
+            n_win = min(window, hi[g] - lo[g])
+            for k in range(K):
+                beta_win[g, 0, k] = 1.0
+            for j in range(1, n_win):
+                t = top - j
+                inv_c = 1.0 / c[t + 1]
+                for k in range(K):
+                    w[k] = frame[t + 1, k] * beta[k] * inv_c
+                _matvec(A, w, beta)
+                for k in range(K):
+                    beta_win[g, j, k] = beta[k]
+        # rows top - n_win .. lo (for the last chunk: top - 1 .. lo)
+        start = top - max(n_win, 1)
+        if start >= lo[g]:
+            _backward_rows(A, frame, alpha, c, start, lo[g], beta, gamma, xi_part[g], a_buf,
+                           w_buf)
+        for k in range(K):
+            beta_lo[g, k] = beta[k]
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamma, beta_win,
+                    beta_lo, xi_part, rtol):
+    """Phase 4: per sequence, from its last chunk back, each chunk's window is
+    recomputed from the true beta_{hi} (``beta_lo`` of the next chunk) until it
+    is parallel to the stored betas.  A chunk whose window never agrees is
+    recomputed completely (gamma, xi, beta_lo) from the true beta.  Returns
+    ``redone`` (G,): chunks that no longer need phase 5."""
+    K = A.shape[0]
+    S = seq_chunks.shape[0] - 1
+    G = lo.shape[0]
+    redone = np.zeros(G, dtype=np.bool_)
+    for s in numba.prange(S):
+        if not seq_ok[s]:
+            continue
+        a_buf = np.empty((_XI_BLOCK, K))
+        w_buf = np.empty((_XI_BLOCK, K))
+        beta = np.empty(K)
+        new = np.empty(K)
+        w = np.empty(K)
+        for g in range(seq_chunks[s + 1] - 2, seq_chunks[s] - 1, -1):
+            for k in range(K):
+                beta[k] = beta_lo[g + 1, k]
+            n_win = min(window, hi[g] - lo[g])
+            agreed = False
+            for j in range(n_win):
+                t = hi[g] - 1 - j
+                inv_c = 1.0 / c[t + 1]
+                for k in range(K):
+                    w[k] = frame[t + 1, k] * beta[k] * inv_c
+                _matvec(A, w, new)
+                if _close_direction(new, beta_win[g, j], rtol):
+                    agreed = True
+                    break
+                for k in range(K):
+                    beta_win[g, j, k] = new[k]
+                    beta[k] = new[k]
+            if not agreed:
+                # never agreed: the whole chunk again, sequentially, from the true beta_hi
+                for k in range(K):
+                    beta[k] = beta_lo[g + 1, k]
+                for i in range(K):
+                    for j in range(K):
+                        xi_part[g, i, j] = 0.0
+                _backward_rows(A, frame, alpha, c, hi[g] - 1, lo[g], beta, gamma, xi_part[g],
+                               a_buf, w_buf)
+                for k in range(K):
+                    beta_lo[g, k] = beta[k]
+                redone[g] = True
+    return redone
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def _window_phase(frame, alpha, c, lo, hi, last, chunk_ok, redone, window, gamma, beta_win,
+                  beta_lo, xi_part):
+    """Phase 5: gamma and xi for the window rows hi-1 .. hi-n_win of every chunk
+    (their betas are now the true ones); the transition hi-1 -> hi uses the
+    next chunk's beta_lo."""
+    K = frame.shape[1]
+    G = lo.shape[0]
+    for g in numba.prange(G):
+        if last[g] or redone[g] or not chunk_ok[g]:
+            continue
+        a_buf = np.empty((_XI_BLOCK, K))
+        w_buf = np.empty((_XI_BLOCK, K))
         q = 0
-        end = hi[g] - 1 if last[g] else hi[g]  # rows with a transition to t + 1
-        for t in range(lo[g], end):
+        n_win = min(window, hi[g] - lo[g])
+        for j in range(n_win):
+            t = hi[g] - 1 - j
             inv_c = 1.0 / c[t + 1]
-            for j in range(K):
-                w_buf[q, j] = frame[t + 1, j] * beta[t + 1, j] * inv_c
-                a_buf[q, j] = gamma[t, j]
+            for k in range(K):
+                b_next = beta_lo[g + 1, k] if j == 0 else beta_win[g, j - 1, k]
+                w_buf[q, k] = frame[t + 1, k] * b_next * inv_c
+                a_buf[q, k] = alpha[t, k]
             total = 0.0
             for k in range(K):
-                v = a_buf[q, k] * beta[t, k]
+                v = a_buf[q, k] * beta_win[g, j, k]
                 gamma[t, k] = v
                 total += v
             inv_total = 1.0 / total
@@ -350,18 +464,6 @@ def _posterior_phase(frame, c, beta, lo, hi, first, last, chunk_ok, gamma):
                 q = 0
         if q > 0:
             _xi_flush(xi_part[g], a_buf, w_buf, q)
-        # the last row of a sequence: beta = 1, gamma = alpha (as the sequential kernel)
-        if first[g]:
-            for k in range(K):
-                start_part[g, k] = gamma[lo[g], k]
-    start_sum = np.zeros(K)
-    xi_acc = np.zeros((K, K))
-    for g in range(G):
-        for i in range(K):
-            start_sum[i] += start_part[g, i]
-            for j in range(K):
-                xi_acc[i, j] += xi_part[g, i, j]
-    return start_sum, xi_acc
 
 
 def _run_forward(log_startprob, log_transmat, log_frameprob, lengths, work, min_chunk, rtol):
@@ -377,7 +479,7 @@ def _run_forward(log_startprob, log_transmat, log_frameprob, lengths, work, min_
     AT = np.ascontiguousarray(A.T)
     T, K = log_frameprob.shape
     frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
-    alpha = _buffer(work, "gamma", (T, K))
+    alpha = _buffer(work, "alpha", (T, K))
     c = _buffer(work, "c", (T,))
     chunk_ll, status = _forward_phase(pi, AT, log_frameprob, frame, shift, lo, hi, first, alpha, c)
     log_prob = _forward_fixup(pi, AT, log_frameprob, frame, shift, lo, hi, seq_chunks, chunk_ll,
@@ -386,7 +488,7 @@ def _run_forward(log_startprob, log_transmat, log_frameprob, lengths, work, min_
 
 
 def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None,
-                     min_chunk=MIN_CHUNK, rtol=1e-14):
+                     min_chunk=MIN_CHUNK, rtol=1e-14, window=WINDOW):
     """Posteriors and expected counts by the chunked scan (Rabiner 1989, eqs.
     18-27, 37-40; chunking after Maleki et al. 2014): the contract of
     :func:`lvm_core.kernels.hmm_numba.forward_backward`.
@@ -394,22 +496,35 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, w
     Returns ``(log_prob (S,), posteriors (T, K), start_sum (K,), xi_sum (K, K))``
     with xi_sum_ij = A_ij sum_t alpha_t(i) w_{t+1}(j).  ``min_chunk``: shortest
     chunk (sequences shorter than 2 * min_chunk are one chunk, i.e. the
-    sequential recursion); ``rtol``: agreement that ends a fix-up.
-    ``work``: optional dict of reused work arrays (as for the sequential kernel;
-    this kernel adds a ``"beta"`` (T, K) array).
+    sequential recursion); ``rtol``: agreement that ends a fix-up;
+    ``window``: steps at the end of a chunk kept for the backward fix-up (a
+    chunk whose fix-up needs more is recomputed whole).  ``work``: optional
+    dict of reused work arrays (as for the sequential kernel; this kernel
+    keeps alpha and gamma apart, one (T, K) array more).
     """
+    if int(window) < 1:
+        raise ValueError(f"window must be a positive integer; got {window!r}.")
+    window = int(window)
     log_prob, A, frame, alpha, c, (lo, hi, first, seq_chunks) = _run_forward(
         log_startprob, log_transmat, log_frameprob, lengths, work, min_chunk, rtol)
     T, K = frame.shape
+    G = lo.shape[0]
     seq_ok = np.isfinite(log_prob)
     chunk_ok = np.repeat(seq_ok, np.diff(seq_chunks))
-    last = np.zeros(lo.shape[0], dtype=np.bool_)
+    last = np.zeros(G, dtype=np.bool_)
     last[seq_chunks[1:] - 1] = True
-    beta = _buffer(work, "beta", (T, K))
-    _backward_phase(A, frame, c, lo, hi, chunk_ok, beta)
-    _backward_fixup(A, frame, c, lo, hi, seq_chunks, seq_ok, beta, float(rtol))
-    start_sum, xi_acc = _posterior_phase(frame, c, beta, lo, hi, first, last, chunk_ok, alpha)
-    return log_prob, alpha, start_sum, A * xi_acc
+    gamma = _buffer(work, "gamma", (T, K))
+    beta_win = np.empty((G, min(window, int(np.max(hi - lo))), K))
+    beta_lo = np.empty((G, K))
+    xi_part = np.zeros((G, K, K))
+    _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, beta_win, beta_lo,
+                    xi_part)
+    redone = _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamma,
+                             beta_win, beta_lo, xi_part, float(rtol))
+    _window_phase(frame, alpha, c, lo, hi, last, chunk_ok, redone, window, gamma, beta_win,
+                  beta_lo, xi_part)
+    start_sum = np.sum(gamma[lo[first]], axis=0)
+    return log_prob, gamma, start_sum, A * np.sum(xi_part, axis=0)
 
 
 def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None,
