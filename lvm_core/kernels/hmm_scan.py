@@ -55,6 +55,13 @@ not faster).  A chunk whose uniform start needed the rescue step of the
 sequential kernel (every reachable state's b_t underflowed) or met an
 impossible observation is recomputed completely from the true state.
 
+One deliberate difference: w_{t+1}(j) is set to 0 where alpha_{t+1}(j) = 0.
+Such a state cannot be on any path through the data, so no posterior or
+xi term changes, but its scaled beta is not bounded by 1 / alpha and can
+overflow (b_{t+1}(j) / c_{t+1} ~ 1e60 per step when the only reachable state
+explains the data 1e60 times worse); inf * 0 then gave NaN posteriors and
+xi in the sequential kernels.
+
 Results equal the sequential kernel to about ``rtol`` times the number of
 chunks (relative), not bit for bit.  The chunk layout depends only on the
 sequence lengths (not on the number of threads), so results do not change
@@ -310,7 +317,7 @@ def _backward_rows(A, frame, alpha, c, t_hi, t_lo, beta, gamma, xi_acc, a_buf, w
     for t in range(t_hi, t_lo - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
-            w[j] = frame[t + 1, j] * beta[j] * inv_c
+            w[j] = frame[t + 1, j] * beta[j] * inv_c if alpha[t + 1, j] > 0.0 else 0.0
             w_buf[q, j] = w[j]
             a_buf[q, j] = alpha[t, j]
         _matvec(A, w, beta)
@@ -363,7 +370,7 @@ def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, b
                 t = top - j
                 inv_c = 1.0 / c[t + 1]
                 for k in range(K):
-                    w[k] = frame[t + 1, k] * beta[k] * inv_c
+                    w[k] = frame[t + 1, k] * beta[k] * inv_c if alpha[t + 1, k] > 0.0 else 0.0
                 _matvec(A, w, beta)
                 for k in range(K):
                     beta_win[g, j, k] = beta[k]
@@ -405,7 +412,7 @@ def _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamm
                 t = hi[g] - 1 - j
                 inv_c = 1.0 / c[t + 1]
                 for k in range(K):
-                    w[k] = frame[t + 1, k] * beta[k] * inv_c
+                    w[k] = frame[t + 1, k] * beta[k] * inv_c if alpha[t + 1, k] > 0.0 else 0.0
                 _matvec(A, w, new)
                 if _close_direction(new, beta_win[g, j], rtol):
                     agreed = True
@@ -448,7 +455,7 @@ def _window_phase(frame, alpha, c, lo, hi, last, chunk_ok, redone, window, gamma
             inv_c = 1.0 / c[t + 1]
             for k in range(K):
                 b_next = beta_lo[g + 1, k] if j == 0 else beta_win[g, j - 1, k]
-                w_buf[q, k] = frame[t + 1, k] * b_next * inv_c
+                w_buf[q, k] = frame[t + 1, k] * b_next * inv_c if alpha[t + 1, k] > 0.0 else 0.0
                 a_buf[q, k] = alpha[t, k]
             total = 0.0
             for k in range(K):

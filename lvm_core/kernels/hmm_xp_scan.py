@@ -205,17 +205,14 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
     # beta direction at the end of chunk (s, n): Q 1 with Q the suffix from chunk n + 1
     r_next = xp.concat([r_suf[:, 1:, ...], xp.zeros((S, 1, K), dtype=dtype, device=dev)], axis=1)
     M_next = xp.concat([M_suf[:, 1:, ...], xp.broadcast_to(eye, (S, 1, K, K))], axis=1)
-    r_max = xp.max(r_next, axis=2)
-    r_max = xp.where(xp.isfinite(r_max), r_max, xp.zeros_like(r_max))
-    beta_dir, b_total = _normalize(xp, xp.exp(r_next - r_max[..., None]) * xp.sum(M_next, axis=3))
-    ok = bool(xp.all(a_total > 0)) and bool(xp.all(b_total > 0)) and \
-        bool(xp.all(xp.isfinite(a_total))) and bool(xp.all(xp.isfinite(b_total)))
+    log_beta_dir = r_next + _safe_log(xp, xp.sum(M_next, axis=3))  # (S, n_max, K)
+    ok = bool(xp.all(a_total > 0)) and bool(xp.all(xp.isfinite(a_total)))
     if not ok:  # a row lost to underflow, or an impossible sequence: the exact path
         return hmm_xp.forward_backward(log_startprob, log_transmat, log_frameprob, lengths)
     # back to chunk order: (G, K); the start of chunk g is the end of the previous one
     seq_rank = host(np.flatnonzero(lay["grid"].reshape(-1) < G), "int64")  # grid slots in g order
     alpha_end = xp.take(xp.reshape(alpha_end, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
-    beta_dir = xp.take(xp.reshape(beta_dir, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
+    log_beta_dir = xp.take(xp.reshape(log_beta_dir, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
     prev = np.maximum(np.arange(G) - 1, 0)
     alpha_start = xp.take(alpha_end, host(prev, "int64"), axis=0)  # (G, K), unused for first
 
@@ -261,8 +258,18 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
     chunk_possible = xp.take(possible, host(lay["seq_of"], "int64"), axis=0)  # (G,)
     # backward inside every chunk, from beta_{hi-1} = d / (alpha_{hi-1} . d)
     alpha_last = alpha  # padded steps keep alpha: this is alpha at the last valid step
-    dot = xp.sum(alpha_last * beta_dir, axis=1)
-    beta_init = beta_dir / xp.where(dot > 0, dot, ones)[:, None]
+    # log beta_init = log_beta_dir - z with z = log sum_k alpha_k exp(log_beta_dir_k);
+    # 0 where alpha = 0 (such a state's beta is unbounded and meets no path)
+    v = _safe_log(xp, alpha_last) + log_beta_dir
+    v_max = xp.max(v, axis=1)
+    v_fin = xp.where(xp.isfinite(v_max), v_max, xp.zeros_like(v_max))
+    z = v_fin + _safe_log(xp, xp.sum(xp.exp(v - v_fin[:, None]), axis=1))  # (G,)
+    if not bool(xp.all(xp.isfinite(z) | ~chunk_possible)):
+        return hmm_xp.forward_backward(log_startprob, log_transmat, log_frameprob, lengths)
+    z = xp.where(xp.isfinite(z), z, xp.zeros_like(z))
+    log_init = xp.where(alpha_last > 0, log_beta_dir - z[:, None], xp.zeros_like(alpha_last))
+    log_init = xp.minimum(log_init, xp.full_like(log_init, 700.0))
+    beta_init = xp.where(alpha_last > 0, xp.exp(log_init), xp.zeros_like(alpha_last))
     beta = beta_init
     gammas = [None] * L
     xi_acc = xp.zeros((K, K), dtype=dtype, device=dev)
@@ -270,7 +277,8 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
         if j < L - 1:
             v = valid[:, j + 1]
             w = b_rows[j + 1] * beta / cs[j + 1][:, None]  # (G, K)
-            w = xp.where((v & chunk_possible)[:, None], w, xp.zeros_like(w))
+            keep = (v & chunk_possible)[:, None] & (alphas[j + 1] > 0)
+            w = xp.where(keep, w, xp.zeros_like(w))
             xi_acc = xi_acc + xp.matmul(alphas[j].T, w)
             beta = xp.where(v[:, None], xp.matmul(w, A.T), beta_init)
         g = alphas[j] * beta
@@ -278,7 +286,8 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
         gammas[j] = g / xp.where(total > 0, total, ones)[:, None]
     # transitions between consecutive chunks: alpha_{hi-1} (chunk g) w_lo (chunk g + 1)
     w_first = b_rows[0] * beta / cs[0][:, None]  # (G, K): beta now holds beta at row lo
-    w_first = xp.where(chunk_possible[:, None], w_first, xp.zeros_like(w_first))
+    w_first = xp.where(chunk_possible[:, None] & (alphas[0] > 0), w_first,
+                       xp.zeros_like(w_first))
     w_all = xp.concat([w_first, xp.zeros((1, K), dtype=dtype, device=dev)], axis=0)
     w_next = xp.take(w_all, host(lay["next_chunk"], "int64"), axis=0)  # (G, K)
     xi_acc = xi_acc + xp.matmul(alpha_last.T, w_next)
