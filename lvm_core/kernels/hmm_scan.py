@@ -55,7 +55,7 @@ not faster).  A chunk whose uniform start needed the rescue step of the
 sequential kernel (every reachable state's b_t underflowed) or met an
 impossible observation is recomputed completely from the true state.
 
-One deliberate difference: w_{t+1}(j) is set to 0 where alpha_{t+1}(j) = 0.
+One deliberate difference: beta_t(j) is set to 0 where alpha_t(j) = 0.
 Such a state cannot be on any path through the data, so no posterior or
 xi term changes, but its scaled beta is not bounded by 1 / alpha and can
 overflow (b_{t+1}(j) / c_{t+1} ~ 1e60 per step when the only reachable state
@@ -317,13 +317,16 @@ def _backward_rows(A, frame, alpha, c, t_hi, t_lo, beta, gamma, xi_acc, a_buf, w
     for t in range(t_hi, t_lo - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
-            w[j] = frame[t + 1, j] * beta[j] * inv_c if alpha[t + 1, j] > 0.0 else 0.0
+            w[j] = frame[t + 1, j] * beta[j] * inv_c
             w_buf[q, j] = w[j]
             a_buf[q, j] = alpha[t, j]
         _matvec(A, w, beta)
         total = 0.0
         for i in range(K):
-            g = a_buf[q, i] * beta[i]
+            a = a_buf[q, i]
+            b_i = beta[i] if a > 0.0 else 0.0  # no path through state i at t: beta_t(i) = 0
+            beta[i] = b_i
+            g = a * b_i
             gamma[t, i] = g
             total += g
         inv_total = 1.0 / total
@@ -365,14 +368,17 @@ def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, b
         else:
             n_win = min(window, hi[g] - lo[g])
             for k in range(K):
-                beta_win[g, 0, k] = 1.0
+                beta[k] = 1.0 if alpha[top, k] > 0.0 else 0.0
+                beta_win[g, 0, k] = beta[k]
             for j in range(1, n_win):
                 t = top - j
                 inv_c = 1.0 / c[t + 1]
                 for k in range(K):
-                    w[k] = frame[t + 1, k] * beta[k] * inv_c if alpha[t + 1, k] > 0.0 else 0.0
+                    w[k] = frame[t + 1, k] * beta[k] * inv_c
                 _matvec(A, w, beta)
                 for k in range(K):
+                    if not alpha[t, k] > 0.0:
+                        beta[k] = 0.0
                     beta_win[g, j, k] = beta[k]
         # rows top - n_win .. lo (for the last chunk: top - 1 .. lo)
         start = top - max(n_win, 1)
@@ -412,8 +418,11 @@ def _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamm
                 t = hi[g] - 1 - j
                 inv_c = 1.0 / c[t + 1]
                 for k in range(K):
-                    w[k] = frame[t + 1, k] * beta[k] * inv_c if alpha[t + 1, k] > 0.0 else 0.0
+                    w[k] = frame[t + 1, k] * beta[k] * inv_c
                 _matvec(A, w, new)
+                for k in range(K):
+                    if not alpha[t, k] > 0.0:
+                        new[k] = 0.0
                 if _close_direction(new, beta_win[g, j], rtol):
                     agreed = True
                     break
@@ -455,7 +464,7 @@ def _window_phase(frame, alpha, c, lo, hi, last, chunk_ok, redone, window, gamma
             inv_c = 1.0 / c[t + 1]
             for k in range(K):
                 b_next = beta_lo[g + 1, k] if j == 0 else beta_win[g, j - 1, k]
-                w_buf[q, k] = frame[t + 1, k] * b_next * inv_c if alpha[t + 1, k] > 0.0 else 0.0
+                w_buf[q, k] = frame[t + 1, k] * b_next * inv_c
                 a_buf[q, k] = alpha[t, k]
             total = 0.0
             for k in range(K):
