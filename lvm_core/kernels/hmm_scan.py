@@ -35,20 +35,21 @@ chunks, so one sequence uses every core:
    alpha_t . beta_t = 1 at every step (the identity that makes gamma sum to 1),
    so the guessed betas have the right scale and only their direction is
    guessed.  The first ``window`` steps of a chunk only store their betas;
-   below them gamma_t and the sums of alpha_t w_{t+1}^T are computed on the
-   fly, as in the sequential kernel (alpha and gamma are separate arrays);
+   below them gamma_t (in place of alpha_t) and the sums of alpha_t w_{t+1}^T
+   are computed on the fly, as in the sequential kernel;
 4. backward fix-up, per sequence from its last chunk back: the window is
    recomputed from the true beta_hi until it is parallel to the stored betas
    (directions only: the scale of the scaled betas drifts by round-off, about
    1e-14 over 10^6 steps, so xi_sum may differ from the sequential kernel's
    by that drift).  A chunk whose window never agrees is recomputed whole
-   from the true beta_hi;
+   (its alpha from the end of the previous chunk, then backward from the true
+   beta_hi);
 5. gamma and xi for the window rows, in parallel.
 
 Chunk transfer matrices are never formed: the fix-up replaces their
 rank-one limit (products of positive matrices lose the memory of where they
 started).  Work is O(T K^2) plus O(K^2) per fixed-up step, memory O(T K)
-(alpha, gamma, b; never a T x K x K array).  Chains that forget slowly
+(alpha/gamma and b, as the sequential kernel; never a T x K x K array).  Chains that forget slowly
 (near-periodic or near-reducible A) need long fix-ups: in the worst case the
 fix-up recomputes every chunk, which is the sequential kernel again (exact,
 not faster).  A chunk whose uniform start needed the rescue step of the
@@ -390,13 +391,16 @@ def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, b
 
 
 @njit(parallel=True, fastmath=FASTMATH)
-def _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamma, beta_win,
-                    beta_lo, xi_part, rtol):
+def _backward_fixup(pi, AT, log_frameprob, shift, first, A, frame, alpha, c, lo, hi, seq_chunks,
+                    seq_ok, window, gamma, beta_win, beta_lo, xi_part, rtol):
     """Phase 4: per sequence, from its last chunk back, each chunk's window is
     recomputed from the true beta_{hi} (``beta_lo`` of the next chunk) until it
     is parallel to the stored betas.  A chunk whose window never agrees is
-    recomputed completely (gamma, xi, beta_lo) from the true beta.  Returns
-    ``redone`` (G,): chunks that no longer need phase 5."""
+    recomputed completely from the true beta: its alpha rows again from
+    alpha_{lo-1} (``gamma`` may be ``alpha``: phase 3 overwrote the rows below
+    the window; alpha_{lo-1} lies in the previous chunk's window, untouched
+    until phase 5), then gamma, xi and beta_lo.  Returns ``redone`` (G,):
+    chunks that no longer need phase 5."""
     K = A.shape[0]
     S = seq_chunks.shape[0] - 1
     G = lo.shape[0]
@@ -409,6 +413,8 @@ def _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamm
         beta = np.empty(K)
         new = np.empty(K)
         w = np.empty(K)
+        prev = np.empty(K)
+        pred = np.empty(K)
         for g in range(seq_chunks[s + 1] - 2, seq_chunks[s] - 1, -1):
             for k in range(K):
                 beta[k] = beta_lo[g + 1, k]
@@ -431,6 +437,17 @@ def _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamm
                     beta[k] = new[k]
             if not agreed:
                 # never agreed: the whole chunk again, sequentially, from the true beta_hi
+                if not first[g]:
+                    for k in range(K):
+                        prev[k] = alpha[lo[g] - 1, k]
+                for t in range(lo[g], hi[g]):
+                    step = _forward_step(pi, AT, prev, first[g] and t == lo[g], log_frameprob,
+                                         frame, shift, t, pred, new, True)
+                    inv_s = 1.0 / step  # > 0: the sequence is possible
+                    for k in range(K):
+                        prev[k] = new[k] * inv_s
+                        alpha[t, k] = prev[k]
+                    c[t] = step
                 for k in range(K):
                     beta[k] = beta_lo[g + 1, k]
                 for i in range(K):
@@ -495,12 +512,13 @@ def _run_forward(log_startprob, log_transmat, log_frameprob, lengths, work, min_
     AT = np.ascontiguousarray(A.T)
     T, K = log_frameprob.shape
     frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
-    alpha = _buffer(work, "alpha", (T, K))
+    alpha = _buffer(work, "gamma", (T, K))
     c = _buffer(work, "c", (T,))
     chunk_ll, status = _forward_phase(pi, AT, log_frameprob, frame, shift, lo, hi, first, alpha, c)
     log_prob = _forward_fixup(pi, AT, log_frameprob, frame, shift, lo, hi, seq_chunks, chunk_ll,
                               status, alpha, c, float(rtol))
-    return log_prob, A, frame, alpha, c, (lo, hi, first, seq_chunks)
+    return log_prob, (pi, A, AT, log_frameprob, frame, shift), alpha, c, (lo, hi, first,
+                                                                         seq_chunks)
 
 
 def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None,
@@ -515,28 +533,30 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, w
     sequential recursion); ``rtol``: agreement that ends a fix-up;
     ``window``: steps at the end of a chunk kept for the backward fix-up (a
     chunk whose fix-up needs more is recomputed whole).  ``work``: optional
-    dict of reused work arrays (as for the sequential kernel; this kernel
-    keeps alpha and gamma apart, one (T, K) array more).
+    dict of reused work arrays (the same as the sequential kernel's).
     """
     if int(window) < 1:
         raise ValueError(f"window must be a positive integer; got {window!r}.")
     window = int(window)
-    log_prob, A, frame, alpha, c, (lo, hi, first, seq_chunks) = _run_forward(
+    log_prob, arrays, alpha, c, bounds = _run_forward(
         log_startprob, log_transmat, log_frameprob, lengths, work, min_chunk, rtol)
+    pi, A, AT, log_frameprob, frame, shift = arrays
+    lo, hi, first, seq_chunks = bounds
     T, K = frame.shape
     G = lo.shape[0]
     seq_ok = np.isfinite(log_prob)
     chunk_ok = np.repeat(seq_ok, np.diff(seq_chunks))
     last = np.zeros(G, dtype=np.bool_)
     last[seq_chunks[1:] - 1] = True
-    gamma = _buffer(work, "gamma", (T, K))
+    gamma = alpha  # in place: gamma_t overwrites alpha_t
     beta_win = np.empty((G, min(window, int(np.max(hi - lo))), K))
     beta_lo = np.empty((G, K))
     xi_part = np.zeros((G, K, K))
     _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, beta_win, beta_lo,
                     xi_part)
-    redone = _backward_fixup(A, frame, alpha, c, lo, hi, seq_chunks, seq_ok, window, gamma,
-                             beta_win, beta_lo, xi_part, float(rtol))
+    redone = _backward_fixup(pi, AT, log_frameprob, shift, first, A, frame, alpha, c, lo, hi,
+                             seq_chunks, seq_ok, window, gamma, beta_win, beta_lo, xi_part,
+                             float(rtol))
     _window_phase(frame, alpha, c, lo, hi, last, chunk_ok, redone, window, gamma, beta_win,
                   beta_lo, xi_part)
     start_sum = np.sum(gamma[lo[first]], axis=0)
