@@ -17,7 +17,8 @@ Parts (configurations of BENCHMARKS.md):
 * ``hmm``  E-step inference of HMM configuration b (Gaussian diag, K = 32,
   D = 8, 10 sequences x 10,000 steps) and of one sequence of 10^6 steps
   (K = 32): the numba kernels vs the array-API kernels on the device (batched
-  over sequences, ``hmm_xp``; chunked two-level scan, ``hmm_xp_scan``);
+  over sequences, ``hmm_xp``; chunked two-level scan, ``hmm_xp_scan``, with
+  its default chunk length ceil(sqrt(T)) and with 32);
   ``RESULT gpu_hmm_b ...`` and ``RESULT gpu_hmm_long ...``;
 * ``gmm``  GaussianMixture(n_components=16, covariance_type="full") on
   10^6 x 16, the same start on both sides, fixed iterations: device vs NumPy;
@@ -248,7 +249,8 @@ def part_hmm(dev, dry_run):
         rows = np.concatenate([np.arange(lo, lo + n_w) for lo in np.cumsum(lengths) - lengths])
         warm = (args_dev[0], args_dev[1], dev.put(lfp[rows]))
         warm_lengths = np.full(len(lengths), n_w)
-        kernels = [("xp_scan", hmm_xp_scan.forward_backward, 3)]
+        kernels = [("xp_scan", hmm_xp_scan.forward_backward, 3),
+                   ("xp_scan32", lambda *a: hmm_xp_scan.forward_backward(*a, chunk_len=32), 3)]
         if run_batched:  # one time step per launch: slow on long sequences, timed once
             kernels.append(("xp", hmm_xp.forward_backward, 1))
         for label, kernel, repeats in kernels:
@@ -263,7 +265,9 @@ def part_hmm(dev, dry_run):
                   f"ratio {t_nb / results[label][0]:.2f}); largest difference {results[label][1]:.2e}")
         line = (f"RESULT {name} ratio_scan={fmt(t_nb / results['xp_scan'][0])} "
                 f"s_numba={t_nb:.4f} s_xp_scan={results['xp_scan'][0]:.4f} "
-                f"diff_scan={results['xp_scan'][1]:.2e}")
+                f"diff_scan={results['xp_scan'][1]:.2e} "
+                f"ratio_scan32={fmt(t_nb / results['xp_scan32'][0])} "
+                f"s_xp_scan32={results['xp_scan32'][0]:.4f} diff_scan32={results['xp_scan32'][1]:.2e}")
         if run_batched:
             line += (f" ratio_xp={fmt(t_nb / results['xp'][0])} s_xp={results['xp'][0]:.4f} "
                      f"diff_xp={results['xp'][1]:.2e}")

@@ -60,7 +60,7 @@ def test_dry_run_gets_through_every_step(tmp_path):
     for line in out.splitlines():
         if line.startswith("RESULT gpu_hmm") or line.startswith("RESULT gpu_gmm"):
             fields = dict(kv.split("=", 1) for kv in line.split()[2:])
-            for key in ("diff_scan", "diff_xp", "ll_rel_diff"):
+            for key in ("diff_scan", "diff_scan32", "diff_xp", "ll_rel_diff"):
                 if key in fields:
                     assert float(fields[key]) < 1e-10, line
     for step in ("tests", "vae", "hmm", "gmm"):
