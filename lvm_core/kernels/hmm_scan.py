@@ -165,7 +165,7 @@ def _close_direction(new, old, rtol):
     return True
 
 
-@njit(fastmath=FASTMATH)
+@njit(fastmath=FASTMATH, inline="always")
 def _forward_step(pi, AT, prev, first, log_frameprob, frame, shift, t, pred, cur, exact):
     """One scaled forward step at row t: cur = pred * b_t with pred = pi (first
     step) or A^T prev; returns c_t = sum(cur) (cur is left unnormalised).
@@ -307,13 +307,19 @@ def _xi_flush(xi_acc, a_buf, w_buf, n):
 
 
 @njit(fastmath=FASTMATH)
-def _backward_rows(A, frame, alpha, c, t_hi, t_lo, beta, gamma, xi_acc, a_buf, w_buf):
+def _backward_rows(A, frame, alpha, c, t_hi, t_lo, beta_io, gamma, xi_acc):
     """The sequential kernel's backward step for rows t_hi down to t_lo:
-    on entry ``beta`` holds beta_{t_hi + 1}; each step sets beta_t = A w_{t+1},
-    gamma_t = alpha_t beta_t / sum_k alpha_t(k) beta_t(k) and adds
-    alpha_t w_{t+1}^T to xi_acc; on exit ``beta`` holds beta_{t_lo}."""
+    on entry ``beta_io`` holds beta_{t_hi + 1}; each step sets beta_t = A w_{t+1},
+    gamma_t = alpha_t beta_t / sum_k alpha_t(k) beta_t(k) (``gamma`` may be
+    ``alpha``) and adds alpha_t w_{t+1}^T to xi_acc; on exit ``beta_io`` holds
+    beta_{t_lo}.  The work arrays are local (no aliasing with the inputs)."""
     K = A.shape[0]
+    beta = np.empty(K)
+    for k in range(K):
+        beta[k] = beta_io[k]
     w = np.empty(K)
+    a_buf = np.empty((_XI_BLOCK, K))
+    w_buf = np.empty((_XI_BLOCK, K))
     q = 0
     for t in range(t_hi, t_lo - 1, -1):
         inv_c = 1.0 / c[t + 1]
@@ -339,6 +345,8 @@ def _backward_rows(A, frame, alpha, c, t_hi, t_lo, beta, gamma, xi_acc, a_buf, w
             q = 0
     if q > 0:
         _xi_flush(xi_acc, a_buf, w_buf, q)
+    for k in range(K):
+        beta_io[k] = beta[k]
 
 
 @njit(parallel=True, fastmath=FASTMATH)
@@ -357,8 +365,6 @@ def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, b
                 for k in range(K):
                     gamma[t, k] = 0.0
             continue
-        a_buf = np.empty((_XI_BLOCK, K))
-        w_buf = np.empty((_XI_BLOCK, K))
         beta = np.ones(K)
         w = np.empty(K)
         top = hi[g] - 1
@@ -384,8 +390,7 @@ def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, b
         # rows top - n_win .. lo (for the last chunk: top - 1 .. lo)
         start = top - max(n_win, 1)
         if start >= lo[g]:
-            _backward_rows(A, frame, alpha, c, start, lo[g], beta, gamma, xi_part[g], a_buf,
-                           w_buf)
+            _backward_rows(A, frame, alpha, c, start, lo[g], beta, gamma, xi_part[g])
         for k in range(K):
             beta_lo[g, k] = beta[k]
 
@@ -408,8 +413,6 @@ def _backward_fixup(pi, AT, log_frameprob, shift, first, A, frame, alpha, c, lo,
     for s in numba.prange(S):
         if not seq_ok[s]:
             continue
-        a_buf = np.empty((_XI_BLOCK, K))
-        w_buf = np.empty((_XI_BLOCK, K))
         beta = np.empty(K)
         new = np.empty(K)
         w = np.empty(K)
@@ -453,8 +456,7 @@ def _backward_fixup(pi, AT, log_frameprob, shift, first, A, frame, alpha, c, lo,
                 for i in range(K):
                     for j in range(K):
                         xi_part[g, i, j] = 0.0
-                _backward_rows(A, frame, alpha, c, hi[g] - 1, lo[g], beta, gamma, xi_part[g],
-                               a_buf, w_buf)
+                _backward_rows(A, frame, alpha, c, hi[g] - 1, lo[g], beta, gamma, xi_part[g])
                 for k in range(K):
                     beta_lo[g, k] = beta[k]
                 redone[g] = True

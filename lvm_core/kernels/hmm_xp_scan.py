@@ -41,9 +41,11 @@ steps takes ~2000 lock steps.
 
 Where a transfer matrix loses a state that the true recursion keeps (a row
 that underflowed in every entry, which the sequential kernels' rescue step
-would handle) or a sequence is impossible, the call falls back to
-:func:`lvm_core.kernels.hmm_xp.forward_backward` (exact, one step per time
-index).
+would handle) or a sequence is impossible, the call falls back to one chunk
+per sequence (step 3 alone: the sequential recursion, batched over
+sequences, one step per time index).  As in :mod:`lvm_core.kernels.hmm_scan`,
+beta_t(j) = 0 where alpha_t(j) = 0 (no path through that state; its scaled
+beta could otherwise overflow into NaN posteriors).
 """
 from __future__ import annotations
 
@@ -52,7 +54,6 @@ import math
 import numpy as np
 
 from ..backend import asarray, device_of, get_namespace
-from . import hmm_xp
 
 __all__ = ["forward_backward", "chunk_layout"]
 
@@ -108,16 +109,17 @@ def _safe_log(xp, x):
 def _compose(xp, rx, X, ry, Y):
     """(diag(e^rx) X)(diag(e^ry) Y) = diag(e^r) Z with rows of Z scaled to max 1.
 
-    rx, ry (..., K); X, Y (..., K, K).  The inner scales are shifted by their
-    maximum s = max_k ry_k: Z ~ X diag(e^{ry - s}) Y, r = rx + s + log rowmax."""
-    s = xp.max(ry, axis=-1)  # (...,)
+    rx, ry (..., K); X, Y (..., K, K).  Each row i is shifted by its own
+    largest term s_i = max_k (log X_ik + ry_k), so that no path through an
+    intermediate state is lost to a scale set by another row:
+    Z ~ (X * e^{ry - s}) Y, r = rx + s + log rowmax."""
+    log_w = _safe_log(xp, X) + ry[..., None, :]  # (..., K, K)
+    s = xp.max(log_w, axis=-1)  # (..., K)
     s_fin = xp.where(xp.isfinite(s), s, xp.zeros_like(s))
-    inner = xp.exp(ry - s_fin[..., None])  # (..., K); 0 where ry = -inf
-    Z = xp.matmul(X, inner[..., :, None] * Y)  # (..., K, K)
+    Z = xp.matmul(xp.exp(log_w - s_fin[..., None]), Y)  # (..., K, K)
     q = xp.max(Z, axis=-1)  # (..., K)
     q_safe = xp.where(q > 0, q, xp.ones_like(q))
-    r = rx + s_fin[..., None] + _safe_log(xp, q)
-    r = xp.where(xp.isfinite(s)[..., None], r, xp.full_like(r, -math.inf))
+    r = xp.where(xp.isfinite(s), rx + s_fin + _safe_log(xp, q), xp.full_like(rx, -math.inf))
     return r, Z / q_safe[..., None]
 
 
@@ -154,8 +156,17 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
     and w_{t+1} = b_{t+1} beta_{t+1} / c_{t+1}.  ``chunk_len``: steps per chunk
     (default ceil(sqrt(longest sequence)), at least 16).
     """
+    return _forward_backward(log_startprob, log_transmat, log_frameprob, lengths, chunk_len,
+                             scan=True)
+
+
+def _forward_backward(log_startprob, log_transmat, log_frameprob, lengths, chunk_len, scan):
+    """:func:`forward_backward`; ``scan=False``: one chunk per sequence (the
+    sequential recursion batched over sequences, used when the scan fails)."""
     xp = get_namespace(log_startprob, log_transmat, log_frameprob)
     T, K = log_frameprob.shape
+    if not scan:
+        chunk_len = int(np.max([T] if lengths is None else lengths))
     lay = chunk_layout(lengths, T, chunk_len)
     L = lay["chunk_len"]
     G = lay["valid"].shape[0]
@@ -175,46 +186,51 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))  # (G, L)
     b = xp.exp(padded - m[:, :, None])  # (G, L, K)
 
-    # 1. transfer matrices diag(e^r) M of every chunk, in lock step
-    eye = xp.eye(K, dtype=dtype, device=dev)
-    M = xp.where(first[:, None, None], eye[None, :, :], A[None, :, :]) * b[:, 0, None, :]
-    q = xp.max(M, axis=2)  # (G, K)
-    r = _safe_log(xp, q)
-    M = M / xp.where(q > 0, q, xp.ones_like(q))[:, :, None]
-    for j in range(1, L):
-        M_new = xp.matmul(M, A) * b[:, j, None, :]  # (G, K, K)
-        q = xp.max(M_new, axis=2)
-        v = valid[:, j]
-        M = xp.where(v[:, None, None], M_new / xp.where(q > 0, q, xp.ones_like(q))[:, :, None], M)
-        r = xp.where(v[:, None], r + _safe_log(xp, q), r)
+    grid = host(lay["grid"].reshape(-1), "int64")  # (S * n_max,) chunk of each slot, G if none
+    if scan:
+        # 1. transfer matrices diag(e^r) M of every chunk, in lock step
+        eye = xp.eye(K, dtype=dtype, device=dev)
+        M = xp.where(first[:, None, None], eye[None, :, :], A[None, :, :]) * b[:, 0, None, :]
+        q = xp.max(M, axis=2)  # (G, K)
+        r = _safe_log(xp, q)
+        M = M / xp.where(q > 0, q, xp.ones_like(q))[:, :, None]
+        for j in range(1, L):
+            M_new = xp.matmul(M, A) * b[:, j, None, :]  # (G, K, K)
+            q = xp.max(M_new, axis=2)
+            v = valid[:, j]
+            M = xp.where(v[:, None, None], M_new / xp.where(q > 0, q, xp.ones_like(q))[:, :, None], M)
+            r = xp.where(v[:, None], r + _safe_log(xp, q), r)
 
-    # 2. prefix and suffix scans over the chunks of each sequence (empty slot G = identity)
-    grid = host(lay["grid"].reshape(-1), "int64")
-    r_all = xp.concat([r, xp.zeros((1, K), dtype=dtype, device=dev)], axis=0)
-    M_all = xp.concat([M, eye[None, :, :]], axis=0)
-    r_grid = xp.reshape(xp.take(r_all, grid, axis=0), (S, n_max, K))
-    M_grid = xp.reshape(xp.take(M_all, grid, axis=0), (S, n_max, K, K))
-    r_pre, M_pre = _scan(xp, r_grid, M_grid, reverse=False)
-    r_suf, M_suf = _scan(xp, r_grid, M_grid, reverse=True)
-    # alpha at the end of chunk (s, n): pi^T diag(e^r) M, normalised
-    u = _safe_log(xp, pi)[None, None, :] + r_pre  # (S, n_max, K)
-    u_max = xp.max(u, axis=2)
-    u_max = xp.where(xp.isfinite(u_max), u_max, xp.zeros_like(u_max))
-    alpha_end, a_total = _normalize(xp, xp.matmul(xp.exp(u - u_max[..., None])[:, :, None, :],
-                                                  M_pre)[:, :, 0, :])
-    # beta direction at the end of chunk (s, n): Q 1 with Q the suffix from chunk n + 1
-    r_next = xp.concat([r_suf[:, 1:, ...], xp.zeros((S, 1, K), dtype=dtype, device=dev)], axis=1)
-    M_next = xp.concat([M_suf[:, 1:, ...], xp.broadcast_to(eye, (S, 1, K, K))], axis=1)
-    log_beta_dir = r_next + _safe_log(xp, xp.sum(M_next, axis=3))  # (S, n_max, K)
-    ok = bool(xp.all(a_total > 0)) and bool(xp.all(xp.isfinite(a_total)))
-    if not ok:  # a row lost to underflow, or an impossible sequence: the exact path
-        return hmm_xp.forward_backward(log_startprob, log_transmat, log_frameprob, lengths)
-    # back to chunk order: (G, K); the start of chunk g is the end of the previous one
-    seq_rank = host(np.flatnonzero(lay["grid"].reshape(-1) < G), "int64")  # grid slots in g order
-    alpha_end = xp.take(xp.reshape(alpha_end, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
-    log_beta_dir = xp.take(xp.reshape(log_beta_dir, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
-    prev = np.maximum(np.arange(G) - 1, 0)
-    alpha_start = xp.take(alpha_end, host(prev, "int64"), axis=0)  # (G, K), unused for first
+        # 2. prefix and suffix scans over the chunks of each sequence (empty slot G = identity)
+        r_all = xp.concat([r, xp.zeros((1, K), dtype=dtype, device=dev)], axis=0)
+        M_all = xp.concat([M, eye[None, :, :]], axis=0)
+        r_grid = xp.reshape(xp.take(r_all, grid, axis=0), (S, n_max, K))
+        M_grid = xp.reshape(xp.take(M_all, grid, axis=0), (S, n_max, K, K))
+        r_pre, M_pre = _scan(xp, r_grid, M_grid, reverse=False)
+        r_suf, M_suf = _scan(xp, r_grid, M_grid, reverse=True)
+        # alpha at the end of chunk (s, n): pi^T diag(e^r) M, normalised
+        u = _safe_log(xp, pi)[None, None, :] + r_pre  # (S, n_max, K)
+        u_max = xp.max(u, axis=2)
+        u_max = xp.where(xp.isfinite(u_max), u_max, xp.zeros_like(u_max))
+        alpha_end, a_total = _normalize(xp, xp.matmul(xp.exp(u - u_max[..., None])[:, :, None, :],
+                                                      M_pre)[:, :, 0, :])
+        # beta direction at the end of chunk (s, n): Q 1 with Q the suffix from chunk n + 1
+        r_next = xp.concat([r_suf[:, 1:, ...], xp.zeros((S, 1, K), dtype=dtype, device=dev)], axis=1)
+        M_next = xp.concat([M_suf[:, 1:, ...], xp.broadcast_to(eye, (S, 1, K, K))], axis=1)
+        log_beta_dir = r_next + _safe_log(xp, xp.sum(M_next, axis=3))  # (S, n_max, K)
+        ok = bool(xp.all(a_total > 0)) and bool(xp.all(xp.isfinite(a_total)))
+        if not ok:  # a row lost to underflow, or an impossible sequence: one chunk each
+            return _forward_backward(log_startprob, log_transmat, log_frameprob, lengths,
+                                     None, scan=False)
+        # back to chunk order: (G, K); the start of chunk g is the end of the previous one
+        seq_rank = host(np.flatnonzero(lay["grid"].reshape(-1) < G), "int64")  # grid slots in g order
+        alpha_end = xp.take(xp.reshape(alpha_end, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
+        log_beta_dir = xp.take(xp.reshape(log_beta_dir, (S * n_max, K)), seq_rank, axis=0)  # (G, K)
+        prev = np.maximum(np.arange(G) - 1, 0)
+        alpha_start = xp.take(alpha_end, host(prev, "int64"), axis=0)  # (G, K), unused for first
+    else:  # one chunk per sequence: the sequential recursion, nothing to scan
+        alpha_start = xp.zeros((G, K), dtype=dtype, device=dev)  # unused: every chunk is first
+        log_beta_dir = xp.zeros((G, K), dtype=dtype, device=dev)
 
     # 3. forward inside every chunk from the true alpha_{lo-1} (rescue step as in hmm_xp)
     pred0 = xp.where(first[:, None], xp.broadcast_to(pi[None, :], (G, K)),
@@ -264,8 +280,9 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, c
     v_max = xp.max(v, axis=1)
     v_fin = xp.where(xp.isfinite(v_max), v_max, xp.zeros_like(v_max))
     z = v_fin + _safe_log(xp, xp.sum(xp.exp(v - v_fin[:, None]), axis=1))  # (G,)
-    if not bool(xp.all(xp.isfinite(z) | ~chunk_possible)):
-        return hmm_xp.forward_backward(log_startprob, log_transmat, log_frameprob, lengths)
+    if scan and not bool(xp.all(xp.isfinite(z) | ~chunk_possible)):
+        return _forward_backward(log_startprob, log_transmat, log_frameprob, lengths, None,
+                                 scan=False)
     z = xp.where(xp.isfinite(z), z, xp.zeros_like(z))
     log_init = xp.where(alpha_last > 0, log_beta_dir - z[:, None], xp.zeros_like(alpha_last))
     log_init = xp.minimum(log_init, xp.full_like(log_init, 700.0))
