@@ -120,6 +120,22 @@ def test_numba_scan_length_one_and_more_chunks_than_steps():
     _assert_fb_equal(hmm_scan.forward_backward(*pb, min_chunk=1), _sequential(pb), rtol=1e-10)
 
 
+def test_numba_scan_empty_sequences_as_sequential_kernel():
+    """Zero-length sequences (accepted by the sequential kernel): log p = 0, no
+    rows, nothing added to start_sum (the sequential kernel adds the row after
+    an empty sequence to start_sum; compared with the reference for that)."""
+    pb = _random_problem(6, 3, [4, 5])
+    lengths = np.array([0, 4, 0, 5, 0])
+    want = hmm_numba.forward_backward(*pb[:3], lengths, method="sequential")
+    got = hmm_scan.forward_backward(*pb[:3], lengths, min_chunk=1)
+    for g, w in zip(got[:2], want[:2]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(got[0][[0, 2, 4]], 0.0)
+    ref = reference_forward_backward(*pb[:3], np.array([4, 5]))
+    np.testing.assert_allclose(got[2], ref[2], rtol=1e-10)
+
+
 def test_numba_scan_impossible_sequence_as_sequential_kernel():
     """An impossible step in a middle chunk: log p = -inf, zero posteriors and
     no statistics from that sequence, the other sequences untouched."""

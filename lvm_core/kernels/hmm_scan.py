@@ -365,6 +365,8 @@ def _backward_phase(A, frame, alpha, c, lo, hi, last, chunk_ok, window, gamma, b
                 for k in range(K):
                     gamma[t, k] = 0.0
             continue
+        if hi[g] == lo[g]:
+            continue  # an empty sequence: no rows
         beta = np.ones(K)
         w = np.empty(K)
         top = hi[g] - 1
@@ -561,7 +563,7 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, w
                              float(rtol))
     _window_phase(frame, alpha, c, lo, hi, last, chunk_ok, redone, window, gamma, beta_win,
                   beta_lo, xi_part)
-    start_sum = np.sum(gamma[lo[first]], axis=0)
+    start_sum = np.sum(gamma[lo[first & (hi > lo)]], axis=0)
     return log_prob, gamma, start_sum, A * np.sum(xi_part, axis=0)
 
 
