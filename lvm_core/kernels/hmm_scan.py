@@ -46,10 +46,12 @@ chunks, so one sequence uses every core:
    beta_hi);
 5. gamma and xi for the window rows, in parallel.
 
-Chunk transfer matrices are never formed: the fix-up replaces their
-rank-one limit (products of positive matrices lose the memory of where they
-started).  Work is O(T K^2) plus O(K^2) per fixed-up step, memory O(T K)
-(alpha/gamma and b, as the sequential kernel; never a T x K x K array).  Chains that forget slowly
+Chunk transfer matrices M_c = prod_t A diag(b_t) are never formed: each
+costs K^3 per step (32 times the recursion's work at K = 32, more than two
+cores can win back); the fix-up uses their rank-one limit instead (products
+of positive matrices lose the memory of where they started).  Work is
+O(T K^2) plus O(K^2) per fixed-up step, memory O(T K) (alpha/gamma and b, as
+the sequential kernel; never a T x K x K array).  Chains that forget slowly
 (near-periodic or near-reducible A) need long fix-ups: in the worst case the
 fix-up recomputes every chunk, which is the sequential kernel again (exact,
 not faster).  A chunk whose uniform start needed the rescue step of the
