@@ -240,6 +240,23 @@ def test_xp_scan_exact_on_any_chain(kind):
                          rtol=1e-10)
 
 
+def test_xp_scan_long_sequence_with_extreme_emissions():
+    """T = 30,000, log-emissions of order -1e4: the log row scales of long
+    products stay relative (no precision lost to their size); gamma equal to
+    the sequential kernel's to 1e-12 relative in every entry above 1e-300."""
+    rng = np.random.default_rng(0)
+    K, T = 4, 30_000
+    log_pi = np.log(np.full(K, 0.25))
+    log_A = np.log(0.7 * np.eye(K) + 0.3 / K)
+    lfp = -1e4 + 50.0 * rng.normal(size=(T, K))
+    want = _sequential((log_pi, log_A, lfp, None))
+    for chunk_len in (None, 16, 1000):
+        got = hmm_xp_scan.forward_backward(log_pi, log_A, lfp, chunk_len=chunk_len)
+        big = want[1] > 1e-300
+        np.testing.assert_allclose(got[1][big], want[1][big], rtol=1e-12)
+        _assert_fb_equal(got, want, rtol=1e-12)
+
+
 def test_xp_scan_on_strict_device(backend64):
     """The array-API scan runs on array-api-strict's device1 (no conversion to
     NumPy possible) and agrees with the numba kernels and the batched xp kernel."""

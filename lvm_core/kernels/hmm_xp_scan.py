@@ -18,7 +18,8 @@ one batched operation for every chunk of every sequence:
        F_g = I for the first chunk of a sequence, A otherwise,
 
    kept as diag(exp(r_g)) Mhat_g with every row of Mhat_g scaled to maximum 1
-   (log row scales r_g), so nothing underflows however long the chunk is;
+   (log row scales r_g, relative to their maximum: only directions matter),
+   so nothing underflows however long the chunk is;
 2. associative scans over the chunks of each sequence (Hillis-Steele,
    ceil(log2 n) batched compositions):  prefix P_g = M_0 ... M_g gives the
    forward state at the end of chunk g, alpha_{hi-1} ~ pi^T P_g, and suffix
@@ -120,7 +121,16 @@ def _compose(xp, rx, X, ry, Y):
     q = xp.max(Z, axis=-1)  # (..., K)
     q_safe = xp.where(q > 0, q, xp.ones_like(q))
     r = xp.where(xp.isfinite(s), rx + s_fin + _safe_log(xp, q), xp.full_like(rx, -math.inf))
-    return r, Z / q_safe[..., None]
+    return _relative(xp, r), Z / q_safe[..., None]
+
+
+def _relative(xp, r):
+    """r - max_k r_k (0 where every r_k = -inf): a factor common to all rows
+    changes no direction, and small numbers keep log-scale differences exact
+    (|r| ~ 1e6 after a long product would leave only ~1e-10 of them)."""
+    r_max = xp.max(r, axis=-1)
+    r_max = xp.where(xp.isfinite(r_max), r_max, xp.zeros_like(r_max))
+    return r - r_max[..., None]
 
 
 def _scan(xp, r, M, reverse):
@@ -199,7 +209,7 @@ def _forward_backward(log_startprob, log_transmat, log_frameprob, lengths, chunk
             q = xp.max(M_new, axis=2)
             v = valid[:, j]
             M = xp.where(v[:, None, None], M_new / xp.where(q > 0, q, xp.ones_like(q))[:, :, None], M)
-            r = xp.where(v[:, None], r + _safe_log(xp, q), r)
+            r = xp.where(v[:, None], _relative(xp, r + _safe_log(xp, q)), r)
 
         # 2. prefix and suffix scans over the chunks of each sequence (empty slot G = identity)
         r_all = xp.concat([r, xp.zeros((1, K), dtype=dtype, device=dev)], axis=0)
