@@ -449,7 +449,8 @@ def _check_inputs(log_startprob, log_transmat, log_frameprob, lengths):
     return log_startprob, log_transmat, log_frameprob, starts, ends
 
 
-def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None):
+def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None,
+                     method="auto"):
     """Posteriors and expected counts of an HMM (Rabiner 1989, eqs. 18-27, 37-40).
 
     Parameters
@@ -470,7 +471,26 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, w
     ``work``: optional dict of work arrays reused between calls (the EM loop
     passes one); the returned posteriors then live in it and are overwritten
     by the next call with the same ``work``.
+
+    ``method``: ``"sequential"`` (one thread per sequence, this module),
+    ``"scan"`` (chunks of each sequence in parallel,
+    :func:`lvm_core.kernels.hmm_scan.forward_backward`; equal to the
+    sequential result to ~1e-13 relative) or ``"auto"``: the scan when more
+    than one numba thread is available for fewer sequences than threads, one
+    of them long enough to cut (see :func:`lvm_core.kernels.hmm_scan.choose_method`).
     """
+    from . import hmm_scan
+
+    if hmm_scan.choose_method(method, lengths, np.shape(log_frameprob)[0]) == "scan":
+        return hmm_scan.forward_backward(log_startprob, log_transmat, log_frameprob, lengths,
+                                         work)
+    return _forward_backward_sequential(log_startprob, log_transmat, log_frameprob, lengths,
+                                        work)
+
+
+def _forward_backward_sequential(log_startprob, log_transmat, log_frameprob, lengths=None,
+                                 work=None):
+    """:func:`forward_backward` with ``method="sequential"``."""
     log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
         log_startprob, log_transmat, log_frameprob, lengths)
     pi = np.exp(log_startprob)
