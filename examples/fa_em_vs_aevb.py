@@ -57,6 +57,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/_setup.py
 
 from _setup import cupy_or_exit  # noqa: E402
 from lvm_core.backend import asarray, get_namespace, item, to_numpy  # noqa: E402

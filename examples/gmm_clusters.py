@@ -35,6 +35,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/_setup.py
 
 from data_tools.mnist import load_mnist_like  # noqa: E402
 from _setup import cupy_or_exit  # noqa: E402

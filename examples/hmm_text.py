@@ -39,6 +39,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/_setup.py
 
 from data_tools.text import load_embedded_text, text_to_sequences  # noqa: E402
 from _setup import cupy_or_exit  # noqa: E402
