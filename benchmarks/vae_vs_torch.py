@@ -241,7 +241,7 @@ def torch_iwae(torch, model, X_t, k, seed, batch=100):
     return float(torch.cat(out).mean())
 
 
-# ----------------------------------------------------------------- helpers
+# ------------------------------------------------------------------- twins
 def make_ours(cfg, seed):
     return VAE(D, n_latent=cfg["n_latent"], hidden=cfg["hidden"], activation=cfg["activation"],
                decoder=cfg["decoder"], objective=cfg["objective"], n_samples=cfg["n_samples"],
