@@ -7,7 +7,13 @@
 Model (Smolensky 1986; Hinton 2002): E(v, h) = -b.v - c.h - v^T W h with 784
 binary visible units (pixel / 255 > 0.5) and ``--hidden`` binary hidden
 units, trained by persistent contrastive divergence (Tieleman 2008) with
-momentum 0.5 and weight decay 1e-4 (Hinton 2010), batches of 100.
+learning rate 0.02, momentum 0.5 and weight decay 1e-4 (Hinton 2010), batches
+of 100.  Measured on the full data with the defaults (seed 0, one thread, a
+shared 2-core machine): 15 s of training, 24 s for AIS and reverse AIS; log Z
+1307.83 +- 0.11 (AIS) and 1307.94 +- 0.14 (reverse AIS); test log-likelihood
+-209.5 nats per image (-209.6 with reverse AIS); pseudo-log-likelihood -122.8.
+With learning rate 0.05 and the same momentum the chains and the weights
+oscillated and the test log-likelihood was -353.9.
 
 Evaluation: the test log-likelihood log p(v) = -F(v) - log Z needs the
 partition function Z, a sum over 2^784 visible (or 2^H hidden) states.  It is
@@ -67,7 +73,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny budget (smoke test)")
     p.add_argument("--epochs", type=int, default=None, help="default 10 (1 with --quick)")
     p.add_argument("--hidden", type=int, default=None, help="default 256 (64 with --quick)")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--n-betas", type=int, default=None,
                    help="AIS inverse temperatures (default 10,000; 200 with --quick)")
     p.add_argument("--n-runs", type=int, default=100)
@@ -162,10 +168,8 @@ def main(argv=None):
     print(f"test log-likelihood (reverse AIS): {ll_rev:.2f} nats per image")
     print(f"test pseudo-log-likelihood (first 500 images): {pll:.2f} nats per image")
 
-    W = model.components_
-    h = (rng.random((100, hidden)) < 1 / (1 + np.exp(-(chains[:100] @ W
-                                                       + model.intercept_hidden_))))
-    means = 1 / (1 + np.exp(-(h.astype(np.float32) @ W.T + model.intercept_visible_)))
+    p_h = model.transform(chains[:100])
+    means = model.visible_mean((rng.random(p_h.shape) < p_h).astype(p_h.dtype))
     save_figures(model, means, Path(args.out))
     print(f"figures written to {args.out}: filters.png, samples.png")
     print(f"RESULT rbm_fashion full_data={int(full)} epochs={epochs} hidden={hidden} "
