@@ -13,34 +13,47 @@ a time) can sum its contributions.
 """
 from __future__ import annotations
 
-from ..backend import namespace_name, get_namespace
+from ..backend import get_namespace, namespace_name
 
 __all__ = ["store_grad", "check_param"]
 
 
-def store_grad(grads, key, value, accumulate=False):
-    """grads[key] = value, or += value with ``accumulate``; in place into an
-    existing buffer.  Raises ValueError/TypeError when the buffer does not fit."""
-    buf = grads.get(key)
-    if buf is None:
-        grads[key] = value
-        return
-    if tuple(buf.shape) != tuple(value.shape):
-        raise ValueError(
-            f"grads[{key!r}] has shape {tuple(buf.shape)} but the gradient has shape "
-            f"{tuple(value.shape)}. Pass gradient buffers shaped like the parameters "
-            "(or leave the key out of grads to get a new array)."
-        )
-    if buf.dtype != value.dtype:
-        raise TypeError(
-            f"grads[{key!r}] has dtype {buf.dtype} but the gradient has dtype "
-            f"{value.dtype}. Allocate gradient buffers in the parameters' dtype."
-        )
-    get_namespace(buf, value)  # mixed namespaces or devices raise here
-    if accumulate:
-        buf += value
-    else:
-        buf[...] = value
+def store_grad(grads, key, value, accumulate=False, copy=False):
+    """grads[key] = value (or += value with ``accumulate``), in place into an existing buffer.
+
+    * no buffer yet: ``value`` is stored (a copy with ``copy=True``, for
+      ``value`` in workspace memory that the next step overwrites);
+    * the buffer already is ``value`` (a fused op wrote into it): nothing to do;
+    * a buffer of the same shape and dtype: overwritten (or summed) in place, or
+      replaced when it cannot be written (read-only, another device);
+    * a buffer of another shape or dtype: ValueError naming the key (a caller's
+      ``grads_out`` that does not match the parameters is a bug worth hearing of).
+
+    Returns the array now held in ``grads[key]``.
+    """
+    cur = grads.get(key)
+    if cur is value and not accumulate:
+        return value
+    if cur is not None:
+        if tuple(cur.shape) != tuple(value.shape) or cur.dtype != value.dtype:
+            raise ValueError(
+                f"grads[{key!r}] has shape {tuple(cur.shape)} and dtype {cur.dtype}; the "
+                f"gradient has shape {tuple(value.shape)} and dtype {value.dtype}. Pass "
+                "gradient buffers shaped like the parameters, in their dtype (or leave the "
+                "key out of grads to get a new array)."
+            )
+        try:
+            if accumulate:
+                cur += value
+            else:
+                cur[...] = value
+            return cur
+        except (TypeError, ValueError):  # read-only or foreign buffer: replace it
+            value = cur + value if accumulate else value
+    if copy:
+        value = get_namespace(value).asarray(value, copy=True)
+    grads[key] = value
+    return value
 
 
 def check_param(params, key, shape, owner):

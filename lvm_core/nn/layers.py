@@ -20,6 +20,7 @@ import numpy as np
 from .. import ops
 from ..backend import asarray, device_of, get_namespace
 from ..ops._dispatch import writable_out
+from ._grads import store_grad
 from .init import INIT_SCHEMES, init_linear
 
 __all__ = ["Dense", "GaussianHead", "MaskedDense", "store_grad"]
@@ -30,28 +31,6 @@ def _buffer(ws, name, shape, like):
     if ws is None or type(like) is not np.ndarray:
         return None
     return ws.empty(name, shape, like)
-
-
-def store_grad(grads, key, value, copy=False):
-    """grads[key] = value, written into the existing buffer when there is one.
-
-    A buffer that already is ``value`` (the fused path wrote into it) is left
-    as is; one of another shape or dtype is replaced.  ``copy=True`` stores a
-    copy when there is no buffer (``value`` is workspace memory).
-    """
-    cur = grads.get(key)
-    if cur is value:
-        return value
-    if cur is not None and tuple(cur.shape) == tuple(value.shape) and cur.dtype == value.dtype:
-        try:
-            cur[...] = value
-            return cur
-        except (TypeError, ValueError):  # read-only or foreign buffer: replace it
-            pass
-    if copy:
-        value = get_namespace(value).asarray(value, copy=True)
-    grads[key] = value
-    return value
 
 
 def _grad_out(grads, key, shape, dtype):
