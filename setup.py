@@ -21,16 +21,15 @@ VERSION = re.search(
 ).group(1)
 
 EXAMPLES = ["matplotlib>=3.5", "tqdm>=4.60"]
-DEV = EXAMPLES + [
+DISTRIBUTED = ["dask[distributed]>=2024.1"]
+DEV = EXAMPLES + DISTRIBUTED + [
     "pytest>=7",
     "pytest-xdist>=3",
     "hypothesis>=6.80",
     "array-api-strict>=2.2",
     "scikit-learn>=1.3",
     "hmmlearn>=0.3.2,<0.4",
-    "dask[distributed]>=2024.1",
 ]
-DISTRIBUTED = ["dask[distributed]>=2024.1"]
 
 setup(
     name="lvm_core",
