@@ -21,7 +21,8 @@ VERSION = re.search(
 ).group(1)
 
 EXAMPLES = ["matplotlib>=3.5", "tqdm>=4.60"]
-DEV = EXAMPLES + [
+DISTRIBUTED = ["dask[distributed]>=2024.1"]
+DEV = EXAMPLES + DISTRIBUTED + [
     "pytest>=7",
     "pytest-xdist>=3",
     "hypothesis>=6.80",
@@ -30,9 +31,7 @@ DEV = EXAMPLES + [
     "hmmlearn>=0.3.2,<0.4",
     "pandas>=1.5",
     "ruff>=0.4",
-    "dask[distributed]>=2024.1",
 ]
-DISTRIBUTED = ["dask[distributed]>=2024.1"]
 
 setup(
     name="lvm_core",
