@@ -7,7 +7,8 @@ model-selection tools without importing it.
 
 scikit-learn (>= 1.6) asks every estimator for its tags with
 ``__sklearn_tags__``; :class:`ParamsMixin` answers with scikit-learn's own
-``Tags`` when scikit-learn is importable (it never is a dependency), built
+``Tags``, taken from the already loaded scikit-learn (never imported by
+lvm_core, never a dependency), built
 from the class attribute ``_estimator_type`` ("density_estimator",
 "clusterer", "transformer" or None).  ``__sklearn_is_fitted__`` tells
 scikit-learn's ``check_is_fitted`` whether ``fit`` has run.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 
 import numpy as np
 
@@ -81,15 +83,23 @@ class ParamsMixin:
     # scikit-learn protocol (no import of scikit-learn unless it is installed)
     # ------------------------------------------------------------------
     def __sklearn_tags__(self):
-        """scikit-learn's ``Tags`` for this estimator (needs scikit-learn >= 1.6)."""
-        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+        """scikit-learn's ``Tags`` for this estimator (scikit-learn >= 1.6).
 
+        scikit-learn calls this, so it is loaded already: its classes are taken
+        from ``sys.modules`` and lvm_core never imports scikit-learn itself.
+        """
+        sk_utils = sys.modules.get("sklearn.utils")
+        if sk_utils is None or not hasattr(sk_utils, "Tags"):
+            raise ImportError(
+                "__sklearn_tags__ is scikit-learn's protocol and needs scikit-learn >= 1.6 "
+                "loaded (import sklearn first); lvm_core does not import it."
+            )
         kind = self._estimator_type
-        return Tags(
+        return sk_utils.Tags(
             estimator_type=kind,
-            target_tags=TargetTags(required=False),
-            transformer_tags=TransformerTags() if kind == "transformer" else None,
-            input_tags=InputTags(two_d_array=True),
+            target_tags=sk_utils.TargetTags(required=False),
+            transformer_tags=sk_utils.TransformerTags() if kind == "transformer" else None,
+            input_tags=sk_utils.InputTags(two_d_array=True),
         )
 
     def __sklearn_is_fitted__(self):
