@@ -52,13 +52,14 @@ def grids(quick=False):
         return {"made": [dict(hidden=(100,), lr=3e-3, weight_decay=0.0)],
                 "made_ensemble": [dict(hidden=(100,), lr=3e-3, weight_decay=0.0, n_masks=4,
                                        ordering="natural")]}
-    # one mask: with or without the direct input -> output connection, with or without
-    # (decoupled, AdamW) weight decay; mask sampling: 32 masks, natural order, with or
-    # without weight decay
+    # one mask (natural order): with or without the direct input -> output connection,
+    # with or without (decoupled, AdamW) weight decay.  Mask sampling: 4 or 8 masks with
+    # random orders (order- and connectivity-agnostic training), plain or direct + decay.
     one = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, direct=direct)
            for direct, wd in [(False, 0.0), (True, 0.0), (True, 1.0)]]
-    ens = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, n_masks=32, ordering="natural",
-                direct=True) for wd in (0.0, 1.0)]
+    ens = [dict(hidden=(500,), lr=1e-3, weight_decay=wd, n_masks=m, ordering="random",
+                direct=direct) for m, direct, wd in [(4, False, 0.0), (8, False, 0.0),
+                                                     (8, True, 1.0)]]
     return {"made": one, "made_ensemble": ens}
 
 
