@@ -1,6 +1,6 @@
 """Lower layers of lvm_core never import higher ones (DESIGN.md, "Layers of the code").
 
-backend / random / validation / gradcheck / _jit  <  functional  <  ops  <  nn  <  kernels
+backend / random / validation / gradcheck / _jit  <  functional, families  <  ops  <  nn  <  kernels
 <  models, em, train, io, variational.  Every import statement is read from the
 source (module level and inside functions, absolute and relative), so a lazy
 import cannot hide a wrong dependency.  lvm_core never imports data_tools.
@@ -16,7 +16,7 @@ ROOT = Path(lvm_core.__file__).resolve().parent
 
 RANK = {
     "backend": 0, "random": 0, "validation": 0, "gradcheck": 0, "_jit": 0,
-    "functional": 1,
+    "functional": 1, "families": 1,
     "ops": 2,
     "nn": 3,
     "kernels": 4,
