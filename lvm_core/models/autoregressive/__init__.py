@@ -10,6 +10,7 @@ equations: :mod:`._base` (chain rule, orderings, fitting), :mod:`.fvsbn`,
 from ._base import AutoregressiveModel
 from .fvsbn import FVSBN, fvsbn_logits_backward, fvsbn_logits_forward
 from .nade import (NADE, nade_hidden_backward, nade_hidden_forward,
+                   nade_preactivation_backward, nade_preactivation_forward,
                    per_dimension_linear_backward, per_dimension_linear_forward)
 from .rnade import RNADE, mog_log_likelihood
 
@@ -22,6 +23,8 @@ __all__ = [
     "fvsbn_logits_backward",
     "nade_hidden_forward",
     "nade_hidden_backward",
+    "nade_preactivation_forward",
+    "nade_preactivation_backward",
     "per_dimension_linear_forward",
     "per_dimension_linear_backward",
     "mog_log_likelihood",

@@ -47,6 +47,8 @@ __all__ = [
     "NADE",
     "nade_hidden_forward",
     "nade_hidden_backward",
+    "nade_preactivation_forward",
+    "nade_preactivation_backward",
     "per_dimension_linear_forward",
     "per_dimension_linear_backward",
 ]
@@ -64,14 +66,12 @@ def _sigmoid(a):
     return t
 
 
-def nade_hidden_forward(X, W, c):
-    """Hidden states h_d = sigmoid(a_d) with the running pre-activation a_d.
+def nade_preactivation_forward(X, W, c):
+    """The running pre-activations a_d of every conditional, stacked: A (D, N, H).
 
     a_1 = c, a_{d+1} = a_d + x_d W_d (X float (N, D), W (D, H)), or
     a_{d+1} = a_d + W_{d, x_d} (X int (N, D), W (D, K, H)).
-
-    Returns Hs (D, N, H) (Hs[d] = h_d for every example) and a cache.
-    Cost O(N D H): one (N, H) addition per dimension, then one sigmoid pass.
+    Cost O(N D H): one (N, H) addition per dimension.  Returns A and a cache.
     """
     xp = get_namespace(X, W, c)
     N, D = X.shape
@@ -84,22 +84,19 @@ def nade_hidden_forward(X, W, c):
         else:
             a = a + X[:, d:d + 1] * W[d, ...]  # (N, H)
         pre.append(a)
-    Hs = _sigmoid(xp.stack(pre, axis=0))  # (D, N, H)
-    return Hs, {"X": X, "Hs": Hs, "K": W.shape[1] if categorical_input else None}
+    return xp.stack(pre, axis=0), {"X": X, "K": W.shape[1] if categorical_input else None}
 
 
-def nade_hidden_backward(dHs, cache):
-    """Gradients dW, dc of the running pre-activation for an upstream dHs (D, N, H).
+def nade_preactivation_backward(dA, cache):
+    """dW, dc of the running pre-activation for an upstream dA (D, N, H).
 
-    da_d = dHs_d h_d (1 - h_d); s_d = sum_{k>d} da_k accumulated from d = D
-    down to 1; dW_d = x_d^T s_d (binary) or onehot(x_d)^T s_d (categorical);
-    dc = sum_n sum_d da_d.
+    s_d = sum_{k>d} dA_k accumulated from d = D down to 1; dW_d = x_d^T s_d
+    (binary) or onehot(x_d)^T s_d (categorical); dc = sum_n sum_d dA_d.
     """
-    xp = get_namespace(dHs)
-    X, Hs, K = cache["X"], cache["Hs"], cache["K"]
+    xp = get_namespace(dA)
+    X, K = cache["X"], cache["K"]
     N, D = X.shape
-    dA = dHs * Hs * (1.0 - Hs)  # (D, N, H)
-    s = xp.zeros(tuple(dHs.shape[1:]), dtype=dHs.dtype, device=device_of(dHs))  # (N, H)
+    s = xp.zeros(tuple(dA.shape[1:]), dtype=dA.dtype, device=device_of(dA))  # (N, H)
     if K is not None:
         classes = xp.arange(K, device=device_of(X))
     dW = [None] * D
@@ -107,10 +104,28 @@ def nade_hidden_backward(dHs, cache):
         if K is None:
             dW[d] = X[:, d] @ s  # (H,)
         else:
-            onehot = xp.astype(X[:, d:d + 1] == classes, dHs.dtype)  # (N, K)
+            onehot = xp.astype(X[:, d:d + 1] == classes, dA.dtype)  # (N, K)
             dW[d] = onehot.T @ s  # (K, H)
         s = s + dA[d, ...]
     return xp.stack(dW, axis=0), xp.sum(s, axis=0)
+
+
+def nade_hidden_forward(X, W, c):
+    """Hidden states h_d = sigmoid(a_d) with the running pre-activation a_d.
+
+    See :func:`nade_preactivation_forward`.  Returns Hs (D, N, H) (Hs[d] = h_d
+    for every example) and a cache.
+    """
+    A, cache = nade_preactivation_forward(X, W, c)
+    Hs = _sigmoid(A)
+    return Hs, {**cache, "Hs": Hs}
+
+
+def nade_hidden_backward(dHs, cache):
+    """Gradients dW, dc for an upstream dHs (D, N, H): da_d = dHs_d h_d (1 - h_d), then
+    :func:`nade_preactivation_backward`."""
+    Hs = cache["Hs"]
+    return nade_preactivation_backward(dHs * Hs * (1.0 - Hs), cache)
 
 
 def per_dimension_linear_forward(Hs, V, b):
@@ -150,7 +165,7 @@ class NADE(AutoregressiveModel):
         The order of the chain rule (a permutation of range(D)); None is natural.
     dtype : {"float32", "float64"}
     random_state : None, int or Generator
-        Seeds the initialisation: W, V ~ N(0, 1/H) scaled as below, c = b = 0.
+        Seeds the initialisation: W ~ N(0, 1/D), V ~ N(0, 1/H) entrywise, c = b = 0.
 
     Attributes
     ----------

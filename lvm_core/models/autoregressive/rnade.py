@@ -7,13 +7,14 @@ networks, whose output gradients these are); lecture notes, seed 001.
 
 In the model's order d = 1..D, with H hidden units and K components::
 
-    a_1 = c,   a_{d+1} = a_d + x_d W_d,   h_d = sigmoid(a_d)          W (D, H), c (H,)
+    a_1 = c,   a_{d+1} = a_d + x_d W_d,   h_d = sigmoid(rho_d a_d)    W (D, H), c (H,), rho (D,)
     alpha_d = softmax(h_d V^alpha_d + b^alpha_d)                       (K,) mixing weights
     mu_d = h_d V^mu_d + b^mu_d,   log sigma_d = h_d V^sigma_d + b^sigma_d   (K,)
     p(x_d | x_<d) = sum_k alpha_dk N(x_d; mu_dk, sigma_dk^2)
 
-(V^* (D, H, K), b^* (D, K).  Uria et al. also scale the pre-activation by a
-learned rho_d; this implementation leaves it out.)  With the log component
+(V^* (D, H, K), b^* (D, K); rho_d is Uria et al.'s learned rescaling of the
+pre-activation, initialised to 1, which keeps h_d from saturating as a_d
+accumulates more inputs.)  With the log component
 terms l_dk = log alpha_dk - 1/2 z_dk^2 - log sigma_dk - 1/2 log 2 pi,
 z_dk = (x_d - mu_dk) / sigma_dk, and the responsibilities r_dk =
 softmax_k(l_dk), the gradients of log p(x_d | x_<d) are (mixture density
@@ -23,8 +24,12 @@ network, Bishop 1994)::
     d/d mu_dk = r_dk z_dk / sigma_dk
     d/d log sigma_dk = r_dk (z_dk^2 - 1)
 
-and flow back into h_d, a_d and W, c exactly as in NADE (see
-:mod:`.nade`: s_d = sum_{k>d} da_k, dW_d = x_d s_d, dc = sum_d da_d).
+and flow back through h_d = sigmoid(rho_d a_d)::
+
+    g_d = dh_d * h_d (1 - h_d),   da_d = rho_d g_d,   drho_d = sum_{n, h} g_d a_d
+
+and into W, c exactly as in NADE (see :mod:`.nade`: s_d = sum_{k>d} da_k,
+dW_d = x_d s_d, dc = sum_d da_d).
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from ...functional import log_softmax, logsumexp, softmax
 from ...random import categorical, normal
 from ...validation import check_positive_int
 from ._base import AutoregressiveModel
-from .nade import (_sigmoid, nade_hidden_backward, nade_hidden_forward, per_dimension_linear_backward,
+from .nade import (_sigmoid, nade_preactivation_backward, nade_preactivation_forward, per_dimension_linear_backward,
                    per_dimension_linear_forward)
 
 __all__ = ["RNADE", "mog_log_likelihood"]
@@ -89,7 +94,7 @@ class RNADE(AutoregressiveModel):
     Attributes
     ----------
     params : dict
-        ``W`` (D, H), ``c`` (H,), ``V_alpha``, ``V_mu``, ``V_log_sigma``
+        ``W`` (D, H), ``c`` (H,), ``rho`` (D,), ``V_alpha``, ``V_mu``, ``V_log_sigma``
         (D, H, K), ``b_alpha``, ``b_mu``, ``b_log_sigma`` (D, K), in the
         model's order.
     """
@@ -109,7 +114,8 @@ class RNADE(AutoregressiveModel):
         H = check_positive_int(n_hidden, "n_hidden")
         K = check_positive_int(n_components, "n_components")
         D = int(n_features)
-        params = {"W": rng.standard_normal((D, H)) / math.sqrt(D), "c": np.zeros(H)}
+        params = {"W": rng.standard_normal((D, H)) / math.sqrt(D), "c": np.zeros(H),
+                  "rho": np.ones(D)}
         for head in _HEADS:
             params[f"V_{head}"] = 0.1 * rng.standard_normal((D, H, K)) / math.sqrt(H)
             params[f"b_{head}"] = np.zeros((D, K))
@@ -119,7 +125,9 @@ class RNADE(AutoregressiveModel):
     def _heads(self, X_o):
         """The mixture parameters (D, N, K) per head, and the caches."""
         p = self.params
-        Hs, hidden_cache = nade_hidden_forward(X_o, p["W"], p["c"])
+        A, pre_cache = nade_preactivation_forward(X_o, p["W"], p["c"])  # (D, N, H)
+        Hs = _sigmoid(p["rho"][:, None, None] * A)
+        hidden_cache = {"A": A, "Hs": Hs, "pre": pre_cache}
         outs, caches = {}, {}
         for head in _HEADS:
             outs[head], caches[head] = per_dimension_linear_forward(Hs, p[f"V_{head}"],
@@ -144,7 +152,11 @@ class RNADE(AutoregressiveModel):
             dH_head, grads[f"V_{head}"], grads[f"b_{head}"] = per_dimension_linear_backward(
                 scale * dout, caches[head])
             dHs = dH_head if dHs is None else dHs + dH_head
-        grads["W"], grads["c"] = nade_hidden_backward(dHs, hidden_cache)
+        A, Hs = hidden_cache["A"], hidden_cache["Hs"]
+        g = dHs * Hs * (1.0 - Hs)  # d loss / d (rho_d a_d), (D, N, H)
+        grads["rho"] = xp.sum(xp.reshape(g * A, (A.shape[0], -1)), axis=1)
+        dA = self.params["rho"][:, None, None] * g
+        grads["W"], grads["c"] = nade_preactivation_backward(dA, hidden_cache["pre"])
         return loss, {k: grads[k] for k in self.params}
 
     def _sample_ordered(self, n, rng):
@@ -158,7 +170,7 @@ class RNADE(AutoregressiveModel):
         eps = normal(rng, (n, self.D), like=W)
         columns = []
         for d in range(self.D):
-            h = _sigmoid(a)
+            h = _sigmoid(p["rho"][d] * a)
             logits_alpha = h @ p["V_alpha"][d, ...] + p["b_alpha"][d, ...]  # (n, K)
             mu = h @ p["V_mu"][d, ...] + p["b_mu"][d, ...]
             log_sigma = h @ p["V_log_sigma"][d, ...] + p["b_log_sigma"][d, ...]
