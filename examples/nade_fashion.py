@@ -22,6 +22,10 @@ It prints the test NLL in nats per image (exact: no bound) and writes
   (what the model predicts for each pixel from the pixels above and left);
 * ``learning_curve.png``: training and validation NLL per epoch.
 
+Measured on the shared 2-core machine (defaults, full Fashion-MNIST found,
+seed 0): 249 s of training, test NLL 246.56 nats per image on the 10,000
+test images (stochastically binarised), still falling after 20 epochs.
+
 BLAS threads: ``--threads`` (default 1) caps OpenBLAS/MKL/OpenMP threads
 unless already set in the environment (see examples/train_vae.py).
 """
