@@ -389,6 +389,9 @@ def make_source(X, bounds, extras=None, client=None):
 def check_row_source(X, name="X"):
     """Validate an array-like for streaming: it needs ``shape`` (N, D) and row
     slicing ``X[a:b]`` (h5py.Dataset, numpy.memmap, zarr array, dask array...)."""
+    from .validation import check_not_sparse
+
+    check_not_sparse(X, name)  # a sparse matrix has shape and slicing, but no dense rows
     shape = getattr(X, "shape", None)
     if shape is None or not hasattr(X, "__getitem__"):
         raise TypeError(

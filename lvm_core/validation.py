@@ -15,6 +15,7 @@ from .backend import get_namespace, namespace_name
 
 __all__ = [
     "NotFittedError",
+    "check_not_sparse",
     "not_fitted_error",
     "check_array",
     "check_finite",
@@ -84,7 +85,7 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
     n_features : int, optional
         Required size of the last axis (for 2-D data).
     """
-    _reject_sparse(x, name)
+    check_not_sparse(x, name)
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         if isinstance(x, (str, bytes)) or x is None:
             raise TypeError(
@@ -153,7 +154,7 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
     return x
 
 
-def _reject_sparse(x, name):
+def check_not_sparse(x, name):
     """TypeError for SciPy sparse matrices/arrays (and other formats with ``nnz``)."""
     module = type(x).__module__ or ""
     if module.startswith("scipy.sparse") or (hasattr(x, "nnz") and hasattr(x, "toarray")):
