@@ -2,9 +2,10 @@
 array-API reference (lvm_core.ops.reference) run on the same CuPy arrays, float32
 and float64, hypothesis-drawn shapes and values.  These run only where CuPy sees a
 GPU and are skipped with a reason otherwise (also under LVM_CORE_REQUIRE_OPTIONAL:
-CI has no GPU).  The dispatch tests at the end run everywhere: NumPy and
-array-api-strict arrays never take the CuPy branch, and importing lvm_core.ops
-does not import CuPy.
+CI has no GPU).  The tests after them run everywhere: NumPy and array-api-strict
+arrays never take the CuPy branch, importing lvm_core.ops does not import CuPy,
+and (where a C++ compiler is found) every kernel's CUDA C source, compiled for
+the CPU, equals the reference on NumPy arrays.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _close(a, b, dtype, scale=1.0):
     a = np.asarray(cupy.asnumpy(a), dtype=np.float64)
     b = np.asarray(cupy.asnumpy(b), dtype=np.float64)
     if dtype == "float32":
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale)
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6 * scale)
     else:
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13 * scale)
 
@@ -275,3 +276,174 @@ def test_cupy_kernel_sources_cover_every_primitive():
         assert "fwd_" + act in _cupy._SOURCES and "bwd_" + act in _cupy._SOURCES
     assert f"((T){0.5!r})" in _cupy._SOURCES["continuous_bernoulli"][2]
     assert math.isclose(_cupy._LOG_2PI, math.log(2 * math.pi))
+
+
+# --------------------------------------------------------------------------
+# everywhere with a C++ compiler: the kernels' CUDA C sources, compiled for the
+# CPU (one loop over the broadcast elements, as ElementwiseKernel runs them),
+# equal the reference on NumPy arrays.  This checks the formulas, the types and
+# the syntax of every kernel without a GPU; the GPU tests above check the rest.
+# --------------------------------------------------------------------------
+_CTYPES_OF = {"T": None, "Y": np.int64, "int64": np.int64, "bool": np.bool_}
+
+
+def _params(spec):
+    return [tuple(p.split()) for p in spec.split(",")]
+
+
+def _cpu_source(dtype):
+    lines = ["#include <cmath>", "using namespace std;",
+             f"typedef {'float' if dtype == 'float32' else 'double'} T;"]
+    for name, (ins, outs, op) in _cupy._SOURCES.items():
+        sig, body = ["long long n"], []
+        for typ, nm in _params(ins):
+            ctype = {"T": "T", "Y": "long long", "int64": "long long", "bool": "bool"}[typ]
+            sig.append(f"const {ctype}* {nm}_p")
+            body.append(f"const {ctype} {nm} = {nm}_p[i];")
+        for _, nm in _params(outs):
+            sig.append(f"T* {nm}_p")
+            body.append(f"T& {nm} = {nm}_p[i];")
+        lines.append(f'extern "C" void lvm_{name}({", ".join(sig)}) {{\n'
+                     f"  for (long long i = 0; i < n; ++i) {{\n    {' '.join(body)}\n"
+                     f"    {op}\n  }}\n}}")
+    return "\n".join(lines) + "\n"
+
+
+class _CpuKernel:
+    """ElementwiseKernel's call on NumPy arrays: broadcast inputs, fresh or given outputs."""
+
+    def __init__(self, lib, name, dtype):
+        ins, outs, _ = _cupy._SOURCES[name]
+        self.fn = getattr(lib, "lvm_" + name)
+        self.ins, self.outs, self.dtype = _params(ins), _params(outs), np.dtype(dtype)
+
+    def __call__(self, *args):
+        import ctypes
+
+        inputs, given = args[:len(self.ins)], args[len(self.ins):]
+        arrays = [np.asarray(a) for a in inputs]
+        shape = np.broadcast_shapes(*[a.shape for a in arrays], *[g.shape for g in given])
+        keep = []
+        for (typ, _), a in zip(self.ins, arrays):
+            t = _CTYPES_OF[typ] or self.dtype
+            keep.append(np.ascontiguousarray(np.broadcast_to(a.astype(t), shape)))
+        outs = [np.ascontiguousarray(g).copy() for g in given] or \
+            [np.zeros(shape, self.dtype) for _ in self.outs]
+        self.fn(ctypes.c_longlong(int(np.prod(shape))),
+                *[b.ctypes.data_as(ctypes.c_void_p) for b in keep + outs])
+        for g, b in zip(given, outs):
+            g[...] = b
+        res = list(given) or outs
+        return res[0] if len(res) == 1 else tuple(res)
+
+
+@pytest.fixture(scope="module")
+def cpu_kernels(tmp_path_factory):
+    import ctypes
+    import shutil
+
+    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to build the kernel sources for the CPU")
+    libs = {}
+    for dtype in ("float32", "float64"):
+        d = tmp_path_factory.mktemp("cupy_src_" + dtype)
+        (d / "k.cpp").write_text(_cpu_source(dtype))
+        # -ffp-contract=off: no fused multiply-adds, as the kernels are built (--fmad=false)
+        done = subprocess.run([cxx, "-O1", "-ffp-contract=off", "-shared", "-fPIC",
+                               str(d / "k.cpp"), "-o", str(d / "k.so")],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        libs[dtype] = ctypes.CDLL(str(d / "k.so"))
+    return libs
+
+
+class _HostNamespace:
+    """The few cupy functions the fused primitives call, from NumPy."""
+
+    where, isfinite, log = np.where, np.isfinite, np.log
+    take_along_axis, empty_like = np.take_along_axis, np.empty_like
+
+
+def _close_np(a, b, dtype, scale=1.0):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if dtype == "float32":
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6 * scale)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13 * scale)
+
+
+@settings(max_examples=15)
+@given(N=dims, H=dims, dtype=dtypes, seed=seeds, spread=st.sampled_from([0.3, 3.0, 30.0]),
+       scale=st.sampled_from([1.0, -0.25]))
+def test_cupy_kernel_sources_on_cpu_equal_reference(cpu_kernels, N, H, dtype, seed, spread,
+                                                    scale):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_cupy, "_kernel", lambda name, dt: _CpuKernel(cpu_kernels[dtype], name, dt))
+        mp.setattr(_cupy, "_cp", lambda: _HostNamespace)
+        mp.setattr(_cupy, "is_cupy_array", lambda x: isinstance(x, np.ndarray))
+        _check_on_cpu(N, H, dtype, seed, spread, scale)
+
+
+def _check_on_cpu(N, H, dtype, seed, spread, scale):
+    rng = np.random.default_rng(seed)
+    a = (spread * rng.standard_normal((N, H))).astype(dtype)
+    b = rng.standard_normal(H).astype(dtype)
+    dy = rng.standard_normal((N, H)).astype(dtype)
+    x = rng.uniform(size=(N, H)).astype(dtype)
+    for act in ops.ACTIVATIONS:
+        y = _cupy.bias_act(a, b, act)
+        assert y.dtype == a.dtype
+        _close_np(y, ref.bias_act(a, b, act), dtype, 10 * spread)
+        y_ref = ref.bias_act(a, b, act)
+        da_r, db_r = ref.bias_act_backward(dy, y_ref, act)
+        out, db_out = np.empty_like(dy), np.empty(H, dtype)
+        da, db = _cupy.bias_act_backward(dy, y_ref, act, out=out, db_out=db_out)
+        assert da is out and db is db_out
+        _close_np(da, da_r, dtype)
+        _close_np(db, db_r, dtype, N)
+    for f, r in ((_cupy.bernoulli_loglik, ref.bernoulli_loglik),
+                 (_cupy.continuous_bernoulli_loglik, ref.continuous_bernoulli_loglik)):
+        ll, dl = f(a, x, scale)
+        ll_r, dl_r = r(a, x, scale)
+        _close_np(ll, ll_r, dtype, H * spread)
+        _close_np(dl, dl_r, dtype)
+    mu, log_var = (rng.standard_normal((N, H)).astype(dtype) for _ in range(2))
+    for lv in (-0.7, log_var):
+        got, want = _cupy.gaussian_loglik(x, mu, lv, scale), ref.gaussian_loglik(x, mu, lv, scale)
+        for g, w in zip(got, want):
+            if w is None:
+                assert g is None
+            else:
+                _close_np(g, w, dtype, 10 * H)
+    labels = rng.integers(0, H, size=N)
+    for g, w in zip(_cupy.categorical_loglik(a, labels, scale),
+                    ref.categorical_loglik(a, labels, scale)):
+        _close_np(g, w, dtype, 10)
+    eps = rng.standard_normal((2, N, H)).astype(dtype)
+    for g, w in zip(_cupy.reparameterize(mu, log_var, eps), ref.reparameterize(mu, log_var, eps)):
+        _close_np(g, w, dtype, 10)
+    for wd in (0.0, 0.1):
+        theta = rng.standard_normal((N, H)).astype(dtype)
+        m, v = np.zeros_like(theta), np.zeros_like(theta)
+        expect = (theta.copy(), m.copy(), v.copy())
+        for t in (1, 2, 3):
+            g = rng.standard_normal((N, H)).astype(dtype)
+            _cupy.adam_(theta, g, m, v, 1.0 - 1e-2 * wd, 0.9, 0.999, math.sqrt(1 - 0.999 ** t),
+                        1e-8, 1e-2 / (1 - 0.9 ** t))
+            expect = ref.adam_step(*expect[:1], g, *expect[1:], 1e-2, 0.9, 0.999, 1e-8, wd, t)
+        for got, want in zip((theta, m, v), expect):
+            _close_np(got, want, dtype)
+        for momentum, nesterov, dampening in ((0.0, False, 0.0), (0.9, False, 0.2),
+                                              (0.9, True, 0.0)):
+            theta = rng.standard_normal((N, H)).astype(dtype)
+            buf = np.zeros_like(theta) if momentum else None
+            theta_r, buf_r = theta.copy(), None
+            for step in range(3):
+                g = rng.standard_normal((N, H)).astype(dtype)
+                _cupy.sgd_(theta, g, buf, 0.1, momentum, nesterov, wd, dampening, step > 0)
+                theta_r, buf_r = ref.sgd_step(theta_r, g, buf_r, 0.1, momentum, nesterov, wd,
+                                              dampening)
+            _close_np(theta, theta_r, dtype)
+            if momentum:
+                _close_np(buf, buf_r, dtype)

@@ -170,13 +170,19 @@ for _name, _code in _ACT_BACKWARD.items():
     _SOURCES["bwd_" + _name] = ("T dy, T y, T p", "T da", _code)
 
 
+def _cp():
+    """The cupy module, imported at the first use of a kernel (CuPy is optional)."""
+    import cupy
+
+    return cupy
+
+
 def _kernel(name, dtype):
     """The ElementwiseKernel ``name`` for arrays of ``dtype``, built on first use."""
     key = (name, np.dtype(dtype).char)
     kern = _CACHE.get(key)
     if kern is None:
-        import cupy
-
+        cupy = _cp()
         in_params, out_params, operation = _SOURCES[name]
         kern = cupy.ElementwiseKernel(in_params, out_params, operation,
                                       f"lvm_core_{name}_{key[1]}", options=_OPTIONS)
@@ -228,9 +234,7 @@ def _loglik(name, logits, x, scale, grad_out):
     if g is None:
         term, g = kern(logits, x, dt(scale))
     else:
-        import cupy
-
-        term = cupy.empty_like(logits)
+        term = _cp().empty_like(logits)
         kern(logits, x, dt(scale), term, g)
     return term.sum(axis=-1), g
 
@@ -264,8 +268,7 @@ def categorical_loglik(logits, labels, scale=1.0):
 
     Labels are not range-checked (as on the NumPy fused path).
     """
-    import cupy
-
+    cupy = _cp()
     dt = logits.dtype.type
     m = logits.max(axis=-1, keepdims=True)
     m = cupy.where(cupy.isfinite(m), m, dt(0))
