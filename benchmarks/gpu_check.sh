@@ -119,7 +119,8 @@ run_step() {
 if [ "$dry_run" = 1 ]; then
     test_args=(lvm_core_tests/test_hmm_scan.py -k "device1")
 else
-    # the backend-parametrised tests' cupy cells; test_examples' "cupy" tests use a
+    # the backend-parametrised tests' cupy cells and test_ops_cupy.py (its module name
+    # matches: the fused CuPy kernels against the reference); test_examples' "cupy" tests use a
     # stand-in CuPy (no GPU) and this check's own test would run it again
     test_args=(lvm_core_tests -k cupy --ignore=lvm_core_tests/test_examples.py
                --ignore=lvm_core_tests/test_gpu_check.py)

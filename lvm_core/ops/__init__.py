@@ -1,11 +1,13 @@
 """Fused primitives for gradient models, chosen from the arrays at each call.
 
-Every primitive has two implementations behind one function:
+Every primitive has up to three implementations behind one function:
 
 * NumPy float32/float64 (C-contiguous) arrays: numba kernels, each one serial
   pass over memory, with exp/log left to NumPy's vectorised ufuncs and BLAS
   matmuls written into preallocated ``out=`` buffers;
-* every other array (CuPy, array-api-strict, other dtypes): the plain
+* CuPy float32/float64 arrays: CuPy-fused kernels (:mod:`lvm_core.ops._cupy`,
+  ``cupy.ElementwiseKernel``, built on first use; CuPy is imported only then);
+* every other array (array-api-strict, other dtypes): the plain
   array-API code of :mod:`lvm_core.ops.reference`, which is also the oracle
   the kernels are tested against.
 

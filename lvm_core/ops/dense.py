@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _cupy
 from . import _kernels as K
 from . import reference as ref
 from ._dispatch import fusable, writable_out
@@ -59,6 +60,8 @@ def bias_act(a, b, activation, out=None, ws=None, name="bias_act"):
     The fused path writes y into ``out`` (which may be ``a`` itself); ``ws`` holds
     its scratch (under ``name``).  Always use the returned array.
     """
+    if _cupy.applies(a, b) and a.ndim == 2 and activation in ref.ACTIVATIONS:
+        return _cupy.bias_act(a, b, activation, out)
     if not fusable(a, b) or a.ndim != 2:
         return ref.bias_act(a, b, activation)
     y = writable_out(out, a.shape, a.dtype)
@@ -100,6 +103,8 @@ def bias_act_backward(dy, y, activation, out=None, db_out=None, ws=None, name="b
     (which may be ``dy`` when the caller owns it) and db into ``db_out``.  For
     the identity, da is ``dy`` itself when no ``out`` is given.
     """
+    if _cupy.applies(dy, y) and dy.ndim == 2 and activation in ref.ACTIVATIONS:
+        return _cupy.bias_act_backward(dy, y, activation, out, db_out)
     if not fusable(dy, y) or dy.ndim != 2:
         return ref.bias_act_backward(dy, y, activation)
     N, H = dy.shape

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from . import _cupy
 from . import _kernels as K
 from . import reference as ref
 from ._dispatch import fusable, writable_out
@@ -24,6 +25,8 @@ __all__ = ["reparameterize", "reparameterize_backward", "kl_std_normal"]
 
 def reparameterize(mu, log_var, eps, ws=None, name="latent"):
     """z_r = mu + exp(log_var / 2) eps_r.  Returns (z (R, N, L), std (N, L))."""
+    if _cupy.applies(mu, log_var, eps) and eps.ndim == 3 and mu.shape == log_var.shape:
+        return _cupy.reparameterize(mu, log_var, eps)
     if not fusable(mu, log_var, eps, contiguous=False) or eps.ndim != 3:
         return ref.reparameterize(mu, log_var, eps)
     std = scratch(ws, name + ".std", mu.shape, mu)

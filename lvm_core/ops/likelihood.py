@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from . import _cupy
 from . import _kernels as K
 from . import reference as ref
 from ._dispatch import fusable, writable_out
@@ -51,6 +52,8 @@ def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoul
 
     Returns ll (M,) and dlogits = scale (x - sigmoid(l)) (M, D).
     """
+    if _cupy.applies(logits, x) and logits.ndim == 2 and x.shape == logits.shape:
+        return _cupy.bernoulli_loglik(logits, x, scale, grad_out)
     if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
         return ref.bernoulli_loglik(logits, x, scale)
     dl, ll, e, _ = _outs(ws, name, logits, grad_out)
@@ -68,6 +71,8 @@ def continuous_bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None,
 
     Returns ll (M,) and dlogits = scale (x - sigmoid(l) + dlog C/dl) (M, D).
     """
+    if _cupy.applies(logits, x) and logits.ndim == 2 and x.shape == logits.shape:
+        return _cupy.continuous_bernoulli_loglik(logits, x, scale, grad_out)
     if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
         return ref.continuous_bernoulli_loglik(logits, x, scale)
     dl, ll, e, _ = _outs(ws, name, logits, grad_out)
@@ -89,6 +94,9 @@ def gaussian_loglik(x, mu, log_var, scale=1.0, grad_out=None, log_var_grad_out=N
     ((M, D), or None for a float log_var).
     """
     fixed = isinstance(log_var, float)
+    if _cupy.applies(x, mu, None if fixed else log_var) and mu.ndim == 2 \
+            and x.shape == mu.shape and (fixed or log_var.shape == mu.shape):
+        return _cupy.gaussian_loglik(x, mu, log_var, scale)
     if not fusable(x, mu, None if fixed else log_var, contiguous=False) or mu.ndim != 2 \
             or x.shape != mu.shape or (not fixed and log_var.shape != mu.shape):
         return ref.gaussian_loglik(x, mu, log_var, scale)
@@ -115,6 +123,9 @@ def categorical_loglik(logits, labels, scale=1.0, grad_out=None, ws=None, name="
     Returns ll (M,) and dlogits = scale (onehot(y) - softmax(l)) (M, K).  Labels
     are not range-checked on the fused path (validate them once, before training).
     """
+    if _cupy.applies(logits) and logits.ndim == 2 and _cupy.is_cupy_array(labels) \
+            and labels.shape == logits.shape[:1] and labels.dtype.kind in "iu":
+        return _cupy.categorical_loglik(logits, labels, scale)
     if not fusable(logits) or logits.ndim != 2 or type(labels) is not np.ndarray \
             or labels.shape != logits.shape[:1] or labels.dtype.kind not in "iu":
         return ref.categorical_loglik(logits, labels, scale)

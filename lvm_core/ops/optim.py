@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from . import _cupy
 from . import reference as ref
 from ._dispatch import fusable
 from ._optim_numba import adam_inplace_kernel, sgd_inplace_kernel
@@ -50,7 +51,10 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
         if m is None:
             m = m_all[k] = _zeros_like(theta)
             v = v_all[k] = _zeros_like(theta)
-        if fusable(theta, g, m, v) and theta.flags.writeable and m.flags.writeable \
+        if _cupy.applies(theta, g, m, v) and theta.shape == g.shape:
+            _cupy.adam_(theta, g, m, v, 1.0 - lr * weight_decay, beta1, beta2, sqrt_bc2, eps,
+                        step_size)
+        elif fusable(theta, g, m, v) and theta.flags.writeable and m.flags.writeable \
                 and v.flags.writeable:
             dt = theta.dtype.type
             adam_inplace_kernel(theta.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
@@ -76,7 +80,12 @@ def sgd_(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.
     for k in (grads if keys is None else keys):
         theta, g = params[k], grads[k]
         buf = buffers.get(k) if momentum else None
-        if fusable(theta, g, buf) and theta.flags.writeable:
+        if _cupy.applies(theta, g, buf) and theta.shape == g.shape:
+            has_buf = buf is not None
+            if momentum and not has_buf:
+                buf = buffers[k] = _zeros_like(theta)
+            _cupy.sgd_(theta, g, buf, lr, momentum, nesterov, weight_decay, dampening, has_buf)
+        elif fusable(theta, g, buf) and theta.flags.writeable:
             has_buf = buf is not None
             if momentum and not has_buf:
                 buf = buffers[k] = _zeros_like(theta)
