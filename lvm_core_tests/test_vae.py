@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lvm_core.backend import to_numpy
-from lvm_core.gradcheck import check_grads, check_grads_resolvable, relative_error
+from lvm_core.gradcheck import check_grads, check_grads_resolvable
 from lvm_core.models.vae import VAE
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -350,10 +350,14 @@ def test_numpy_float32_path_equals_reference_path(depth, width, n_latent, N, act
     assert loss_f.dtype == np.float32
     assert float(loss_f) == pytest.approx(float(to_numpy(loss_r)), rel=1e-5, abs=1e-5)
     # float32 with different operation orders (fused kernels, merged heads):
-    # agreement to float32 round-off accumulated through the layers.
+    # agreement to float32 round-off accumulated through the layers, measured
+    # against the model's gradient scale (a parameter whose gradient is 1e-4 of
+    # the largest one carries the same absolute round-off as the others).
+    scale = max(float(np.max(np.abs(to_numpy(g)))) for g in grads_r.values())
     for k in grads_r:
         assert grads_f[k].dtype == np.float32
-        assert relative_error(grads_f[k], to_numpy(grads_r[k])) < 1e-4, k
+        diff = float(np.max(np.abs(grads_f[k] - to_numpy(grads_r[k]))))
+        assert diff <= 1e-4 * scale, (k, diff, scale)
 
 
 def test_warm_numpy_training_step_allocates_no_array():
