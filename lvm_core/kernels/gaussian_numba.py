@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from .._jit import njit
 
 __all__ = ["full_e_step"]
 
 BLOCK_ROWS = 2048  # rows per block
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+@njit(error_model="numpy", fastmath={"reassoc", "contract"})
 def _full_block_resp(Y, mu_U, const, resp):  # pragma: no cover - compiled
     """Fused per-row kernel: maha, log-sum-exp, responsibilities; returns sum_n log p(x_n).
 
@@ -56,7 +57,7 @@ def _full_block_resp(Y, mu_U, const, resp):  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _packed_outer(X, out):  # pragma: no cover - compiled
     """out[n, :] = upper triangle of x_n x_n^T, row by row (x_a x_b for a <= b)."""
     n, D = X.shape

@@ -74,6 +74,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .._jit import njit  # noqa: E402
+
 __all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling", "symbol_counts",
            "affine_rows", "weighted_sums"]
 
@@ -91,7 +93,7 @@ def _n_chunks(n_sequences):
     return max(1, min(n_sequences, 4 * numba.get_num_threads()))
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
+@njit(fastmath=FASTMATH)
 def _matvec(M, v, out):
     """out = M v for a (K, K) C-ordered M, four rows at a time (each load of
     v[i] feeds four multiply-adds: ~1.3-1.6x a row-by-row dot at K = 16-32)."""
@@ -121,7 +123,7 @@ def _matvec(M, v, out):
         j += 1
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
+@njit(fastmath=FASTMATH)
 def _forward_scaled(pi, AT, log_frameprob, frame, shift, alpha, c, start, end):
     """Scaled forward pass over rows start..end-1 of one sequence.
 
@@ -202,7 +204,7 @@ _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"contract"})
+@njit(parallel=True, fastmath={"contract"})
 def _shift_exp_rows(log_frameprob, n_chunks, frame, shift):
     """m_t = max_k log_frameprob[t, k] (0 for rows that are all -inf) and
     b_t = exp(log_frameprob_t - m_t), in one parallel pass: (T, K), (T,).
@@ -267,7 +269,7 @@ def _scaled_frame(log_frameprob, work=None):
 _XI_BLOCK = 4  # time steps per register-blocked update of xi_acc
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
+@njit(fastmath=FASTMATH)
 def _xi_flush(xi_acc, a_buf, w_buf, n):
     """xi_acc += sum_{q < n} a_buf[q] w_buf[q]^T, four outer products per pass
     over xi_acc (one load/store of xi_acc[i, j] per 4 multiply-adds)."""
@@ -286,7 +288,7 @@ def _xi_flush(xi_acc, a_buf, w_buf, n):
                                                                        + a3 * w_buf[3, j])
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
+@njit(fastmath=FASTMATH)
 def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
     """Scaled backward pass of one sequence (rows start..end-1).
 
@@ -326,7 +328,7 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
         _xi_flush(xi_acc, a_buf, w_buf, q)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(parallel=True, fastmath=FASTMATH)
 def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n_chunks,
                              gamma, c):
     """Per-sequence forward-backward, prange over chunks of sequences with
@@ -364,7 +366,7 @@ def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n
     return log_prob, gamma, start_sum, xi_acc
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(parallel=True, fastmath=FASTMATH)
 def _forward_chunks(pi, AT, log_frameprob, frame, shift, starts, ends, n_chunks):
     T, K = frame.shape
     S = starts.shape[0]
@@ -383,7 +385,7 @@ def _forward_chunks(pi, AT, log_frameprob, frame, shift, starts, ends, n_chunks)
     return log_prob
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(parallel=True, fastmath=FASTMATH)
 def _viterbi_chunks(log_pi, log_A, log_frameprob, starts, ends, n_chunks):
     T, K = log_frameprob.shape
     S = starts.shape[0]
@@ -545,7 +547,7 @@ def viterbi(log_startprob, log_transmat, log_frameprob, lengths=None):
                            _n_chunks(starts.shape[0]))
 
 
-@numba.njit(cache=True)
+@njit
 def _symbol_counts(symbols, posteriors, n_symbols):
     T, K = posteriors.shape
     obs_t = np.zeros((n_symbols, K))
@@ -567,7 +569,7 @@ def _row_chunks(T):
     return max(1, min(T // 256, 4 * numba.get_num_threads()))
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(parallel=True, fastmath=FASTMATH)
 def _affine_rows(Z, W, const, n_chunks, out):
     T, P = Z.shape
     K = W.shape[1]
@@ -598,7 +600,7 @@ def affine_rows(Z, W, const, work=None):
                         out)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(parallel=True, fastmath=FASTMATH)
 def _weighted_sums(gamma, Z, n_chunks):
     T, K = gamma.shape
     P = Z.shape[1]

@@ -11,12 +11,13 @@ docstrings of the public functions in :mod:`lvm_core.ops`.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+from .._jit import njit
+
+_jit = njit(error_model="numpy", nogil=True)
 # row reductions (sum over the inner axis) vectorise only when the sum may be reassociated
-_jit_rows = numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
+_jit_rows = njit(error_model="numpy", nogil=True, fastmath={"reassoc"})
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)

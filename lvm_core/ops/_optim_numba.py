@@ -23,11 +23,12 @@ C-contiguous NumPy arrays of one float dtype.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from .._jit import njit
 
-@numba.njit(cache=True, error_model="numpy")
+
+@njit(error_model="numpy")
 def adam_inplace_kernel(theta, g, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_beta2,
                         sqrt_bc2, eps, step_size):
     """One Adam step on flat arrays, updating theta, m and v in place."""
@@ -42,7 +43,7 @@ def adam_inplace_kernel(theta, g, m, v, decay, beta1, one_minus_beta1, beta2, on
         v[i] = vi
 
 
-@numba.njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def adam_copy_kernel(theta, g, m, v, theta_out, m_out, v_out, decay, beta1, one_minus_beta1,
                      beta2, one_minus_beta2, sqrt_bc2, eps, step_size):
     """One Adam step on flat arrays, writing into fresh theta_out, m_out, v_out."""
@@ -73,7 +74,7 @@ def adam_update(theta, g, m, v, inplace, lr, beta1, beta2, eps, weight_decay, st
     return theta_out, m_out, v_out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def sgd_inplace_kernel(theta, g, buf, weight_decay, momentum, one_minus_dampening, lr,
                        has_buf, nesterov):
     """One SGD step on flat arrays, updating theta and buf in place (buf unused
@@ -89,7 +90,7 @@ def sgd_inplace_kernel(theta, g, buf, weight_decay, momentum, one_minus_dampenin
         theta[i] = theta[i] - lr * d
 
 
-@numba.njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def sgd_copy_kernel(theta, g, buf, theta_out, buf_out, weight_decay, momentum,
                     one_minus_dampening, lr, has_buf, nesterov):
     """One SGD step on flat arrays, writing into fresh theta_out and buf_out."""

@@ -52,6 +52,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .._jit import njit  # noqa: E402
 from ..backend import get_namespace, is_numpy_namespace, item  # noqa: E402
 
 __all__ = ["prox_gradient_lasso", "prox_gradient_lasso_reference", "lipschitz_constant"]
@@ -91,7 +92,7 @@ def prox_gradient_lasso(G, B, alpha, C0, L0, max_iter, tol, accelerate=True, res
     return C, n_iter, L
 
 
-@numba.njit(cache=True, parallel=True, error_model="numpy",
+@njit(parallel=True, error_model="numpy",
             fastmath={"reassoc", "contract", "arcp", "nsz"})
 def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, backtracking, eta,
                 slack, polish, polish_after, kkt_slack, pivot_tol, n_chunks):
@@ -229,7 +230,7 @@ def _lasso_rows(G, B, C, L, n_iter, alpha, max_iter, tol, accelerate, restart, b
             n_iter[n] = steps
 
 
-@numba.njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _polish_row(G, b, p, support, nnz, alpha, kkt_bound, A, z, gz, pivot_tol):
     """Solve G_SS z = b_S - alpha s by Cholesky.  Returns 0 (singular: nothing changed),
     1 (p moved to z, or towards z up to the first sign change; G p in gz; not optimal)
