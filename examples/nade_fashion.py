@@ -32,25 +32,15 @@ unless already set in the environment (see examples/train_vae.py).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 
-def _limit_blas_threads(argv=None):
-    """Set the BLAS thread count from ``--threads`` before NumPy is imported."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=1)
-    known, _ = pre.parse_known_args(argv)
-    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    if known.threads > 0 and not any(os.environ.get(n) for n in names):
-        for n in names:
-            os.environ[n] = str(known.threads)
-
-
 if __name__ == "__main__":
-    _limit_blas_threads()
+    from _setup import limit_blas_threads
+
+    limit_blas_threads()  # before NumPy is imported (see examples/_setup.py)
 
 import numpy as np  # noqa: E402
 
