@@ -76,7 +76,7 @@ import numba
 import numpy as np
 
 from .._jit import njit
-from .hmm_numba import FASTMATH, _buffer, _check_inputs, _matvec, _scaled_frame
+from .hmm_numba import _XI_BLOCK, FASTMATH, _buffer, _check_inputs, _matvec, _scaled_frame, _xi_flush
 
 __all__ = ["forward_backward", "forward_log_prob", "chunk_bounds", "choose_method", "MIN_CHUNK",
            "MAX_CHUNKS", "WINDOW"]
@@ -87,7 +87,6 @@ MIN_CHUNK = 2048
 MAX_CHUNKS = 64
 #: steps at the end of each chunk whose betas wait for the backward fix-up
 WINDOW = 256
-_XI_BLOCK = 4
 
 
 def chunk_bounds(lengths, min_chunk=MIN_CHUNK, max_chunks=MAX_CHUNKS):
@@ -288,24 +287,6 @@ def _forward_fixup(pi, AT, log_frameprob, frame, shift, lo, hi, seq_chunks, chun
             total += part
         log_prob[s] = total if possible else -np.inf
     return log_prob
-
-
-@njit(fastmath=FASTMATH)
-def _xi_flush(xi_acc, a_buf, w_buf, n):
-    """xi_acc += sum_{q < n} a_buf[q] w_buf[q]^T, four outer products per pass."""
-    K = xi_acc.shape[0]
-    for q in range(n, _XI_BLOCK):
-        for k in range(K):
-            a_buf[q, k] = 0.0
-            w_buf[q, k] = 0.0
-    for i in range(K):
-        a0 = a_buf[0, i]
-        a1 = a_buf[1, i]
-        a2 = a_buf[2, i]
-        a3 = a_buf[3, i]
-        for j in range(K):
-            xi_acc[i, j] += (a0 * w_buf[0, j] + a1 * w_buf[1, j]) + (a2 * w_buf[2, j]
-                                                                       + a3 * w_buf[3, j])
 
 
 @njit(fastmath=FASTMATH)
