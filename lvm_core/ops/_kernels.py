@@ -404,6 +404,28 @@ def kl_std_normal(mu, log_var, std, inv_s2, log_s2, scale, kl, dmu, dlog_var):
         kl[n] = _HALF * acc
 
 
+@_jit_rows
+def kl_diag_gaussians(mu_q, lv_q, mu_p, lv_p, r, ip, scale, kl, dmu_q, dlv_q, dmu_p, dlv_p):
+    """With r = exp(lv_q - lv_p), ip = exp(-lv_p), d = mu_q - mu_p:
+    kl_n = 1/2 sum_l [lv_p - lv_q + r + d^2 ip - 1]; dmu_q = scale d ip = -dmu_p;
+    dlv_q = scale 1/2 (r - 1); dlv_p = scale 1/2 (1 - r - d^2 ip)."""
+    N, L = mu_q.shape
+    for n in range(N):
+        acc = 0.0
+        for j in range(L):
+            d = mu_q[n, j] - mu_p[n, j]
+            rv = r[n, j]
+            dp = d * ip[n, j]
+            sq = d * dp
+            acc += lv_p[n, j] - lv_q[n, j] + rv + sq - _ONE
+            g = scale * dp
+            dmu_q[n, j] = g
+            dmu_p[n, j] = -g
+            dlv_q[n, j] = scale * (_HALF * (rv - _ONE))
+            dlv_p[n, j] = scale * (_HALF * (_ONE - rv - sq))
+        kl[n] = _HALF * acc
+
+
 # --------------------------------------------------------------------------
 # reductions without NumPy's ufunc buffers
 # --------------------------------------------------------------------------

@@ -6,6 +6,14 @@
     KL(N(mu, diag std^2) || N(0, s^2 I)) = 1/2 sum_l [(std^2 + mu^2)/s^2 - 1 - log_var + log s^2]
     dKL/dmu = mu / s^2,       dKL/dlog_var = 1/2 (std^2 / s^2 - 1)
 
+The KL between two diagonal Gaussians q = N(mu_q, diag exp(log_var_q)) and
+p = N(mu_p, diag exp(log_var_p)) (a learned prior: CVAE, VRNN; Chung et al.
+2015, eq. 11), with r = exp(log_var_q - log_var_p) and d = mu_q - mu_p:
+
+    KL(q || p) = 1/2 sum_l [log_var_p - log_var_q + r + d^2 exp(-log_var_p) - 1]
+    dKL/dmu_q = d exp(-log_var_p) = -dKL/dmu_p
+    dKL/dlog_var_q = 1/2 (r - 1),   dKL/dlog_var_p = 1/2 (1 - r - d^2 exp(-log_var_p))
+
 Shapes: mu, log_var, std (N, L); eps, z, dz (R, N, L).
 """
 from __future__ import annotations
@@ -20,7 +28,7 @@ from . import reference as ref
 from ._dispatch import fusable, writable_out
 from .workspace import scratch
 
-__all__ = ["reparameterize", "reparameterize_backward", "kl_std_normal"]
+__all__ = ["reparameterize", "reparameterize_backward", "kl_std_normal", "kl_diag_gaussians"]
 
 
 def reparameterize(mu, log_var, eps, ws=None, name="latent"):
@@ -73,3 +81,29 @@ def kl_std_normal(mu, log_var, std, prior_var=1.0, scale=1.0, dmu=None, dlog_var
     K.kl_std_normal(mu, log_var, std, dt(1.0 / s2), dt(math.log(s2)), dt(scale), kl, dmu,
                     dlog_var)
     return kl, dmu, dlog_var
+
+
+def kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, scale=1.0, ws=None, name="kl_diag"):
+    """KL(N(mu_q, diag exp(log_var_q)) || N(mu_p, diag exp(log_var_p))) per row and its
+    gradients (see the module docstring for the equations).
+
+    All four inputs (M, L) (strided views allowed).  Returns ``(kl (M,), dmu_q,
+    dlog_var_q, dmu_p, dlog_var_p)``, each gradient ``scale`` times the gradient
+    of sum_n kl_n, (M, L).  The fused path writes them into workspace buffers
+    (valid until the next call with the same ``ws`` and ``name``).
+    """
+    if not fusable(mu_q, log_var_q, mu_p, log_var_p, contiguous=False) or mu_q.ndim != 2 \
+            or not (mu_q.shape == log_var_q.shape == mu_p.shape == log_var_p.shape):
+        return ref.kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, scale)
+    r = scratch(ws, name + ".r", mu_q.shape, mu_q)
+    ip = scratch(ws, name + ".ip", mu_q.shape, mu_q)
+    np.subtract(log_var_q, log_var_p, out=r)
+    np.exp(r, out=r)
+    np.negative(log_var_p, out=ip)
+    np.exp(ip, out=ip)
+    outs = [scratch(ws, name + suffix, mu_q.shape, mu_q)
+            for suffix in (".dmu_q", ".dlog_var_q", ".dmu_p", ".dlog_var_p")]
+    kl = scratch(ws, name + ".kl", mu_q.shape[:1], mu_q)
+    K.kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, r, ip, mu_q.dtype.type(scale), kl,
+                        *outs)
+    return (kl, *outs)

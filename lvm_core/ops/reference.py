@@ -16,7 +16,8 @@ from ..functional.likelihoods import (categorical_log_likelihood,
 
 __all__ = ["ACTIVATIONS", "matmul", "bias_act", "bias_act_backward", "bernoulli_loglik",
            "continuous_bernoulli_loglik", "gaussian_loglik", "categorical_loglik",
-           "reparameterize", "reparameterize_backward", "kl_std_normal", "adam_step",
+           "reparameterize", "reparameterize_backward", "kl_std_normal", "kl_diag_gaussians",
+           "adam_step",
            "sgd_step"]
 
 # name -> parameter (leaky_relu slope, elu alpha)
@@ -144,6 +145,20 @@ def kl_std_normal(mu, log_var, std, prior_var=1.0, scale=1.0, dmu=None, dlog_var
     g_lv = scale * (0.5 * (var / s2 - 1.0))
     return kl, (g_mu if dmu is None else dmu + g_mu), (g_lv if dlog_var is None else
                                                       dlog_var + g_lv)
+
+
+def kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, scale=1.0):
+    """kl_n = 1/2 sum_l [log_var_p - log_var_q + r + d^2 exp(-log_var_p) - 1] with
+    r = exp(log_var_q - log_var_p), d = mu_q - mu_p; returns (kl, dmu_q, dlog_var_q,
+    dmu_p, dlog_var_p), scale times the gradients of sum_n kl_n."""
+    xp = get_namespace(mu_q, log_var_q, mu_p, log_var_p)
+    r = xp.exp(log_var_q - log_var_p)
+    d = mu_q - mu_p
+    dp = d * xp.exp(-log_var_p)
+    sq = d * dp
+    kl = 0.5 * xp.sum(log_var_p - log_var_q + r + sq - 1.0, axis=-1)
+    g = scale * dp
+    return kl, g, (0.5 * scale) * (r - 1.0), -g, (0.5 * scale) * (1.0 - r - sq)
 
 
 def adam_step(theta, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
