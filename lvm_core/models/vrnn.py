@@ -240,6 +240,10 @@ class VRNN(ParamsMixin):
     def _prepare(self, X, name="X", validate=True):
         """X (N, T, D) validated, in the model's dtype, on the params' device."""
         if validate:
+            if hasattr(X, "ndim") and X.ndim != 3:
+                raise ValueError(f"{name} must have shape (N, T, D) (sequences, steps, features); "
+                                 f"got shape {tuple(X.shape)}. A single sequence is X[None], "
+                                 "images of R rows are X.reshape(N, R, -1).")
             X = check_array(X, name, ndim=3)
             if X.shape[2] != int(self.n_features):
                 raise ValueError(f"{name} must have shape (N, T, D) with D = n_features = "
