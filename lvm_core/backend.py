@@ -46,7 +46,7 @@ def _is_array(x) -> bool:
 
 def namespace_name(xp) -> str:
     """Short human-readable name of an array namespace (``'numpy'``, ``'cupy'``...)."""
-    name = getattr(xp, "__name__", repr(xp))
+    name = getattr(xp, "__name__", None) or repr(xp)  # repr only when needed (it is slow)
     for short in ("numpy", "cupy", "array_api_strict", "torch", "jax", "dask"):
         if short in name:
             return short
@@ -63,6 +63,16 @@ def device_of(x):
     return array_api_compat.device(x)
 
 
+_NUMPY_XP = []
+
+
+def _numpy_namespace():
+    """array-api-compat's NumPy namespace (looked up once)."""
+    if not _NUMPY_XP:
+        _NUMPY_XP.append(array_api_compat.array_namespace(np.empty(0)))
+    return _NUMPY_XP[0]
+
+
 def get_namespace(*arrays):
     """Array namespace shared by ``arrays`` (``None`` and Python scalars ignored).
 
@@ -72,6 +82,15 @@ def get_namespace(*arrays):
     both and the fix: move one side explicitly with :func:`asarray` (``like=``)
     or :func:`to_numpy`.  With no arrays at all, NumPy is returned.
     """
+    numpy_only = False
+    for a in arrays:  # fast path: NumPy arrays only (one namespace, one device: the host)
+        if type(a) is np.ndarray:
+            numpy_only = True
+        elif a is not None:
+            numpy_only = False
+            break
+    if numpy_only:
+        return _numpy_namespace()
     found = [a for a in arrays if a is not None and _is_array(a)]
     if not found:
         return array_api_compat.array_namespace(np.empty(0))

@@ -289,63 +289,94 @@ class VRNN(ParamsMixin):
         return draw
 
     @staticmethod
-    def _dense_dx(layer, params, dy, cache):
-        """d loss/d x of one Dense step (its weight gradient is taken later, over all steps)."""
-        _, y = cache
-        da, _ = ops.bias_act_backward(dy, y, layer.activation)
-        return ops.matmul(da, get_namespace(da).permute_dims(params[layer.W_key], (1, 0)))
+    def _dense_dx(layer, params, dy, y, ws, out):
+        """d loss/d x of one Dense step, da = dy act'(y), dx = da W^T (into ``out`` on NumPy);
+        its weight gradient is taken later, over all steps at once."""
+        da, _ = ops.bias_act_backward(dy, y, layer.activation,
+                                      out=ops.scratch(ws, layer.W_key + ".step_da", dy.shape, dy)
+                                      if ws is not None and type(dy) is np.ndarray else None)
+        W = params[layer.W_key]
+        return ops.matmul(da, get_namespace(da, W).permute_dims(W, (1, 0)), out=out)
 
     @staticmethod
-    def _concat(xp, parts, axis):
-        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+    def _put(buf, t, value, row):
+        """buf[t] = value unless ``value`` was written in place into ``row`` = buf[t]."""
+        if value is not row:
+            buf[t, ...] = value
 
     def _forward(self, xp, Xt, eps, params, ws=None):
         """The recursion over t for time-major Xt (T, N, D) and eps (T, N, L); then the prior
-        and decoder over all T N rows.  Returns a dict of everything the backward needs."""
+        and decoder over all T N rows.  Returns a dict of everything the backward needs.
+
+        Per-step values live in (T, N, .) arrays (workspace buffers on NumPy, written
+        in place step by step), so that the backward can take every per-step
+        layer's weight gradient as one matmul over the T N rows.
+        """
         lay = self._layers()
         T, N, D = Xt.shape
         L, H, Hx, Hz = int(self.n_latent), int(self.n_hidden), lay["Hx"], lay["Hz"]
-        dev = device_of(Xt)
+        numpy = type(Xt) is np.ndarray
+
+        def buf(name, width, rows=T):
+            return ops.scratch(ws, "vrnn." + name, (rows, N, width), Xt)
+
         PX2, c_phix = stack_forward(lay["phi_x"], params, xp.reshape(Xt, (T * N, D)), ws)
-        PX = xp.reshape(PX2, (T, N, Hx))  # phi_x(x_t) of every step, (T, N, Hx)
-        Hprev = xp.empty((T, N, H), dtype=Xt.dtype, device=dev)  # h_{t-1}
-        MUQ = xp.empty((T, N, L), dtype=Xt.dtype, device=dev)
-        LVQ = xp.empty((T, N, L), dtype=Xt.dtype, device=dev)
-        PZ = xp.empty((T, N, Hz), dtype=Xt.dtype, device=dev)
-        Z = xp.empty((T, N, L), dtype=Xt.dtype, device=dev)
-        steps = []
-        h = xp.zeros((N, H), dtype=Xt.dtype, device=dev)
+        PX = xp.reshape(PX2, (T, N, Hx))  # phi_x(x_t) of every step
+        # the cell's input projection [phi_x, phi_z] W_x + b_x: the phi_x rows for all steps
+        # in one matmul, the phi_z rows per step
+        W_x = params["rnn_W_x"]
+        G = W_x.shape[1]
+        W_xz = W_x[Hx:, :]  # (Hz, G)
+        GXP = ops.matmul(PX2, W_x[:Hx, :], out=ops.scratch(ws, "vrnn.gxp", (T * N, G), PX2)
+                         if numpy else None)
+        GXP = xp.reshape(ops.bias_act(GXP, params["rnn_b_x"], "identity", out=GXP), (T, N, G))
+        enc = [Hx + H] + [layer.d_out for layer in lay["enc"]]
+        ENC = [buf(f"enc{i}", w) for i, w in enumerate(enc)]  # layer inputs / outputs
+        ENC[0][:, :, :Hx] = PX
+        Q = buf("q", 2 * L)  # [mu | raw log_var] of q(z_t | x_t, h_{t-1})
+        LVQ, SQ, STD = buf("lvq", L), buf("sq", L), buf("std", L)
+        phiz = [L] + [layer.d_out for layer in lay["phi_z"]]
+        P = [buf(f"phiz{i}", w) for i, w in enumerate(phiz)]  # P[0] = z, P[-1] = phi_z(z)
+        m = float(self.log_var_min)
+        shift = xp.full((L,), -m, dtype=Xt.dtype, device=device_of(Xt))
+        caches = [None] * (T - 1)
+        h = xp.zeros((N, H), dtype=Xt.dtype, device=device_of(Xt))
         state = None
         for t in range(T):
-            Hprev[t, ...] = h
-            x_enc = xp.concat([PX[t, ...], h], axis=1)  # (N, Hx + H)
-            g, c_enc = stack_forward(lay["enc"], params, x_enc)
-            (mu, raw), c_head = lay["enc_head"].forward(params, g)
-            log_var, s = self._floor(xp, raw)
-            z, std = ops.reparameterize(mu, log_var, eps[t:t + 1, ...])  # (1, N, L), (N, L)
-            z = z[0, ...]
-            pz, c_phiz = stack_forward(lay["phi_z"], params, z)
-            MUQ[t, ...] = mu
-            LVQ[t, ...] = log_var
-            PZ[t, ...] = pz
-            Z[t, ...] = z
-            c_rnn = None
+            ENC[0][t, :, Hx:] = h  # h_{t-1}
+            for i, layer in enumerate(lay["enc"]):
+                row = ENC[i + 1][t, ...] if numpy else None
+                y, _ = layer.forward(params, ENC[i][t, ...], out=row)
+                self._put(ENC[i + 1], t, y, row)
+            row = Q[t, ...] if numpy else None
+            (mu, raw), _ = lay["enc_head"].forward(params, ENC[-1][t, ...], ws, out=row)
+            self._put(Q, t, xp.concat([mu, raw], axis=1) if row is None else row, row)
+            s = ops.bias_act(raw, shift, "softplus")  # log_var = m + softplus(raw - m)
+            SQ[t, ...] = s
+            LVQ[t, ...] = s + m
+            z, std = ops.reparameterize(mu, LVQ[t, ...], eps[t:t + 1, ...], ws)  # (1, N, L)
+            P[0][t, ...] = z[0, ...]
+            STD[t, ...] = std
+            for i, layer in enumerate(lay["phi_z"]):
+                row = P[i + 1][t, ...] if numpy else None
+                y, _ = layer.forward(params, P[i][t, ...], out=row)
+                self._put(P[i + 1], t, y, row)
             if t < T - 1:  # h_T feeds nothing: the last step stops before the cell
-                state, c_rnn = lay["rnn"].step_forward(params, xp.concat([PX[t, ...], pz], axis=1),
-                                                       state)
+                gx = GXP[t, ...] + xp.matmul(P[-1][t, ...], W_xz)  # (N, G)
+                state, caches[t] = lay["rnn"].step_forward(params, None, state, gx=gx)
                 h = state if self.cell == "gru" else state[0]
-            steps.append(dict(enc=c_enc, head=c_head, s=s, std=std, phiz=c_phiz, rnn=c_rnn))
         # prior p(z_t | h_{t-1}) and decoder p(x_t | z_t, h_{t-1}) over all T N rows
-        Hp2 = xp.reshape(Hprev, (T * N, H))
+        Hp2 = xp.reshape(ENC[0][:, :, Hx:], (T * N, H))
         g, c_prior = stack_forward(lay["prior"], params, Hp2, ws)
         (mu_p, raw_p), c_prior_head = lay["prior_head"].forward(params, g, ws)
         log_var_p, s_p = self._floor(xp, raw_p)
-        x_dec = xp.reshape(xp.concat([PZ, Hprev], axis=2), (T * N, Hz + H))
+        x_dec = xp.reshape(xp.concat([P[-1], ENC[0][:, :, Hx:]], axis=2), (T * N, Hz + H))
         g, c_dec = stack_forward(lay["dec"], params, x_dec, ws)
         out, c_dec_head = lay["dec_head"].forward(params, g, ws)
-        return dict(PX2=PX2, c_phix=c_phix, Hprev=Hprev, MUQ=MUQ, LVQ=LVQ, PZ=PZ, Z=Z,
-                    steps=steps, mu_p=mu_p, log_var_p=log_var_p, s_p=s_p, c_prior=c_prior,
-                    c_prior_head=c_prior_head, c_dec=c_dec, out=out, c_dec_head=c_dec_head)
+        return dict(PX2=PX2, c_phix=c_phix, Hp2=Hp2, ENC=ENC, Q=Q, LVQ=LVQ, SQ=SQ, STD=STD,
+                    P=P, caches=caches, mu_p=mu_p, log_var_p=log_var_p, s_p=s_p,
+                    c_prior=c_prior, c_prior_head=c_prior_head, c_dec=c_dec, out=out,
+                    c_dec_head=c_dec_head, MUQ=Q[:, :, :L], Z=P[0])
 
     def _terms(self, xp, f, X2, ll_scale=1.0, kl_scale=1.0, ws=None):
         """log p(x_t | z_t, h_{t-1}) and KL_t per row (T N,), with their scaled gradients."""
@@ -357,9 +388,9 @@ class VRNN(ParamsMixin):
             mu_x, raw_x = f["out"]
             lv_x, s_x = self._floor(xp, raw_x)
             ll, dout, dlv_x = ops.gaussian_loglik(X2, mu_x, lv_x, ll_scale, ws=ws, name="vrnn.ll")
-        MUQ2 = xp.reshape(f["MUQ"], (-1, L))
+        Q2 = xp.reshape(f["Q"], (-1, 2 * L))
         LVQ2 = xp.reshape(f["LVQ"], (-1, L))
-        kl, dmu_q, dlv_q, dmu_p, dlv_p = ops.kl_diag_gaussians(MUQ2, LVQ2, f["mu_p"],
+        kl, dmu_q, dlv_q, dmu_p, dlv_p = ops.kl_diag_gaussians(Q2[:, :L], LVQ2, f["mu_p"],
                                                                f["log_var_p"], kl_scale, ws=ws,
                                                                name="vrnn.kl")
         return dict(ll=ll, kl=kl, dout=dout, dlv_x=dlv_x, s_x=s_x, dmu_q=dmu_q, dlv_q=dlv_q,
@@ -371,6 +402,7 @@ class VRNN(ParamsMixin):
         lay = self._layers()
         T, N, L = eps.shape
         H, Hx, Hz = int(self.n_hidden), lay["Hx"], lay["Hz"]
+        numpy = type(f["Q"]) is np.ndarray
         dout, dlv_x, dmu_q, dlv_q, dmu_p, dlv_p = (g[k] for k in ("dout", "dlv_x", "dmu_q",
                                                                   "dlv_q", "dmu_p", "dlv_p"))
         if m2 is not None:
@@ -391,72 +423,83 @@ class VRNN(ParamsMixin):
         dPZ_dec = xp.reshape(dx_dec[:, :Hz], (T, N, Hz))
         dmu_q = xp.reshape(dmu_q, (T, N, L))
         dlv_q = xp.reshape(dlv_q, (T, N, L))
-        # BPTT through the recursion
-        steps = f["steps"]
-        W_head = steps[0]["head"][1]  # (H_enc, 2L), stacked [W_mu | W_log_var]
+
+        def buf(name, width, rows=T):
+            return ops.scratch(ws, "vrnn.d" + name, (rows, N, width), f["Q"])
+
+        ENC, P = f["ENC"], f["P"]
+        dENC = [buf(f"enc{i}", ENC[i].shape[2]) for i in range(len(ENC))]
+        dP = [buf(f"phiz{i}", P[i].shape[2]) for i in range(len(P))]
+        dQ = buf("q", 2 * L)
+        W_x = params["rnn_W_x"]
+        G = W_x.shape[1]
+        W_xz_T = xp.permute_dims(W_x[Hx:, :], (1, 0))  # (G, Hz)
+        W_head = lay["enc_head"]._stacked(params, ws)[0]  # (H_enc, 2L): [W_mu | W_log_var]
         W_head_T = xp.permute_dims(W_head, (1, 0))
-        dPX = [None] * T
-        d_enc_out = [None] * T  # d/d(encoder trunk output) per step
-        d_head = [None] * T  # (dmu, draw) per step
-        d_phiz_out = [None] * T
-        d_phiz_layers = [[None] * T for _ in lay["phi_z"]]
-        d_enc_layers = [[None] * T for _ in lay["enc"]]
-        dh_carry = None
-        dc_carry = None
+        DAX, DAH = buf("ax", G, T - 1), buf("ah", G, T - 1)
+        dh_carry = dc_carry = dh_rnn = None
         for t in range(T - 1, -1, -1):
-            st = steps[t]
             dpz = dPZ_dec[t, ...]
-            dpx = None
-            if t < T - 1:
+            if t < T - 1:  # the cell of step t: its input [phi_x, phi_z] and h_{t-1}
                 dh_t = dHp[t + 1, ...] + dh_carry
                 dstate = dh_t if self.cell == "gru" else (dh_t, dc_carry)
-                dx_rnn, dprev = lay["rnn"].step_backward(params, dstate, st["rnn"], grads,
-                                                         accumulate=t < T - 2)
-                dpx = dx_rnn[:, :Hx]
-                dpz = dpz + dx_rnn[:, Hx:]
+                dA_x, dA_h, dprev = lay["rnn"].step_backward_gates(params, dstate,
+                                                                   f["caches"][t])
+                DAX[t, ...] = dA_x
                 if self.cell == "gru":
+                    DAH[t, ...] = dA_h
                     dh_rnn = dprev
                 else:
                     dh_rnn, dc_carry = dprev
-            d_phiz_out[t] = dpz
-            dz = dpz
+                dpz = dpz + xp.matmul(dA_x, W_xz_T)  # the phi_z rows of dx_t = dA_x W_x^T
+            dP[-1][t, ...] = dpz
             for i in range(len(lay["phi_z"]) - 1, -1, -1):
-                d_phiz_layers[i][t] = dz
-                dz = self._dense_dx(lay["phi_z"][i], params, dz, st["phiz"][i])
-            dmu, dlv = ops.reparameterize_backward(dz[None, ...], eps[t:t + 1, ...], st["std"])
-            dmu = dmu + dmu_q[t, ...]
-            draw = self._floor_backward(dlv + dlv_q[t, ...], st["s"])
-            d_head[t] = (dmu, draw)
-            dg = xp.matmul(xp.concat([dmu, draw], axis=1), W_head_T)  # (N, H_enc)
-            for i in range(len(lay["enc"]) - 1, -1, -1):
-                d_enc_layers[i][t] = dg
-                dg = self._dense_dx(lay["enc"][i], params, dg, st["enc"][i])
-            d_enc_out[t] = dg
-            dpx = dg[:, :Hx] if dpx is None else dpx + dg[:, :Hx]
-            dPX[t] = dpx
-            dh_carry = dg[:, Hx:] if t == T - 1 else dh_rnn + dg[:, Hx:]
+                row = dP[i][t, ...] if numpy else None
+                dx = self._dense_dx(lay["phi_z"][i], params, dP[i + 1][t, ...], P[i + 1][t, ...],
+                                    ws, row)
+                self._put(dP[i], t, dx, row)
+            dmu, dlv = ops.reparameterize_backward(dP[0][t:t + 1, ...], eps[t:t + 1, ...],
+                                                   f["STD"][t, ...], ws=ws)
+            dQ[t, :, :L] = dmu + dmu_q[t, ...]
+            dQ[t, :, L:] = self._floor_backward(dlv + dlv_q[t, ...], f["SQ"][t, ...])
+            n = len(lay["enc"])
+            row = dENC[n][t, ...] if numpy else None
+            self._put(dENC[n], t, ops.matmul(dQ[t, ...], W_head_T, out=row), row)
+            for i in range(n - 1, -1, -1):
+                row = dENC[i][t, ...] if numpy else None
+                dx = self._dense_dx(lay["enc"][i], params, dENC[i + 1][t, ...],
+                                    ENC[i + 1][t, ...], ws, row)
+                self._put(dENC[i], t, dx, row)
+            dh_carry = dENC[0][t, :, Hx:] if t == T - 1 else dh_rnn + dENC[0][t, :, Hx:]
+        # weight gradients of the per-step layers: one matmul over the stacked T N rows
+        M = T * N
+
+        def rows(a):
+            return xp.reshape(a, (a.shape[0] * N, a.shape[2]))
+
+        for i, layer in enumerate(lay["phi_z"]):
+            layer.backward(params, rows(dP[i + 1]), (rows(P[i]), rows(P[i + 1])), grads, ws,
+                           need_dx=False)
+        dQ2 = rows(dQ)
+        lay["enc_head"].backward(params, (dQ2[:, :L], dQ2[:, L:]), (rows(ENC[-1]), W_head),
+                                 grads, ws, need_dx=False)
+        for i, layer in enumerate(lay["enc"]):
+            layer.backward(params, rows(dENC[i + 1]), (rows(ENC[i]), rows(ENC[i + 1])), grads,
+                           ws, need_dx=False)
+        dPX2 = xp.reshape(dENC[0][:, :, :Hx], (M, Hx))  # the encoder's part
         if T == 1:  # the cell never ran: its gradient is zero
             for k in lay["rnn"].param_names:
                 store_grad(grads, k, xp.zeros_like(params[k]))
-        # weight gradients of the per-step layers: one matmul over the stacked T N rows
-        cat = self._concat
-        for i, layer in enumerate(lay["phi_z"]):
-            X_all = cat(xp, [st["phiz"][i][0] for st in steps], 0)
-            Y_all = cat(xp, [st["phiz"][i][1] for st in steps], 0)
-            layer.backward(params, cat(xp, d_phiz_layers[i], 0), (X_all, Y_all), grads, ws,
-                           need_dx=False)
-        X_head = cat(xp, [st["head"][0] for st in steps], 0)
-        lay["enc_head"].backward(params, (cat(xp, [d[0] for d in d_head], 0),
-                                          cat(xp, [d[1] for d in d_head], 0)),
-                                 (X_head, W_head), grads, ws, need_dx=False)
-        for i, layer in enumerate(lay["enc"]):
-            X_all = cat(xp, [st["enc"][i][0] for st in steps], 0)
-            Y_all = cat(xp, [st["enc"][i][1] for st in steps], 0)
-            layer.backward(params, cat(xp, d_enc_layers[i], 0), (X_all, Y_all), grads, ws,
-                           need_dx=False)
+        else:  # the cell's weights over the stacked (T - 1) N rows; the phi_x rows of dx_t
+            M1 = (T - 1) * N
+            dA_x = rows(DAX)
+            dA_h = dA_x if self.cell == "lstm" else rows(DAH)
+            X_rnn = xp.concat([f["PX2"][:M1, :], rows(P[-1])[:M1, :]], axis=1)  # (M1, Hx + Hz)
+            lay["rnn"].param_grads(grads, X_rnn, f["Hp2"][:M1, :], dA_x, dA_h)
+            dpx_rnn = xp.matmul(dA_x, xp.permute_dims(W_x[:Hx, :], (1, 0)))  # (M1, Hx)
+            dPX2 = xp.concat([dPX2[:M1, :] + dpx_rnn, dPX2[M1:, :]], axis=0)
         if lay["phi_x"]:
-            stack_backward(lay["phi_x"], params, cat(xp, dPX, 0), f["c_phix"], grads, ws,
-                           need_dx=False)
+            stack_backward(lay["phi_x"], params, dPX2, f["c_phix"], grads, ws, need_dx=False)
 
     # ----------------------------------------------------------------- public
     def _time_major(self, xp, X):

@@ -13,7 +13,12 @@ a time) can sum its contributions.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_namespace, namespace_name
+
+_NP_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64),
+              np.dtype(np.longdouble))
 
 __all__ = ["store_grad", "check_param"]
 
@@ -70,6 +75,8 @@ def check_param(params, key, shape, owner):
             f"params[{key!r}] must have shape {tuple(shape)} for {owner}; got {got}. "
             "Were the parameters created for a layer of another size?"
         )
+    if type(value) is np.ndarray and value.dtype in _NP_FLOATS:  # the common case, checked fast
+        return value
     xp = get_namespace(value)
     if not xp.isdtype(value.dtype, "real floating"):
         raise TypeError(

@@ -127,12 +127,18 @@ class Dense:
         xp = get_namespace(like)
         return xp.zeros((self.d_out,), dtype=like.dtype, device=device_of(like))
 
-    def forward(self, params, x, ws=None):
-        """y = act(x W + b); returns (y, cache)."""
+    def forward(self, params, x, ws=None, out=None):
+        """y = act(x W + b); returns (y, cache).
+
+        ``out``: a buffer (N, D_out) for y (NumPy: written in place, e.g. one
+        step's rows of a (T, N, D_out) array; ignored by other namespaces),
+        instead of the workspace's.  Always use the returned y.
+        """
         W = self._weight(params, ws)
         _check_input(x, W.T if self.transpose else W, repr(self))
-        a = ops.matmul(x, W.T if self.transpose else W,
-                       out=_buffer(ws, self.W_key + ".y", (x.shape[0], self.d_out), x))
+        if out is None or type(out) is not np.ndarray:
+            out = _buffer(ws, self.W_key + ".y", (x.shape[0], self.d_out), x)
+        a = ops.matmul(x, W.T if self.transpose else W, out=out)
         if not self.bias and self.activation == "identity":
             return a, (x, a)
         y = ops.bias_act(a, self._bias(params, a), self.activation, out=a, ws=ws,
@@ -265,12 +271,17 @@ class GaussianHead:
         b[L:] = b_lv
         return W, b
 
-    def forward(self, params, x, ws=None):
-        """(mu, log_var), each (N, L); returns ((mu, log_var), cache)."""
+    def forward(self, params, x, ws=None, out=None):
+        """(mu, log_var), each (N, L); returns ((mu, log_var), cache).
+
+        ``out``: a buffer (N, 2L) for [mu | log_var] (NumPy; see :meth:`Dense.forward`).
+        """
         W, b = self._stacked(params, ws)
         _check_input(x, W, repr(self))
         L = self.d_out
-        h = ops.matmul(x, W, out=_buffer(ws, self._name + ".y", (x.shape[0], 2 * L), x))
+        if out is None or type(out) is not np.ndarray:
+            out = _buffer(ws, self._name + ".y", (x.shape[0], 2 * L), x)
+        h = ops.matmul(x, W, out=out)
         h = ops.bias_act(h, b, "identity", out=h)
         return (h[:, :L], h[:, L:]), (x, W)
 

@@ -177,7 +177,8 @@ class _Cell:
 
     def _params(self, params):
         shapes = self._shapes()
-        W_x, W_h, b_x, b_h = (check_param(params, self.prefix + k, shapes[k], repr(self))
+        owner = repr(self)
+        W_x, W_h, b_x, b_h = (check_param(params, self.prefix + k, shapes[k], owner)
                               for k in ("W_x", "W_h", "b_x", "b_h"))
         get_namespace(W_x, W_h, b_x, b_h)
         return W_x, W_h, b_x, b_h
@@ -242,6 +243,37 @@ class _Cell:
             m_bool = mask != 0
         m_bool = m_bool[:, :, None]  # (T, N, 1)
         return m_bool, xp.astype(m_bool, like.dtype)
+
+    def _input_projection(self, x_t, gx, W_x, b_x):
+        """(gx, like): x_t W_x + b_x (N, G), computed or the caller's checked."""
+        if gx is None:
+            self._check_x(x_t, W_x, 2, "x_t")
+            gx, _ = linear_forward(x_t, W_x, b_x)  # (N, G)
+            return gx, x_t
+        G = self.n_gates * self.H
+        if not hasattr(gx, "shape") or gx.ndim != 2 or gx.shape[1] != G:
+            raise ValueError(f"gx must be the input projection x_t W_x + b_x of shape (N, {G}); "
+                             f"got {getattr(gx, 'shape', type(gx).__name__)}.")
+        get_namespace(gx, W_x)
+        if gx.dtype != W_x.dtype:
+            raise TypeError(f"gx has dtype {gx.dtype} but the parameters are {W_x.dtype}.")
+        if x_t is not None:
+            self._check_x(x_t, W_x, 2, "x_t")
+        return gx, gx
+
+    def param_grads(self, grads, X, H_prev, dA_x, dA_h, accumulate=False):
+        """Parameter gradients of steps whose gate gradients are known, summed over rows:
+
+            dW_x = X^T dA_x,  db_x = sum_rows dA_x,  dW_h = H_prev^T dA_h,  db_h = sum_rows dA_h,
+
+        for the stacked rows (M, .) of any number of steps (X the cell inputs
+        (M, D), H_prev the states entering them (M, H), dA_x / dA_h (M, G) from
+        :meth:`step_backward_gates`): one matmul per weight instead of one per
+        step.  Writes (``accumulate=True``: adds) into ``grads``.
+        """
+        xp = get_namespace(X, H_prev, dA_x, dA_h)
+        _write_param_grads(self, grads, xp.matmul(X.T, dA_x), xp.sum(dA_x, axis=0),
+                           xp.matmul(H_prev.T, dA_h), xp.sum(dA_h, axis=0), accumulate)
 
     def backward(self, params, dH_seq, cache, grads, dstate_T=None, need_dx=True, ws=None,
                  accumulate=False):
@@ -322,14 +354,18 @@ class GRUCell(_Cell):
     n_gates = 3
 
     # ----------------------------------------------------------------- one step
-    def step_forward(self, params, x_t, state=None, ws=None):
+    def step_forward(self, params, x_t, state=None, ws=None, gx=None):
         """h_t = GRU(x_t, h_{t-1}).  Shapes: x_t (N, D), state h_{t-1} (N, H) or None
         (zeros).  Returns ``(h_t, cache)``; h_t is the next step's state.  ``ws`` is
-        accepted for the layer protocol and unused."""
+        accepted for the layer protocol and unused.
+
+        ``gx`` (N, 3H): the input projection x_t W_x + b_x when the caller has
+        it already (e.g. computed for all steps in one matmul, or in parts);
+        x_t is then only stored in the cache (it may be None when the caller
+        takes the parameter gradients with :meth:`param_grads`)."""
         W_x, W_h, b_x, b_h = self._params(params)
-        self._check_x(x_t, W_x, 2, "x_t")
-        h_prev = self._state_array(state, x_t.shape[0], x_t, "state")
-        gx, _ = linear_forward(x_t, W_x, b_x)  # (N, 3H)
+        gx, like = self._input_projection(x_t, gx, W_x, b_x)
+        h_prev = self._state_array(state, gx.shape[0], like, "state")
         gh = get_namespace(h_prev).matmul(h_prev, W_h) + b_h  # (N, 3H)
         r, z, n, ghn, h_new = _gru_gates(gx, gh, h_prev, self.H)
         return h_new, GRUStepCache(x=x_t, h_prev=h_prev, r=r, z=z, n=n, ghn=ghn)
@@ -342,7 +378,23 @@ class GRUCell(_Cell):
         writes the parameter gradients into ``grads``.  Returns ``(dx_t,
         dh_{t-1})``; dx_t is None with ``need_dx=False``.
         """
-        W_x, W_h, _, _ = self._params(params)
+        W_x, _, _, _ = self._params(params)
+        c = cache
+        dA_x, dA_h, dh_prev = self.step_backward_gates(params, dstate_out, cache)
+        xp = get_namespace(dA_x, W_x)
+        dx = xp.matmul(dA_x, W_x.T) if need_dx else None
+        self.param_grads(grads, c.x, c.h_prev, dA_x, dA_h, accumulate=accumulate)
+        return dx, dh_prev
+
+    def step_backward_gates(self, params, dstate_out, cache):
+        """The gate pre-activation gradients of one step, without parameter gradients.
+
+        For dstate_out = dL/dh_t (N, H) returns ``(dA_x, dA_h, dh_{t-1})`` with
+        dA_x = [da_r, da_z, da_n] and dA_h = [da_r, da_z, r da_n] (N, 3H) (module
+        docstring).  Then dx_t = dA_x W_x^T, and the parameter gradients of any
+        number of steps are one :meth:`param_grads` call on their stacked rows.
+        """
+        _, W_h, _, _ = self._params(params)
         c = cache
         _check_grad_array(dstate_out, c.h_prev, "dstate_out")
         xp = get_namespace(dstate_out, W_h)
@@ -350,10 +402,7 @@ class GRUCell(_Cell):
         dA_x = xp.concat([da_r, da_z, da_n], axis=1)  # (N, 3H)
         dA_h = xp.concat([da_r, da_z, c.r * da_n], axis=1)  # (N, 3H)
         dh_prev = dstate_out * c.z + xp.matmul(dA_h, W_h.T)
-        dx = xp.matmul(dA_x, W_x.T) if need_dx else None
-        _write_param_grads(self, grads, xp.matmul(c.x.T, dA_x), xp.sum(dA_x, axis=0),
-                           xp.matmul(c.h_prev.T, dA_h), xp.sum(dA_h, axis=0), accumulate)
-        return dx, dh_prev
+        return dA_x, dA_h, dh_prev
 
     # ----------------------------------------------------------------- unroll
     def forward(self, params, X, state0=None, mask=None, ws=None, check=True):
@@ -490,15 +539,16 @@ class LSTMCell(_Cell):
                 self._state_array(state[1], N, like, name + "[1] (c)"))
 
     # ----------------------------------------------------------------- one step
-    def step_forward(self, params, x_t, state=None, ws=None):
+    def step_forward(self, params, x_t, state=None, ws=None, gx=None):
         """(h_t, c_t) = LSTM(x_t, (h_{t-1}, c_{t-1})).  Shapes: x_t (N, D), state a
         tuple of (N, H) arrays or None (zeros).  Returns ``((h_t, c_t), cache)``;
-        the tuple is the next step's state.  ``ws`` is accepted and unused."""
+        the tuple is the next step's state.  ``ws`` is accepted and unused.
+        ``gx`` (N, 4H): the input projection x_t W_x + b_x when the caller has it
+        (see :meth:`GRUCell.step_forward`)."""
         W_x, W_h, b_x, b_h = self._params(params)
-        self._check_x(x_t, W_x, 2, "x_t")
-        h_prev, c_prev = self._state_pair(state, x_t.shape[0], x_t, "state")
-        xp = get_namespace(x_t, W_x)
-        gx, _ = linear_forward(x_t, W_x, b_x)  # (N, 4H)
+        gx, like = self._input_projection(x_t, gx, W_x, b_x)
+        h_prev, c_prev = self._state_pair(state, gx.shape[0], like, "state")
+        xp = get_namespace(gx, W_x)
         a = gx + xp.matmul(h_prev, W_h) + b_h
         i, f, g, o, c_new, tanh_c, h_new = _lstm_gates(a, c_prev, self.H)
         gates = xp.concat([i, f, g, o], axis=1)  # (N, 4H)
@@ -514,7 +564,24 @@ class LSTMCell(_Cell):
         into ``grads``.  Returns ``(dx_t, (dh_{t-1}, dc_{t-1}))``; dx_t is None with
         ``need_dx=False``.
         """
-        W_x, W_h, _, _ = self._params(params)
+        W_x, _, _, _ = self._params(params)
+        c = cache
+        dA, _, dstate_prev = self.step_backward_gates(params, dstate_out, cache)
+        xp = get_namespace(dA, W_x)
+        dx = xp.matmul(dA, W_x.T) if need_dx else None
+        self.param_grads(grads, c.x, c.h_prev, dA, dA, accumulate=accumulate)
+        return dx, dstate_prev
+
+    def step_backward_gates(self, params, dstate_out, cache):
+        """The gate pre-activation gradients of one step, without parameter gradients.
+
+        For dstate_out = (dL/dh_t, dL/dc_t) returns ``(dA, dA, (dh_{t-1},
+        dc_{t-1}))`` with dA = [da_i, da_f, da_g, da_o] (N, 4H) (the same array
+        twice: the input and recurrent projections share it; the signature is
+        :meth:`GRUCell.step_backward_gates`'s).  dx_t = dA W_x^T; parameter
+        gradients by :meth:`param_grads`.
+        """
+        _, W_h, _, _ = self._params(params)
         c = cache
         H = self.H
         dh, dc = self._state_pair(dstate_out, c.h_prev.shape[0], c.h_prev, "dstate_out")
@@ -526,10 +593,7 @@ class LSTMCell(_Cell):
         dA = xp.concat([da_i, da_f, da_g, da_o], axis=1)  # (N, 4H)
         dh_prev = xp.matmul(dA, W_h.T)
         dc_prev = dc_total * f
-        dx = xp.matmul(dA, W_x.T) if need_dx else None
-        _write_param_grads(self, grads, xp.matmul(c.x.T, dA), xp.sum(dA, axis=0),
-                           xp.matmul(c.h_prev.T, dA), xp.sum(dA, axis=0), accumulate)
-        return dx, (dh_prev, dc_prev)
+        return dA, dA, (dh_prev, dc_prev)
 
     # ----------------------------------------------------------------- unroll
     def forward(self, params, X, state0=None, mask=None, ws=None, check=True):
