@@ -79,8 +79,8 @@ import math
 import numbers
 from typing import NamedTuple
 
+from .. import ops
 from ..backend import _dtype_name, device_of, get_namespace
-from ..functional.activations import sigmoid
 from ..functional.linear import linear_backward, linear_forward
 from ..random import as_generator, uniform
 from ._grads import check_param, store_grad
@@ -323,10 +323,16 @@ def _x_projection_backward(dA, lin_cache, need_dx):
 
 
 # --------------------------------------------------------------------------- GRU
+def _sigmoid(xp, a):
+    """sigmoid(a) of a fresh (N, G) array, in place on the fused path of lvm_core.ops."""
+    zero = xp.zeros((a.shape[1],), dtype=a.dtype, device=device_of(a))
+    return ops.bias_act(a, zero, "sigmoid", out=a)
+
+
 def _gru_gates(gx, gh, h_prev, H):
     """r, z, n, ghn and h_new of one GRU step from gx = x W_x + b_x, gh = h W_h + b_h."""
     xp = get_namespace(gx)
-    rz = sigmoid(gx[:, :2 * H] + gh[:, :2 * H])  # (N, 2H)
+    rz = _sigmoid(xp, gx[:, :2 * H] + gh[:, :2 * H])  # (N, 2H)
     r, z = rz[:, :H], rz[:, H:]
     ghn = gh[:, 2 * H:]  # (N, H)
     n = xp.tanh(gx[:, 2 * H:] + r * ghn)
@@ -496,10 +502,9 @@ class GRUCell(_Cell):
 def _lstm_gates(a, c_prev, H):
     """Activated gates (N, 4H), c_new, tanh(c_new), h_new from a = x W_x + b_x + h W_h + b_h."""
     xp = get_namespace(a)
-    s_if = sigmoid(a[:, :2 * H])  # (N, 2H): i, f
     g = xp.tanh(a[:, 2 * H:3 * H])
-    o = sigmoid(a[:, 3 * H:])
-    i, f = s_if[:, :H], s_if[:, H:]
+    s = _sigmoid(xp, a)  # (N, 4H), in place: i, f, o (the g columns unused)
+    i, f, o = s[:, :H], s[:, H:2 * H], s[:, 3 * H:]
     c_new = f * c_prev + i * g  # exactly c_prev where f = 1 and i = 0
     tanh_c = xp.tanh(c_new)
     return i, f, g, o, c_new, tanh_c, o * tanh_c
