@@ -475,3 +475,96 @@ def test_does_not_mutate_inputs():
     X0, eps0 = X.copy(), eps.copy()
     model.loss_and_grads(X, eps=eps, lengths=[3, 1])
     assert np.array_equal(X, X0) and np.array_equal(eps, eps0)
+
+
+# --------------------------------------------------------------------------
+# core additions the VRNN uses (lvm_core.nn, lvm_core.backend)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_cell_step_with_given_projection_and_gate_backward(kind, backend64):
+    """step_forward(gx = x W_x + b_x) equals step_forward(x); step_backward_gates +
+    dA_x W_x^T + param_grads over stacked steps equals step_backward step by step."""
+    from lvm_core.nn import GRUCell, LSTMCell
+
+    rng = np.random.default_rng(17)
+    D, H, N, T = 3, 4, 2, 3
+    cell = (GRUCell if kind == "gru" else LSTMCell)(D, H, prefix="c_")
+    params = {k: backend64.asarray(v) for k, v in cell.init(17, dtype="float64").items()}
+    X = [backend64.asarray(rng.standard_normal((N, D))) for _ in range(T)]
+    dS = [backend64.asarray(rng.standard_normal((N, H))) for _ in range(T)]
+    xp = backend64.xp
+    states, caches, states_g, caches_g = [None], [], [None], []
+    for t in range(T):
+        s, c = cell.step_forward(params, X[t], states[-1])
+        gx = xp.matmul(X[t], params["c_W_x"]) + params["c_b_x"]
+        s_g, c_g = cell.step_forward(params, None, states_g[-1], gx=gx)
+        states.append(s)
+        caches.append(c)
+        states_g.append(s_g)
+        caches_g.append(c_g)
+        for a, b in zip(s if kind == "lstm" else (s,), s_g if kind == "lstm" else (s_g,)):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-13, atol=1e-14)
+    grads, dA_x, dA_h, dX = {}, [], [], []
+    d_next = None
+    for t in range(T - 1, -1, -1):
+        d = dS[t] if d_next is None else dS[t] + (d_next if kind == "gru" else d_next[0])
+        dstate = d if kind == "gru" else (d, None if d_next is None else d_next[1])
+        dx, d_prev = cell.step_backward(params, dstate, caches[t], grads, accumulate=t < T - 1)
+        ax, ah, d_prev_g = cell.step_backward_gates(params, dstate, caches_g[t])
+        dX.append(dx)
+        dA_x.insert(0, ax)
+        dA_h.insert(0, ah)
+        np.testing.assert_allclose(to_numpy(xp.matmul(ax, xp.permute_dims(params["c_W_x"],
+                                                                           (1, 0)))),
+                                   to_numpy(dx), rtol=1e-12, atol=1e-14)
+        for a, b in zip(d_prev if kind == "lstm" else (d_prev,),
+                        d_prev_g if kind == "lstm" else (d_prev_g,)):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-13, atol=1e-14)
+        d_next = d_prev
+    h_prev = [xp.zeros((N, H), dtype=xp.float64, device=backend64.device)]
+    h_prev += [states[t] if kind == "gru" else states[t][0] for t in range(1, T)]
+    stacked = {}
+    cell.param_grads(stacked, xp.concat(X, axis=0), xp.concat(h_prev, axis=0),
+                     xp.concat(dA_x, axis=0), xp.concat(dA_h, axis=0))
+    for k in grads:
+        np.testing.assert_allclose(to_numpy(stacked[k]), to_numpy(grads[k]), rtol=1e-12,
+                                   atol=1e-13)
+    with pytest.raises(ValueError, match="gx"):
+        cell.step_forward(params, None, None, gx=xp.zeros((N, 2), dtype=xp.float64,
+                                                           device=backend64.device))
+
+
+def test_dense_and_gaussian_head_forward_into_a_buffer():
+    from lvm_core.nn import Dense, GaussianHead
+
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    for layer, width in ((Dense(3, 5, "tanh", prefix="a_"), 5),
+                         (GaussianHead(3, 2, prefix="g_"), 4)):
+        params = layer.init(18)
+        y_ref, _ = layer.forward(params, x)
+        buf = np.full((2, 4, width), np.nan, dtype=np.float32)
+        y, _ = layer.forward(params, x, ops.Workspace(), out=buf[1])
+        if isinstance(y, tuple):  # GaussianHead: views of the buffer
+            assert np.shares_memory(y[0], buf) and np.shares_memory(y[1], buf)
+            y, y_ref = np.concatenate(y, axis=1), np.concatenate(y_ref, axis=1)
+        else:
+            assert np.shares_memory(y, buf)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(buf[1], y)
+        assert np.all(np.isnan(buf[0]))
+
+
+def test_get_namespace_numpy_fast_path():
+    import array_api_compat
+
+    from lvm_core.backend import get_namespace
+
+    a = np.zeros(2)
+    assert get_namespace(a, None, np.ones((1, 1), np.float32)) is \
+        array_api_compat.array_namespace(a)
+    strict = require("array_api_strict")
+    with pytest.raises(TypeError, match="different array libraries"):
+        get_namespace(a, strict.asarray([1.0]))
+    with pytest.raises(TypeError, match="different array libraries"):
+        get_namespace(strict.asarray([1.0]), a)

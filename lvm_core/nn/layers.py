@@ -55,14 +55,15 @@ def _get(params, key, owner):
 
 
 def _check_input(x, W, owner):
+    """x (N, D_in) in W's dtype, or an error naming ``owner`` (its repr is taken only then)."""
     if x.ndim != 2 or x.shape[1] != W.shape[0]:
         raise ValueError(
-            f"{owner}: x must have shape (N, D_in) with D_in = {W.shape[0]}; got "
+            f"{owner!r}: x must have shape (N, D_in) with D_in = {W.shape[0]}; got "
             f"{tuple(x.shape)}. Check the layer sizes."
         )
     if x.dtype != W.dtype:
         raise TypeError(
-            f"{owner}: x has dtype {x.dtype} but the weights have {W.dtype}; cast the data "
+            f"{owner!r}: x has dtype {x.dtype} but the weights have {W.dtype}; cast the data "
             "to the model's dtype (float32 models stay float32)."
         )
 
@@ -135,7 +136,7 @@ class Dense:
         instead of the workspace's.  Always use the returned y.
         """
         W = self._weight(params, ws)
-        _check_input(x, W.T if self.transpose else W, repr(self))
+        _check_input(x, W.T if self.transpose else W, self)
         if out is None or type(out) is not np.ndarray:
             out = _buffer(ws, self.W_key + ".y", (x.shape[0], self.d_out), x)
         a = ops.matmul(x, W.T if self.transpose else W, out=out)
@@ -277,7 +278,7 @@ class GaussianHead:
         ``out``: a buffer (N, 2L) for [mu | log_var] (NumPy; see :meth:`Dense.forward`).
         """
         W, b = self._stacked(params, ws)
-        _check_input(x, W, repr(self))
+        _check_input(x, W, self)
         L = self.d_out
         if out is None or type(out) is not np.ndarray:
             out = _buffer(ws, self._name + ".y", (x.shape[0], 2 * L), x)
