@@ -568,3 +568,15 @@ def test_get_namespace_numpy_fast_path():
         get_namespace(a, strict.asarray([1.0]))
     with pytest.raises(TypeError, match="different array libraries"):
         get_namespace(strict.asarray([1.0]), a)
+
+
+def test_save_load_round_trip(tmp_path):
+    from lvm_core import io
+
+    rng = np.random.default_rng(19)
+    model = _model(D=3, L=2, H=3, cell="lstm", emission="gaussian", seed=19)
+    X, eps = rng.standard_normal((2, 3, 3)), rng.standard_normal((3, 2, 2))
+    io.save(model, tmp_path / "vrnn.h5")
+    back = io.load(tmp_path / "vrnn.h5", expected_type=VRNN)
+    assert back.get_params() == model.get_params()
+    assert float(back.loss_and_grads(X, eps=eps)[0]) == float(model.loss_and_grads(X, eps=eps)[0])

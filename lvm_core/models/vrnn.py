@@ -632,8 +632,9 @@ class VRNN(ParamsMixin):
         """Train with :func:`lvm_core.train.fit_minibatch` (one optimizer step per batch of
         sequences, eps (T, B, L) drawn per step after the epoch's shuffle).
 
-        ``lengths`` (N,): true lengths of padded sequences (None: all of length T).
-        Returns self; the record is in ``history_``.
+        ``lengths`` (N,): true lengths of padded sequences (None: all of length T);
+        ``validation_data`` is scored over all its T steps.  Returns self; the
+        record is in ``history_``.
         """
         from ..train import fit_minibatch
 
@@ -643,10 +644,10 @@ class VRNN(ParamsMixin):
         target = self
         if lengths is not None:
             N, T, _ = X.shape
+            if np.asarray(lengths).shape != (N,):
+                raise ValueError(f"lengths must have shape (N,) = ({N},), one entry per "
+                                 f"sequence; got shape {np.asarray(lengths).shape}.")
             m = lengths_to_mask(np.asarray(lengths), T, like=X)  # (T, N)
-            if int(np.asarray(lengths).shape[0]) != N:
-                raise ValueError(f"lengths must have one entry per sequence (N = {N}); got "
-                                 f"{np.asarray(lengths).shape[0]}.")
             # the loop slices rows of one array: carry the mask as an extra feature
             X = xp.concat([X, xp.permute_dims(m, (1, 0))[:, :, None]], axis=2)  # (N, T, D + 1)
             target = _MaskedRows(self)
