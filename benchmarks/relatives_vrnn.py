@@ -215,9 +215,10 @@ def check_twins(torch, ours, theirs, X_train, seed, tol=1e-4):
     loss_t = theirs.loss(torch.from_numpy(np.ascontiguousarray(xb.transpose(1, 0, 2))),
                          torch.from_numpy(eps))
     loss_t.backward()
+    loss_t = loss_t.item()
     g_t = torch_grads(theirs)
     theirs.zero_grad(set_to_none=True)
-    rows = [("first batch loss", abs(float(loss_o) - float(loss_t)) / abs(float(loss_t)), ""),
+    rows = [("first batch loss", abs(float(loss_o) - loss_t) / abs(loss_t), ""),
             ("first batch gradients",) + max_rel_diff(g_o, g_t)]
     n2 = min(2 * BATCH, X_train.shape[0])
     probe = make_ours(seed)
@@ -234,6 +235,8 @@ def check_twins(torch, ours, theirs, X_train, seed, tol=1e-4):
     for what, rel, where in rows:
         bad |= rel > tol
         print(f"  {what:<50} {rel:9.2e} {where or '':>16} {'ok' if rel <= tol else 'MISMATCH'}")
+    print(f"  first batch loss: ours {float(loss_o):.6f}, torch {loss_t:.6f}; 2-step fit "
+          f"training loss: ours {loss_f:.6f}, torch {loss_t2:.6f}")
     if bad:
         raise SystemExit("twin check failed: the twin does not compute what lvm_core does")
 

@@ -580,3 +580,19 @@ def test_save_load_round_trip(tmp_path):
     back = io.load(tmp_path / "vrnn.h5", expected_type=VRNN)
     assert back.get_params() == model.get_params()
     assert float(back.loss_and_grads(X, eps=eps)[0]) == float(model.loss_and_grads(X, eps=eps)[0])
+
+
+def test_fit_with_lengths_on_every_backend(backend64):
+    """The mask rides with the rows through the training loop on the data's device."""
+    rng = np.random.default_rng(20)
+    X, lengths = rng.random((6, 3, 2)), rng.integers(1, 4, size=6)
+    ref_model = _model(D=2, L=2, H=3, cell="lstm", seed=20)
+    ref_model.fit(X, lengths=lengths, epochs=2, batch_size=4, lr=1e-2, random_state=1)
+    model = _model(D=2, L=2, H=3, cell="lstm", seed=20)
+    model.params = {k: backend64.asarray(v) for k, v in model.params.items()}
+    model.fit(backend64.asarray(X), lengths=lengths, epochs=2, batch_size=4, lr=1e-2,
+              random_state=1)
+    np.testing.assert_allclose(model.history_.train_loss, ref_model.history_.train_loss,
+                               rtol=1e-10)
+    for k, v in model.params.items():
+        np.testing.assert_allclose(to_numpy(v), ref_model.params[k], rtol=1e-9, atol=1e-12)

@@ -533,6 +533,13 @@ class VRNN(ParamsMixin):
         Returns (loss as a 0-d array, grads keyed like params).
         """
         xp, X = self._prepare(X, validate=check_input)
+        N, T, _ = X.shape
+        _, m2 = self._mask(xp, lengths, T, N, X)
+        return self._loss_and_grads(xp, X, rng, eps, m2, params, grads_out)
+
+    def _loss_and_grads(self, xp, X, rng, eps, m2, params, grads_out):
+        """loss_and_grads for prepared X (N, T, D) and a mask m2 (T N, 1) on X's device (or
+        None)."""
         params = self.params if params is None else params
         N, T, _ = X.shape
         ws = self._ws()
@@ -541,7 +548,6 @@ class VRNN(ParamsMixin):
             eps = normal(as_generator(rng), (T, N, int(self.n_latent)), like=X)
         else:
             eps = self._check_eps(xp, eps, T, N, X)
-        m, m2 = self._mask(xp, lengths, T, N, X)
         f = self._forward(xp, Xt, eps, params, ws)
         X2 = xp.reshape(Xt, (T * N, int(self.n_features)))
         g = self._terms(xp, f, X2, ll_scale=-1.0 / N, kl_scale=1.0 / N, ws=ws)
@@ -671,19 +677,16 @@ class _MaskedRows:
         return self.model.params
 
     def loss_and_grads(self, X, rng=None, grads_out=None, check_input=True):
+        """The model's loss and gradients for the packed rows X (N, T, D + 1); the mask
+        stays on X's device (no host transfer)."""
         xp = get_namespace(X)
-        D = int(self.model.n_features)
-        mask = X[:, :, D]  # (N, T)
-        lengths = np.asarray(xp.sum(mask, axis=1)).astype(np.int64) if type(X) is np.ndarray \
-            else _host_lengths(mask)
-        return self.model.loss_and_grads(X[:, :, :D], rng, lengths=lengths, grads_out=grads_out,
-                                         check_input=check_input)
+        N, T, D1 = X.shape
+        D = D1 - 1
+        m2 = xp.reshape(xp.permute_dims(X[:, :, D], (1, 0)), (T * N, 1))  # (T N, 1)
+        X = X[:, :, :D]
+        if type(X) is np.ndarray:
+            X = np.ascontiguousarray(X)
+        return self.model._loss_and_grads(xp, X, rng, None, m2, None, grads_out)
 
     def validation_loss(self, X):
         return self.model.validation_loss(X)
-
-
-def _host_lengths(mask):
-    from ..backend import to_numpy
-
-    return np.rint(to_numpy(get_namespace(mask).sum(mask, axis=1))).astype(np.int64)
