@@ -111,6 +111,8 @@ def plot_samples(samples, path, title):
 def plot_rows(samples, path):
     """Each sample (a row of the figure) after 4, 8, ..., 28 generated rows."""
     plt = _pyplot()
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("#c8d4e6")  # rows not generated yet
     stops = list(range(4, 29, 4))
     fig, axes = plt.subplots(samples.shape[0], len(stops), figsize=(1.2 * len(stops),
                                                                      1.25 * samples.shape[0]),
@@ -119,7 +121,7 @@ def plot_rows(samples, path):
         for j, k in enumerate(stops):
             partial = np.full((28, 28), np.nan)
             partial[:k] = img[:k]
-            axes[i, j].imshow(partial, cmap="gray", vmin=0, vmax=1)
+            axes[i, j].imshow(np.ma.masked_invalid(partial), cmap=cmap, vmin=0, vmax=1)
             axes[i, j].axis("off")
             if i == 0:
                 axes[i, j].set_title(f"{k} rows", fontsize=8)
