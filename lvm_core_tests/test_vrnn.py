@@ -397,6 +397,17 @@ def test_backends_match_numpy_float64(backend):
     for k, g in grads.items():
         assert g.dtype == backend.dtype and type(g) is type(model.params[k])
         assert relative_error(to_numpy(g), g_r[k]) < 10 * tol, k
+    Xb = backend.asarray(X)
+    for got, want in ((model.elbo(Xb, rng=1, lengths=[4, 1, 3]),
+                       ref_model.elbo(X, rng=1, lengths=[4, 1, 3])),
+                      (model.log_marginal(Xb, 4, rng=1, lengths=[4, 1, 3]),
+                       ref_model.log_marginal(X, 4, rng=1, lengths=[4, 1, 3]))):
+        assert got.dtype == backend.dtype  # float32 draws differ from float64 ones:
+        if backend.dtype_name == "float64":  # compare the values in float64 only
+            np.testing.assert_allclose(to_numpy(got), want, rtol=10 * tol)
+        assert np.all(np.isfinite(to_numpy(got)))
+    S = model.sample(2, 3, rng=0)
+    assert S.shape == (2, 3, 3) and S.dtype == backend.dtype
 
 
 def test_fit_learns_and_is_reproducible():
@@ -596,3 +607,37 @@ def test_fit_with_lengths_on_every_backend(backend64):
                                rtol=1e-10)
     for k, v in model.params.items():
         np.testing.assert_allclose(to_numpy(v), ref_model.params[k], rtol=1e-9, atol=1e-12)
+
+
+def test_log_marginal_is_the_vae_one_at_t_equals_one_and_above_the_elbo():
+    """T = 1 with the VAE's networks and N(0, I) prior: the importance-sampled log p(x)
+    equals lvm_core's VAE.log_marginal for the same draws; for T > 1 its mean lies above
+    the mean ELBO (Burda et al. 2016), and full lengths change nothing."""
+    rng = np.random.default_rng(21)
+    D, L, a, b = 4, 2, 3, 3
+    model = VRNN(D, n_latent=L, n_hidden=3, phi_x=(a,), phi_z=(b,), encoder=(b,), decoder=(a,),
+                 prior=(2,), activation="tanh", log_var_min=-60.0, dtype="float64",
+                 random_state=21).initialize()
+    p = model.params
+    for k in ("prior_W_mu", "prior_b_mu", "prior_W_log_var", "prior_b_log_var"):
+        p[k][...] = 0.0
+    vae = VAE(D, n_latent=L, hidden=(a, b), activation="tanh", dtype="float64").initialize()
+    q = vae.params
+    for k, v in {"enc_W0": "phix_W0", "enc_b0": "phix_b0", "enc_b1": "enc_b0",
+                 "enc_W_mu": "enc_W_mu", "enc_b_mu": "enc_b_mu", "enc_W_log_var": "enc_W_log_var",
+                 "enc_b_log_var": "enc_b_log_var", "dec_W0": "phiz_W0", "dec_b0": "phiz_b0",
+                 "dec_b1": "dec_b0", "dec_W_out": "dec_W_out", "dec_b_out": "dec_b_out"}.items():
+        q[k][...] = p[v]
+    q["enc_W1"][...] = p["enc_W0"][:a]
+    q["dec_W1"][...] = p["dec_W0"][:b]
+    X = rng.random((5, D))
+    np.testing.assert_allclose(model.log_marginal(X[:, None, :], 7, rng=3, batch_size=2),
+                               vae.log_marginal(X, 7, rng=3, batch_size=2), rtol=1e-10)
+    model = _model(D=3, L=2, H=3, seed=21)
+    X = rng.random((40, 4, 3))
+    lm = model.log_marginal(X, 30, rng=0)
+    assert np.mean(lm) > np.mean(model.elbo(X, rng=1)) and np.all(np.isfinite(lm))
+    np.testing.assert_allclose(model.log_marginal(X[:6], 5, rng=2, lengths=[4] * 6),
+                               model.log_marginal(X[:6], 5, rng=2), rtol=1e-12)
+    short = model.log_marginal(X[:6], 5, rng=2, lengths=[1, 2, 3, 4, 1, 2])
+    assert np.all(np.isfinite(short))

@@ -585,6 +585,46 @@ class VRNN(ParamsMixin):
             parts.append(xp.sum(per, axis=0))
         return xp.concat(parts) if len(parts) > 1 else parts[0]
 
+    def log_marginal(self, X, n_importance=100, rng=None, lengths=None, batch_size=None):
+        """Importance-sampled log p(x_1..x_T) (N,) with q as the proposal over whole paths
+        (the IWAE-k bound of Burda et al. 2016, k = ``n_importance``)::
+
+            log w_i = sum_t m_t [log p(x_t | z_t, h_{t-1}) + log p(z_t | h_{t-1}) - log q(z_t | x_t, h_{t-1})]
+            log p(x) >= logsumexp_i log w_i - log k,
+
+        each path i run through the recursion with its own eps (T, L), and
+        log p(z_t | .) - log q(z_t | .) = -1/2 sum_l [(z - mu_0)^2 exp(-log_var_0)
+        + log_var_0 - eps^2 - log_var_z].  Rows in chunks of ``batch_size``
+        (default about 4096 / k) sequences; eps (T, k, n, L) per chunk.
+        """
+        xp, X = self._prepare(X)
+        k = check_positive_int(n_importance, "n_importance")
+        N, T, D = X.shape
+        L = int(self.n_latent)
+        batch_size = max(1, 4096 // k) if batch_size is None else \
+            check_positive_int(batch_size, "batch_size")
+        rng = as_generator(rng)
+        parts = []
+        for start in range(0, N, batch_size):
+            stop = min(start + batch_size, N)
+            n = stop - start
+            Xt = self._time_major(xp, X[start:stop, ...])  # (T, n, D)
+            Xk = xp.concat([Xt] * k, axis=1)  # (T, k n, D): row i n + j is sequence j
+            eps = xp.reshape(normal(rng, (T, k, n, L), like=X), (T, k * n, L))
+            f = self._forward(xp, Xk, eps, self.params)
+            g = self._terms(xp, f, xp.reshape(Xk, (T * k * n, D)))
+            z = xp.reshape(f["Z"], (-1, L))
+            e = xp.reshape(eps, (-1, L))
+            d = z - f["mu_p"]
+            log_pz_qz = -0.5 * xp.sum(d * d * xp.exp(-f["log_var_p"]) + f["log_var_p"] - e * e
+                                      - xp.reshape(f["LVQ"], (-1, L)), axis=1)
+            log_w = xp.reshape(g["ll"] + log_pz_qz, (T, k, n))
+            if lengths is not None:
+                m, _ = self._mask(xp, np.asarray(lengths)[start:stop], T, n, X)
+                log_w = xp.where(m[:, None, :] > 0, log_w, xp.zeros_like(log_w))
+            parts.append(F.logsumexp(xp.sum(log_w, axis=0), axis=0) - math.log(k))  # (n,)
+        return xp.concat(parts) if len(parts) > 1 else parts[0]
+
     def validation_loss(self, X, rng=0):
         """Mean negative ELBO per sequence over X (one z path each, fixed seed ``rng``)."""
         e = self.elbo(X, rng=rng)
