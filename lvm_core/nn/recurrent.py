@@ -79,9 +79,12 @@ import math
 import numbers
 from typing import NamedTuple
 
-from .. import ops
+import numpy as np
+
 from ..backend import _dtype_name, device_of, get_namespace
 from ..functional.linear import linear_backward, linear_forward
+from ..ops.dense import bias_act, matmul
+from ..ops.recurrent import gru_gates, gru_gates_backward, lstm_gates, lstm_gates_backward
 from ..random import as_generator, uniform
 from ._grads import check_param, store_grad
 
@@ -322,30 +325,36 @@ def _x_projection_backward(dA, lin_cache, need_dx):
     return None, xp.matmul(x2.T, dA2), xp.sum(dA2, axis=0)
 
 
+def _affine_state(h, W_h, b_h, out=None):
+    """h W_h + b_h (N, G); on NumPy written into ``out`` (BLAS, then one fused pass)."""
+    a = matmul(h, W_h, out=out)
+    return bias_act(a, b_h, "identity", out=a)
+
+
+def _into(buf, value):
+    """``value`` stored in the view ``buf`` unless a fused op already wrote it there."""
+    if value is not buf:
+        buf[...] = value
+
+
+def _add_into(a, b):
+    """a + b, in place into ``a`` for NumPy arrays (``a`` is the caller's scratch)."""
+    if type(a) is type(b) is np.ndarray:
+        np.add(a, b, out=a)
+        return a
+    return a + b
+
+
+def _plus_matmul(d, a, W, out=None):
+    """d + a W (the state gradient flowing back through the recurrent matmul)."""
+    m = matmul(a, W, out=out)
+    if type(m) is type(d) is np.ndarray and m is out:
+        np.add(m, d, out=m)
+        return m
+    return d + m
+
+
 # --------------------------------------------------------------------------- GRU
-def _sigmoid(xp, a):
-    """sigmoid(a) of a fresh (N, G) array, in place on the fused path of lvm_core.ops."""
-    zero = xp.zeros((a.shape[1],), dtype=a.dtype, device=device_of(a))
-    return ops.bias_act(a, zero, "sigmoid", out=a)
-
-
-def _gru_gates(gx, gh, h_prev, H):
-    """r, z, n, ghn and h_new of one GRU step from gx = x W_x + b_x, gh = h W_h + b_h."""
-    xp = get_namespace(gx)
-    rz = _sigmoid(xp, gx[:, :2 * H] + gh[:, :2 * H])  # (N, 2H)
-    r, z = rz[:, :H], rz[:, H:]
-    ghn = gh[:, 2 * H:]  # (N, H)
-    n = xp.tanh(gx[:, 2 * H:] + r * ghn)
-    h_new = (1.0 - z) * n + z * h_prev  # exactly h_prev where z = 1
-    return r, z, n, ghn, h_new
-
-
-def _gru_gate_grads(dh, h_prev, r, z, n, ghn):
-    """(da_r, da_z, da_n) of one GRU step for dh = dL/dh_new."""
-    da_n = dh * (1.0 - z) * (1.0 - n * n)
-    da_z = dh * (h_prev - n) * z * (1.0 - z)
-    da_r = da_n * ghn * r * (1.0 - r)
-    return da_r, da_z, da_n
 
 
 class GRUCell(_Cell):
@@ -372,9 +381,11 @@ class GRUCell(_Cell):
         W_x, W_h, b_x, b_h = self._params(params)
         gx, like = self._input_projection(x_t, gx, W_x, b_x)
         h_prev = self._state_array(state, gx.shape[0], like, "state")
-        gh = get_namespace(h_prev).matmul(h_prev, W_h) + b_h  # (N, 3H)
-        r, z, n, ghn, h_new = _gru_gates(gx, gh, h_prev, self.H)
-        return h_new, GRUStepCache(x=x_t, h_prev=h_prev, r=r, z=z, n=n, ghn=ghn)
+        gh = _affine_state(h_prev, W_h, b_h)  # (N, 3H)
+        H = self.H
+        g, h_new = gru_gates(gx, gh, h_prev)
+        return h_new, GRUStepCache(x=x_t, h_prev=h_prev, r=g[:, :H], z=g[:, H:2 * H],
+                                   n=g[:, 2 * H:], ghn=gh[:, 2 * H:])
 
     def step_backward(self, params, dstate_out, cache, grads, accumulate=True, need_dx=True,
                       ws=None):
@@ -404,10 +415,9 @@ class GRUCell(_Cell):
         c = cache
         _check_grad_array(dstate_out, c.h_prev, "dstate_out")
         xp = get_namespace(dstate_out, W_h)
-        da_r, da_z, da_n = _gru_gate_grads(dstate_out, c.h_prev, c.r, c.z, c.n, c.ghn)
-        dA_x = xp.concat([da_r, da_z, da_n], axis=1)  # (N, 3H)
-        dA_h = xp.concat([da_r, da_z, c.r * da_n], axis=1)  # (N, 3H)
-        dh_prev = dstate_out * c.z + xp.matmul(dA_h, W_h.T)
+        gates = xp.concat([c.r, c.z, c.n], axis=1)  # (N, 3H)
+        dA_x, dA_h, dh_z = gru_gates_backward(dstate_out, c.h_prev, gates, c.ghn)
+        dh_prev = _plus_matmul(dh_z, dA_h, W_h.T)
         return dA_x, dA_h, dh_prev
 
     # ----------------------------------------------------------------- unroll
@@ -431,18 +441,19 @@ class GRUCell(_Cell):
         H_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
         gates = xp.empty((T, N, 3 * H), dtype=X.dtype, device=dev)
         ghn_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
+        gh_buf = xp.empty((N, 3 * H), dtype=X.dtype, device=dev)
         h = h0
         for t in range(T):
-            gh = xp.matmul(h, W_h) + b_h  # (N, 3H)
-            r, z, n, ghn, h_new = _gru_gates(GX[t, ...], gh, h, H)
+            gh = _affine_state(h, W_h, b_h, out=gh_buf)  # (N, 3H)
+            g_t, h_t = gates[t, ...], H_seq[t, ...]
+            g, h_new = gru_gates(GX[t, ...], gh, h, gates=g_t,
+                                 h_new=h_t if m_bool is None else None)
+            _into(g_t, g)
             if m_bool is not None:
                 h_new = xp.where(m_bool[t, ...], h_new, h)
-            gates[t, :, :H] = r
-            gates[t, :, H:2 * H] = z
-            gates[t, :, 2 * H:] = n
-            ghn_seq[t, ...] = ghn
-            H_seq[t, ...] = h_new
-            h = h_new
+            _into(h_t, h_new)
+            ghn_seq[t, ...] = gh[:, 2 * H:]
+            h = h_t
         return H_seq, GRUCache(linear=lin_cache, h0=h0, H_seq=H_seq, gates=gates,
                                ghn=ghn_seq, mask=m_float)
 
@@ -469,6 +480,8 @@ class GRUCell(_Cell):
         dev = device_of(c.H_seq)
         dA_x = xp.empty((T, N, 3 * H), dtype=c.H_seq.dtype, device=dev)
         dA_h = xp.empty((T, N, 3 * H), dtype=c.H_seq.dtype, device=dev)
+        dh_z_buf = xp.empty((N, H), dtype=c.H_seq.dtype, device=dev)
+        dh_buf = xp.empty((N, H), dtype=c.H_seq.dtype, device=dev)  # dh, once consumed
         for t in range(T - 1, -1, -1):
             if dH_seq is not None:
                 dh = dh + dH_seq[t, ...]
@@ -478,16 +491,12 @@ class GRUCell(_Cell):
                 dh_carry = dh - dh_cell  # passes straight to h_{t-1} where m_t = 0
             else:
                 dh_cell = dh
-            r = c.gates[t, :, :H]
-            z = c.gates[t, :, H:2 * H]
-            n = c.gates[t, :, 2 * H:]
-            da_r, da_z, da_n = _gru_gate_grads(dh_cell, h_prev, r, z, n, c.ghn[t, ...])
-            dA_x[t, :, :H] = da_r
-            dA_x[t, :, H:2 * H] = da_z
-            dA_x[t, :, 2 * H:] = da_n
-            dA_h[t, :, :2 * H] = dA_x[t, :, :2 * H]
-            dA_h[t, :, 2 * H:] = r * da_n
-            dh = dh_cell * z + xp.matmul(dA_h[t, ...], W_h.T)
+            ax_t, ah_t = dA_x[t, ...], dA_h[t, ...]
+            ax, ah, dh_z = gru_gates_backward(dh_cell, h_prev, c.gates[t, ...], c.ghn[t, ...],
+                                              dA_x=ax_t, dA_h=ah_t, dh_z=dh_z_buf)
+            _into(ax_t, ax)
+            _into(ah_t, ah)
+            dh = _plus_matmul(dh_z, ah_t, W_h.T, out=dh_buf)
             if c.mask is not None:
                 dh = dh + dh_carry
         dX, dW_x, db_x = _x_projection_backward(dA_x, c.linear, need_dx)
@@ -499,26 +508,6 @@ class GRUCell(_Cell):
         return dX, dh
 
 # --------------------------------------------------------------------------- LSTM
-def _lstm_gates(a, c_prev, H):
-    """Activated gates (N, 4H), c_new, tanh(c_new), h_new from a = x W_x + b_x + h W_h + b_h."""
-    xp = get_namespace(a)
-    g = xp.tanh(a[:, 2 * H:3 * H])
-    s = _sigmoid(xp, a)  # (N, 4H), in place: i, f, o (the g columns unused)
-    i, f, o = s[:, :H], s[:, H:2 * H], s[:, 3 * H:]
-    c_new = f * c_prev + i * g  # exactly c_prev where f = 1 and i = 0
-    tanh_c = xp.tanh(c_new)
-    return i, f, g, o, c_new, tanh_c, o * tanh_c
-
-
-def _lstm_gate_grads(dh, dc, c_prev, i, f, g, o, tanh_c):
-    """(da_i, da_f, da_g, da_o, dc_total) of one LSTM step for dh = dL/dh_t and dc =
-    dL/dc_t from later steps."""
-    dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
-    da_i = dc_total * g * i * (1.0 - i)
-    da_f = dc_total * c_prev * f * (1.0 - f)
-    da_g = dc_total * i * (1.0 - g * g)
-    da_o = dh * tanh_c * o * (1.0 - o)
-    return da_i, da_f, da_g, da_o, dc_total
 
 
 class LSTMCell(_Cell):
@@ -553,10 +542,8 @@ class LSTMCell(_Cell):
         W_x, W_h, b_x, b_h = self._params(params)
         gx, like = self._input_projection(x_t, gx, W_x, b_x)
         h_prev, c_prev = self._state_pair(state, gx.shape[0], like, "state")
-        xp = get_namespace(gx, W_x)
-        a = gx + xp.matmul(h_prev, W_h) + b_h
-        i, f, g, o, c_new, tanh_c, h_new = _lstm_gates(a, c_prev, self.H)
-        gates = xp.concat([i, f, g, o], axis=1)  # (N, 4H)
+        a = _add_into(_affine_state(h_prev, W_h, b_h), gx)  # (N, 4H)
+        gates, c_new, tanh_c, h_new = lstm_gates(a, c_prev)
         return (h_new, c_new), LSTMStepCache(x=x_t, h_prev=h_prev, c_prev=c_prev, gates=gates,
                                              tanh_c=tanh_c)
 
@@ -588,16 +575,10 @@ class LSTMCell(_Cell):
         """
         _, W_h, _, _ = self._params(params)
         c = cache
-        H = self.H
         dh, dc = self._state_pair(dstate_out, c.h_prev.shape[0], c.h_prev, "dstate_out")
         xp = get_namespace(dh, W_h)
-        gs = c.gates
-        i, f, g, o = gs[:, :H], gs[:, H:2 * H], gs[:, 2 * H:3 * H], gs[:, 3 * H:]
-        da_i, da_f, da_g, da_o, dc_total = _lstm_gate_grads(dh, dc, c.c_prev, i, f, g, o,
-                                                            c.tanh_c)
-        dA = xp.concat([da_i, da_f, da_g, da_o], axis=1)  # (N, 4H)
+        dA, dc_prev = lstm_gates_backward(dh, dc, c.c_prev, c.gates, c.tanh_c)  # (N, 4H)
         dh_prev = xp.matmul(dA, W_h.T)
-        dc_prev = dc_total * f
         return dA, dA, (dh_prev, dc_prev)
 
     # ----------------------------------------------------------------- unroll
@@ -623,21 +604,24 @@ class LSTMCell(_Cell):
         C_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
         tanh_seq = xp.empty((T, N, H), dtype=X.dtype, device=dev)
         gates = xp.empty((T, N, 4 * H), dtype=X.dtype, device=dev)
+        a_buf = xp.empty((N, 4 * H), dtype=X.dtype, device=dev)
         h, c = h0, c0
         for t in range(T):
-            a = GX[t, ...] + xp.matmul(h, W_h) + b_h  # (N, 4H)
-            i, f, g, o, c_new, tanh_c, h_new = _lstm_gates(a, c, H)
-            if m_bool is not None:
+            a = _affine_state(h, W_h, b_h, out=a_buf)
+            a = _add_into(a, GX[t, ...])  # (N, 4H)
+            g_t, tc_t, h_t, c_t = gates[t, ...], tanh_seq[t, ...], H_seq[t, ...], C_seq[t, ...]
+            unmasked = m_bool is None
+            g, c_new, tanh_c, h_new = lstm_gates(a, c, gates=g_t, tanh_c=tc_t,
+                                                 c_new=c_t if unmasked else None,
+                                                 h_new=h_t if unmasked else None)
+            _into(g_t, g)
+            _into(tc_t, tanh_c)
+            if not unmasked:
                 c_new = xp.where(m_bool[t, ...], c_new, c)
                 h_new = xp.where(m_bool[t, ...], h_new, h)
-            gates[t, :, :H] = i
-            gates[t, :, H:2 * H] = f
-            gates[t, :, 2 * H:3 * H] = g
-            gates[t, :, 3 * H:] = o
-            tanh_seq[t, ...] = tanh_c
-            H_seq[t, ...] = h_new
-            C_seq[t, ...] = c_new
-            h, c = h_new, c_new
+            _into(h_t, h_new)
+            _into(c_t, c_new)
+            h, c = h_t, c_t
         return H_seq, LSTMCache(linear=lin_cache, h0=h0, c0=c0, H_seq=H_seq, C_seq=C_seq,
                                 gates=gates, tanh_c=tanh_seq, mask=m_float)
 
@@ -669,17 +653,11 @@ class LSTMCell(_Cell):
                 dh_carry, dc_carry = dh - dh_cell, dc - dc_cell
             else:
                 dh_cell, dc_cell = dh, dc
-            gs = c.gates[t, ...]
-            f = gs[:, H:2 * H]
-            da_i, da_f, da_g, da_o, dc_total = _lstm_gate_grads(
-                dh_cell, dc_cell, c_prev, gs[:, :H], f, gs[:, 2 * H:3 * H], gs[:, 3 * H:],
-                c.tanh_c[t, ...])
-            dA[t, :, :H] = da_i
-            dA[t, :, H:2 * H] = da_f
-            dA[t, :, 2 * H:3 * H] = da_g
-            dA[t, :, 3 * H:] = da_o
-            dh = xp.matmul(dA[t, ...], W_h.T)
-            dc = dc_total * f
+            dA_t = dA[t, ...]
+            d, dc = lstm_gates_backward(dh_cell, dc_cell, c_prev, c.gates[t, ...],
+                                        c.tanh_c[t, ...], dA=dA_t)
+            _into(dA_t, d)
+            dh = xp.matmul(dA_t, W_h.T)
             if c.mask is not None:
                 dh = dh + dh_carry
                 dc = dc + dc_carry

@@ -26,7 +26,9 @@ Primitives: :func:`matmul`; :func:`bias_act` / :func:`bias_act_backward`
 continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), Gaussian and
 categorical; the reparameterised Gaussian latent and its KL (Kingma & Welling
 2014) to N(0, s^2 I) or to another diagonal Gaussian; in-place Adam (Kingma &
-Ba 2015) and SGD.  :mod:`lvm_core.ops.lasso` holds the ISTA/FISTA Lasso solvers behind sparse coding (Beck & Teboulle 2009).
+Ba 2015) and SGD; the gate blocks of GRU and LSTM steps and their backward
+(:mod:`lvm_core.ops.recurrent`).  :mod:`lvm_core.ops.lasso` holds the
+ISTA/FISTA Lasso solvers behind sparse coding (Beck & Teboulle 2009).
 """
 from . import reference
 from .dense import ACTIVATIONS, bias_act, bias_act_backward, check_activation, matmul
@@ -34,9 +36,11 @@ from .latent import kl_diag_gaussians, kl_std_normal, reparameterize, reparamete
 from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernoulli_loglik,
                          gaussian_loglik)
 from .optim import adam_, sgd_
+from .recurrent import gru_gates, gru_gates_backward, lstm_gates, lstm_gates_backward
 from .workspace import Workspace, scratch
 
 __all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation", "matmul",
            "bias_act", "bias_act_backward", "bernoulli_loglik", "continuous_bernoulli_loglik",
            "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
-           "kl_std_normal", "kl_diag_gaussians", "adam_", "sgd_"]
+           "kl_std_normal", "kl_diag_gaussians", "adam_", "sgd_", "gru_gates",
+           "gru_gates_backward", "lstm_gates", "lstm_gates_backward"]

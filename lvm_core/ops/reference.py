@@ -17,8 +17,8 @@ from ..functional.likelihoods import (categorical_log_likelihood,
 __all__ = ["ACTIVATIONS", "matmul", "bias_act", "bias_act_backward", "bernoulli_loglik",
            "continuous_bernoulli_loglik", "gaussian_loglik", "categorical_loglik",
            "reparameterize", "reparameterize_backward", "kl_std_normal", "kl_diag_gaussians",
-           "adam_step",
-           "sgd_step"]
+           "adam_step", "sgd_step", "gru_gates", "gru_gates_backward", "lstm_gates",
+           "lstm_gates_backward"]
 
 # name -> parameter (leaky_relu slope, elu alpha)
 ACTIVATIONS = {"identity": None, "relu": None, "leaky_relu": 0.01, "tanh": None,
@@ -188,3 +188,53 @@ def sgd_step(theta, g, buf, lr, momentum=0.0, nesterov=False, weight_decay=0.0, 
         buf = d if buf is None else momentum * buf + (1.0 - dampening) * d
         d = d + momentum * buf if nesterov else buf
     return theta - lr * d, buf
+
+
+# --------------------------------------------------------------------------- recurrent gates
+def gru_gates(gx, gh, h_prev):
+    """GRU gate block (:func:`lvm_core.ops.recurrent.gru_gates`): (gates [r, z, n], h_new)."""
+    xp = get_namespace(gx, gh, h_prev)
+    H = h_prev.shape[1]
+    rz = _sigmoid(xp, gx[:, :2 * H] + gh[:, :2 * H])
+    r, z = rz[:, :H], rz[:, H:]
+    n = xp.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+    h_new = (1.0 - z) * n + z * h_prev  # exactly h_prev where z = 1
+    return xp.concat([rz, n], axis=1), h_new
+
+
+def gru_gates_backward(dh, h_prev, gates, ghn):
+    """Backward of :func:`gru_gates`: (dA_x, dA_h, dh z)."""
+    xp = get_namespace(dh, gates)
+    H = dh.shape[1]
+    r, z, n = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:]
+    da_n = dh * (1.0 - z) * (1.0 - n * n)
+    da_z = dh * (h_prev - n) * z * (1.0 - z)
+    da_r = da_n * ghn * r * (1.0 - r)
+    return (xp.concat([da_r, da_z, da_n], axis=1), xp.concat([da_r, da_z, r * da_n], axis=1),
+            dh * z)
+
+
+def lstm_gates(a, c_prev):
+    """LSTM gate block (:func:`lvm_core.ops.recurrent.lstm_gates`): (gates, c_new, tanh_c, h_new)."""
+    xp = get_namespace(a, c_prev)
+    H = c_prev.shape[1]
+    s_if = _sigmoid(xp, a[:, :2 * H])
+    g = xp.tanh(a[:, 2 * H:3 * H])
+    o = _sigmoid(xp, a[:, 3 * H:])
+    i, f = s_if[:, :H], s_if[:, H:]
+    c_new = f * c_prev + i * g  # exactly c_prev where f = 1 and i = 0
+    tanh_c = xp.tanh(c_new)
+    return xp.concat([s_if, g, o], axis=1), c_new, tanh_c, o * tanh_c
+
+
+def lstm_gates_backward(dh, dc, c_prev, gates, tanh_c):
+    """Backward of :func:`lstm_gates`: (dA, dL/dc_prev)."""
+    xp = get_namespace(dh, gates)
+    H = dh.shape[1]
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    da_i = dc_total * g * i * (1.0 - i)
+    da_f = dc_total * c_prev * f * (1.0 - f)
+    da_g = dc_total * i * (1.0 - g * g)
+    da_o = dh * tanh_c * o * (1.0 - o)
+    return xp.concat([da_i, da_f, da_g, da_o], axis=1), dc_total * f
