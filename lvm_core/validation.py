@@ -135,7 +135,8 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
         )
     if x.ndim >= 1 and x.shape[0] < min_rows:
         raise ValueError(
-            f"{name} must have at least {min_rows} row(s); got {_describe(x)}. "
+            f"{name} must have at least {min_rows} row(s) (samples); got "
+            f"n_samples={x.shape[0]} in {_describe(x)}. "
             "Pass non-empty data."
         )
     if x.ndim >= 2 and x.shape[-1] == 0:

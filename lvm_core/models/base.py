@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin"]
+__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin", "is_in_memory_input"]
 
 
 class ParamsMixin:
@@ -110,10 +110,17 @@ class ParamsMixin:
     def _validate_data(self, X, reset, name="X", **check_kwargs):
         """``check_array(X, name, **check_kwargs)``, recording (``reset=True``, at fit)
         or checking (``reset=False``) the input features: their number from the
-        checked array, their names from the caller's ``X`` (a DataFrame)."""
+        checked array, their names from the caller's ``X`` (a DataFrame).
+
+        With ``reset=False`` an ``n_features`` keyword (the width of the fitted
+        parameters) is checked instead of ``n_features_in_``, with scikit-learn's
+        message ("X has ... features, but ... is expecting ...")."""
         from ..validation import check_array
 
         names = _column_names(X)
+        # the width the fitted parameters need (``n_features``, from the caller) takes
+        # precedence over the recorded ``n_features_in_`` (parameters set by hand)
+        expected = check_kwargs.pop("n_features", None)
         X = check_array(X, name, **check_kwargs)
         n = int(X.shape[1]) if X.ndim > 1 else 1
         if reset:
@@ -123,7 +130,8 @@ class ParamsMixin:
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
             return X
-        expected = getattr(self, "n_features_in_", None)
+        if expected is None:
+            expected = getattr(self, "n_features_in_", None)
         if expected is not None and n != expected:
             raise ValueError(
                 f"X has {n} features, but {type(self).__name__} is expecting {expected} "
@@ -138,6 +146,21 @@ class ParamsMixin:
                 "Select and order the columns as at fit."
             )
         return X
+
+
+def is_in_memory_input(X):
+    """True when ``fit`` should take ``X`` whole (converted by ``check_array``): arrays of
+    the backends, lists, pandas/polars frames and other objects with ``__array__`` but
+    no ``shape``; False for row sources streamed by blocks (``h5py.Dataset``, dask)."""
+    from ..em import is_dask_collection, is_in_memory_array
+
+    if is_in_memory_array(X):
+        return True
+    if is_dask_collection(X):
+        return False
+    if type(X).__module__.split(".")[0] in ("pandas", "polars"):
+        return True
+    return hasattr(X, "__array__") and not hasattr(X, "shape")
 
 
 def _column_names(X):
@@ -175,9 +198,10 @@ class TransformerMixin:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        method = cls.__dict__.get("transform")
-        if method is not None and not getattr(method, "_lvm_wraps_output", False):
-            cls.transform = _wrap_output(method)
+        for name in ("transform", "fit_transform"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_lvm_wraps_output", False):
+                setattr(cls, name, _wrap_output(method))
 
     def fit_transform(self, X, y=None, **fit_params):
         """``self.fit(X, **fit_params).transform(X)``; ``y`` is ignored (the output

@@ -30,7 +30,7 @@ from ..families import bernoulli as bern
 from ..families._common import init_rows, kmeans, logsumexp
 from ..random import as_generator
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from .base import ClusterMixin, ParamsMixin, is_in_memory_input
 from .gmm import AbsoluteToleranceMonitor
 
 __all__ = ["BernoulliMixture", "e_step"]
@@ -69,7 +69,7 @@ def _e_step_chunk(chunk, extra, params, n_features, validate):
     return stats, item(log_likelihood)
 
 
-class BernoulliMixture(ParamsMixin):
+class BernoulliMixture(ClusterMixin, ParamsMixin):
     """Mixture of Bernoulli distributions (latent class model) fitted by EM.
 
     Parameters
@@ -97,8 +97,11 @@ class BernoulliMixture(ParamsMixin):
 
     Fitted attributes: ``weights_`` (K,), ``probs_`` (K, D), ``lower_bound_``
     (mean log-likelihood per sample of the last E-step), ``lower_bounds_``,
-    ``n_iter_``, ``converged_``.
+    ``n_iter_``, ``converged_``, ``n_features_in_`` (and ``feature_names_in_`` for a
+    DataFrame).  ``fit_predict(X)`` fits, then labels X.
     """
+
+    _estimator_type = "density_estimator"  # as scikit-learn's mixtures
 
     def __init__(self, n_components=1, tol=1e-3, max_iter=100, n_init=1, init_params="random",
                  alpha=1.0, beta=1.0, min_prob=1e-10, random_state=None, verbose=0):
@@ -129,7 +132,11 @@ class BernoulliMixture(ParamsMixin):
             raise ValueError(f"min_prob must be in (0, 0.5); got {self.min_prob!r}.")
 
     def _validate_X(self, X, n_features=None):
-        X = check_array(X, "X", ndim=2, dtype_kind="numeric", n_features=n_features)
+        if n_features is None:
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric")
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=n_features)
         xp = get_namespace(X)
         if X.dtype != xp.float64:
             X = xp.astype(X, xp.float64)
@@ -162,14 +169,15 @@ class BernoulliMixture(ParamsMixin):
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
         rng = as_generator(self.random_state)
-        if client is None and chunk_size is None and is_in_memory_array(X):
+        if client is None and chunk_size is None and is_in_memory_input(X):
             xp, X = self._validate_X(X)
             N, D = X.shape
             source, like, validate = make_source(X, [(0, N)]), X, False
         else:
-            if is_in_memory_array(X):
+            if is_in_memory_input(X):
                 X = self._validate_X(X)[1]
             N, D = check_row_source(X)
+            self.n_features_in_ = D
             bounds = row_bounds(N, chunk_size if chunk_size is not None else -(-N // 4))
             source, validate = make_source(X, bounds, client=client), True
             like = np.zeros((1, D))

@@ -72,7 +72,7 @@ from ..validation import (
     check_is_fitted,
     check_positive_int,
 )
-from .base import ParamsMixin
+from .base import ClusterMixin, ParamsMixin, is_in_memory_input
 
 __all__ = [
     "GaussianMixture",
@@ -212,7 +212,7 @@ def _e_step_chunk(chunk, extra, params, covariance_type, shift, dtype, n_feature
 # the estimator
 # ---------------------------------------------------------------------------
 
-class GaussianMixture(ParamsMixin):
+class GaussianMixture(ClusterMixin, ParamsMixin):
     """Gaussian mixture fitted by exact EM, with scikit-learn's API and conventions.
 
     Parameters are those of ``sklearn.mixture.GaussianMixture`` (minus
@@ -260,8 +260,11 @@ class GaussianMixture(ParamsMixin):
     Fitted attributes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
     ``precisions_cholesky_``, ``precisions_``, ``converged_``, ``n_iter_``,
     ``lower_bound_`` (mean log-likelihood per sample of the last E-step),
-    ``lower_bounds_`` (its history), ``monitor_``.
+    ``lower_bounds_`` (its history), ``monitor_``, ``n_features_in_`` (and
+    ``feature_names_in_`` for a DataFrame).  ``fit_predict(X)`` fits, then labels X.
     """
+
+    _estimator_type = "density_estimator"  # scikit-learn's mixtures are density estimators
 
     def __init__(self, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans++", weights_init=None,
@@ -296,8 +299,11 @@ class GaussianMixture(ParamsMixin):
                              "Use a small positive value such as 1e-6.")
 
     def _validate_X(self, X, fitting):
-        X = check_array(X, "X", ndim=2, dtype_kind="numeric",
-                        n_features=None if fitting else self.means_.shape[1])
+        if fitting:
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric")
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.means_.shape[1])
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.means_.dtype
         if X.dtype != dtype:
@@ -387,13 +393,14 @@ class GaussianMixture(ParamsMixin):
         """(xp, source of row blocks, N, D, in_memory X or None)."""
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
-        if client is None and chunk_size is None and is_in_memory_array(X):
+        if client is None and chunk_size is None and is_in_memory_input(X):
             xp, X = self._validate_X(X, fitting=True)
             N, D = X.shape
             return xp, make_source(X, [(0, N)]), N, D, X
-        if is_in_memory_array(X):
+        if is_in_memory_input(X):
             xp, X = self._validate_X(X, fitting=True)
         N, D = check_row_source(X)
+        self.n_features_in_ = D
         bounds = row_bounds(N, chunk_size if chunk_size is not None else
                             (N if client is None else -(-N // 8)))
         return np, make_source(X, bounds, client=client), N, D, X
@@ -432,7 +439,8 @@ class GaussianMixture(ParamsMixin):
         xp, source, N, D, X_mem = self._source(X, chunk_size, client)
         K = self.n_components
         if N < 2:
-            raise ValueError(f"X must have at least 2 samples to fit a GaussianMixture; got {N}.")
+            raise ValueError(f"X must have at least 2 samples to fit a GaussianMixture; got "
+                             f"n_samples={N}. Pass more data.")
         if N < K:
             raise ValueError(f"n_components={K} must be <= n_samples={N}: every component needs "
                              "data. Use fewer components or more samples.")
