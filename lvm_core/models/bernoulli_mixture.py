@@ -25,7 +25,7 @@ import numpy as np
 
 from ..backend import asarray, get_namespace, item, to_numpy
 from ..em import (SufficientStatistics, check_chunk_size, check_row_source,
-                  default_client, is_in_memory_array, make_source, row_bounds, run_em, take_rows)
+                  default_client, make_source, row_bounds, run_em, take_rows)
 from ..families import bernoulli as bern
 from ..families._common import init_rows, kmeans, logsumexp
 from ..random import as_generator

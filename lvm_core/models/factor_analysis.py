@@ -54,7 +54,7 @@ import numpy as np
 
 from ..backend import asarray, get_namespace, item
 from ..em import (SufficientStatistics, check_chunk_size, check_row_source, default_client,
-                  is_in_memory_array, make_source, row_bounds, run_em, streamed_mean)
+                  make_source, row_bounds, run_em, streamed_mean)
 from ..random import as_generator, normal
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
 from .base import ParamsMixin, TransformerMixin, is_in_memory_input
