@@ -47,7 +47,8 @@ up exactly: ``fit`` accepts, besides arrays, an ``h5py.Dataset`` or any
 array-like with row slicing (streamed in blocks of ``chunk_size`` rows,
 memory O(block)), a dask array or a dask ``client`` (E-steps on the
 workers, see :mod:`lvm_core.em`); ``partial_fit`` runs online EM (Cappe &
-Moulines 2009).
+Moulines 2009).  The default initialisation is scikit-learn's k-means
+(greedy k-means++ seeding, Arthur & Vassilvitskii 2007; Lloyd 1982).
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ from ..em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, ch
                   default_client, is_in_memory_array, make_source, row_bounds, run_em,
                   step_size_schedule, stepwise_update, streamed_mean, take_rows)
 from ..families import gaussian as gauss
-from ..families._common import init_rows, kmeans, kmeans_plusplus, logsumexp
+from ..families._common import init_rows, kmeans_plusplus, logsumexp
 from ..families.gaussian import (compute_precision_cholesky, covariances_from_cholesky,
                                  log_det_precision_cholesky, precision_cholesky_from_precisions,
                                  precisions_from_cholesky)
@@ -83,6 +84,7 @@ __all__ = [
     "precision_cholesky_from_precisions",
     "log_det_precision_cholesky",
     "AbsoluteToleranceMonitor",
+    "kmeans_labels",
     "precisions_from_cholesky",
     "covariances_from_cholesky",
 ]
@@ -209,6 +211,107 @@ def _e_step_chunk(chunk, extra, params, covariance_type, shift, dtype, n_feature
 
 
 # ---------------------------------------------------------------------------
+# scikit-learn's k-means initialisation
+# ---------------------------------------------------------------------------
+
+class LegacyRandomState:
+    """The ``numpy.random.RandomState`` scikit-learn would draw from for ``random_state``,
+    made on first use (``get()``) and then kept: a seed gives ``RandomState(seed)``, a
+    RandomState is used as is, anything else (None, a Generator) seeds a new one from
+    ``rng`` (one draw, taken only when an initialisation needs it)."""
+
+    def __init__(self, random_state, rng):
+        self.random_state, self.rng, self.state = random_state, rng, None
+
+    def get(self):
+        if self.state is None:
+            seed = self.random_state
+            if isinstance(seed, np.random.RandomState):
+                self.state = seed
+            elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+                self.state = np.random.RandomState(int(seed))
+            else:
+                self.state = np.random.RandomState(int(self.rng.integers(0, 2**32 - 1)))
+        return self.state
+
+
+def _squared_distances_to(C, X, x_sq):
+    """||c_m - x_n||^2 = ||c_m||^2 - 2 c_m . x_n + ||x_n||^2, shape (M, N), clipped at 0."""
+    d = -2.0 * (C @ X.T)
+    d += np.einsum("md,md->m", C, C)[:, None]
+    d += x_sq[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def kmeans_labels(X, K, random_state, max_iter=300, tol=1e-4):
+    """Labels (N,) of k-means on the host rows X (N, D), as ``KMeans(n_clusters=K, n_init=1,
+    random_state=random_state)`` of scikit-learn computes them (its GaussianMixture's
+    default initialisation), drawing the same numbers from the RandomState.
+
+    Seeding: greedy k-means++ (Arthur & Vassilvitskii 2007, sec. 5): the first centre
+    is a uniformly drawn row; each next centre is the best of 2 + floor(ln K)
+    candidates drawn with p(n) proportional to D(x_n)^2 (D the distance to the
+    nearest centre so far), the best being the one that minimises the potential
+    sum_n min(D(x_n)^2, ||x_n - candidate||^2).
+
+    Lloyd iterations (Lloyd 1982) on the centred rows: l_n = argmin_k ||x_n - c_k||^2,
+    c_k = mean of the rows with l_n = k; a cluster left empty takes the row farthest
+    from its centre.  They stop when the labels repeat, or when
+    sum_k ||c_k^new - c_k||^2 <= tol * mean_d var(x_d); in the latter case the labels
+    are those of the final centres.
+    """
+    X = np.asarray(X)
+    X = X - X.mean(axis=0)  # (N, D)
+    N, D = X.shape
+    x_sq = np.einsum("nd,nd->n", X, X)  # (N,)
+    weight = np.ones(N, dtype=X.dtype)
+    # seeding
+    n_trials = 2 + int(np.log(K))
+    centers = np.empty((K, D), dtype=X.dtype)
+    first = random_state.choice(N, p=weight / weight.sum())
+    centers[0] = X[first]
+    closest = _squared_distances_to(X[first][None, :], X, x_sq)[0]  # (N,)
+    potential = closest @ weight
+    for c in range(1, K):
+        draws = random_state.uniform(size=n_trials) * potential
+        candidates = np.minimum(np.searchsorted(np.cumsum(weight * closest), draws), N - 1)
+        d2 = np.minimum(closest, _squared_distances_to(X[candidates], X, x_sq))  # (trials, N)
+        potentials = d2 @ weight
+        best = int(np.argmin(potentials))
+        potential, closest = potentials[best], d2[best]
+        centers[c] = X[candidates[best]]
+    # Lloyd
+    tol = float(np.mean(np.var(X, axis=0))) * tol
+    labels_old = np.full(N, -1)
+    strict = False
+    for _ in range(max_iter):
+        labels = np.argmin(_squared_distances_to(centers, X, x_sq), axis=0)  # (N,)
+        counts = np.bincount(labels, minlength=K).astype(X.dtype)  # (K,)
+        sums = np.zeros((K, D), dtype=X.dtype)
+        np.add.at(sums, labels, X)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            far = np.argsort(-np.einsum("nd,nd->n", X - centers[labels], X - centers[labels]),
+                             kind="stable")[:empty.size]
+            for k, n in zip(empty, far):
+                sums[labels[n]] -= X[n]
+                counts[labels[n]] -= 1.0
+                sums[k], counts[k] = X[n], 1.0
+        new_centers = sums / counts[:, None]
+        shift = float(np.sum((new_centers - centers) ** 2))
+        centers = new_centers
+        if np.array_equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:
+        labels = np.argmin(_squared_distances_to(centers, X, x_sq), axis=0)
+    return labels
+
+
+# ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
 
@@ -242,9 +345,13 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
         Maximum number of EM iterations per start.
     n_init : int
         Number of starts; the best final log-likelihood is kept.
-    init_params : {"kmeans++", "k-means++", "kmeans", "random", "random_from_data"}
+    init_params : {"kmeans", "kmeans++", "k-means++", "random", "random_from_data"}
         How the starting responsibilities are drawn (initialisations see at
-        most 100,000 randomly chosen rows).
+        most 100,000 randomly chosen rows).  The default ``"kmeans"`` is
+        scikit-learn's default: the labels of its ``KMeans(n_init=1)`` run
+        (:func:`kmeans_labels`), drawn from the ``RandomState`` scikit-learn
+        makes of ``random_state``, so that the same data and seed give the same
+        fit as ``sklearn.mixture.GaussianMixture``.
     weights_init, means_init, precisions_init : arrays, optional
         Starting parameters replacing those from ``init_params``.
     random_state : int, numpy Generator or None
@@ -267,7 +374,7 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
     _estimator_type = "density_estimator"  # scikit-learn's mixtures are density estimators
 
     def __init__(self, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans++", weights_init=None,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, verbose=0,
                  dtype="float64"):
         self.n_components = n_components
@@ -355,8 +462,9 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
             indices = rng.choice(N, size=K, replace=False)
         elif self.init_params in ("kmeans++", "k-means++"):
             indices = kmeans_plusplus(X, K, rng)
-        else:  # kmeans
-            labels = kmeans(X, K, rng)[1]
+        else:  # kmeans: scikit-learn's labels, drawn from its RandomState
+            labels = kmeans_labels(to_numpy(X), K, self._legacy_random_state.get())
+            labels = asarray(labels.astype(np.int64), like=X, dtype="int64")
             one_hot = labels[:, None] == xp.arange(K, device=X.device)[None, :]
             return xp.astype(one_hot, X.dtype)
         index = asarray(np.asarray(indices, dtype=np.int64), like=X, dtype="int64")
@@ -472,6 +580,7 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
             return weights, means, compute_precision_cholesky(covariances, ctype), covariances
 
         best = None
+        self._legacy_random_state = LegacyRandomState(self.random_state, rng)
         try:
             for _ in range(self.n_init):
                 X_init = self._init_rows(xp, X, X_mem, in_memory, source, N, rng, center) \
@@ -484,6 +593,7 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
                     best = (monitor.history[-1], params, monitor)
         finally:
             source.close()
+            del self._legacy_random_state
         self.lower_bound_, params, self.monitor_ = best
         self._finish(*params, shift=center)
         self.converged_ = bool(self.monitor_.converged)
@@ -529,7 +639,11 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
                 if "means" in inits:
                     inits["means"] = inits["means"] - self.online_shift_
                 rng = as_generator(self.random_state)
-                params = self._initialize(xp, X - self.online_shift_, rng, inits)
+                self._legacy_random_state = LegacyRandomState(self.random_state, rng)
+                try:
+                    params = self._initialize(xp, X - self.online_shift_, rng, inits)
+                finally:
+                    del self._legacy_random_state
                 self._finish(*params, shift=self.online_shift_)
         else:
             xp, X = self._validate_X(X, fitting=False)
