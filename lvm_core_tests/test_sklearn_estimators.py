@@ -15,7 +15,10 @@ import pytest
 from lvm_core.models.bernoulli_mixture import BernoulliMixture
 from lvm_core.models.factor_analysis import PPCA, FactorAnalysis
 from lvm_core.models.gmm import GaussianMixture
+from lvm_core.models.energy.rbm import RBM, GaussianBernoulliRBM
 from lvm_core.models.ica import FastICA
+from lvm_core.models.sfa import SFA
+from lvm_core.models.sparse_coding import DictionaryLearning
 
 from .conftest import require
 
@@ -29,6 +32,9 @@ EXPECTED_FAILED = {
     "GaussianMixture": {},
     "FactorAnalysis": {},
     "FastICA": {},
+    "SFA": {},
+    "DictionaryLearning": {},
+    "GaussianBernoulliRBM": {},
     "PPCA": {
         "check_transformer_n_iter": (
             "the default method='closed_form' is an eigen-decomposition and runs no "
@@ -47,7 +53,8 @@ EXPECTED_FAILED = {
 }
 # checks passed with scikit-learn 1.9 (lower bounds: a newer scikit-learn may add checks)
 MIN_PASSED = {"GaussianMixture": 40, "BernoulliMixture": 17, "FactorAnalysis": 46,
-              "PPCA": 45, "FastICA": 46}
+              "PPCA": 45, "FastICA": 46, "SFA": 46, "DictionaryLearning": 46,
+              "GaussianBernoulliRBM": 46}
 
 ESTIMATORS = {
     "GaussianMixture": lambda: GaussianMixture(n_components=2, random_state=0),
@@ -55,6 +62,11 @@ ESTIMATORS = {
     "FactorAnalysis": lambda: FactorAnalysis(n_components=2),
     "PPCA": lambda: PPCA(n_components=1),
     "FastICA": lambda: FastICA(n_components=2, random_state=0),
+    # further scikit-learn-shaped estimators (transformers)
+    "SFA": lambda: SFA(n_components=1),
+    "DictionaryLearning": lambda: DictionaryLearning(n_components=2, max_iter=5, random_state=0),
+    "GaussianBernoulliRBM": lambda: GaussianBernoulliRBM(n_components=2, n_iter=2,
+                                                         random_state=0),
 }
 
 
@@ -114,11 +126,11 @@ def _gaussian_data(n=90, seed=0):
     return centres[labels] + rng.normal(size=(n, 4)) @ np.diag([1.0, 0.5, 0.8, 0.3]), labels
 
 
-def _binary_data(n=120, seed=0):
+def _binary_data(n=120, seed=0, D=5):
     rng = np.random.default_rng(seed)
-    probs = np.array([[0.9, 0.9, 0.1, 0.1, 0.8], [0.1, 0.2, 0.9, 0.8, 0.1]])
+    probs = np.array([[0.9, 0.9, 0.1, 0.1, 0.8], [0.1, 0.2, 0.9, 0.8, 0.1]])[:, :D]
     labels = rng.integers(0, 2, n)
-    return (rng.random((n, 5)) < probs[labels]).astype(np.float64), labels
+    return (rng.random((n, D)) < probs[labels]).astype(np.float64), labels
 
 
 def _agree(a, b):
@@ -164,12 +176,14 @@ def test_transformers_in_pipeline_grid_search_and_cross_val_score(name):
         assert np.all(np.isfinite(scores))
 
 
-@pytest.mark.parametrize("name", ["FactorAnalysis", "PPCA", "FastICA"])
+@pytest.mark.parametrize("name", ["FactorAnalysis", "PPCA", "FastICA", "SFA",
+                                  "DictionaryLearning", "GaussianBernoulliRBM", "RBM"])
 def test_transformers_fit_transform_and_set_output(name):
     pd = require("pandas")
-    X, _ = _gaussian_data()
+    X, _ = _gaussian_data() if name != "RBM" else _binary_data(D=4)
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"], index=np.arange(len(X)) + 7)
-    model = ESTIMATORS[name]()
+    model = ESTIMATORS[name]() if name != "RBM" else RBM(n_components=3, n_iter=2,
+                                                         random_state=0)
     Z = model.fit_transform(X)
     np.testing.assert_allclose(Z, model.transform(X), atol=1e-8)
     model.set_output(transform="pandas")

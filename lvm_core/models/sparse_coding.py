@@ -51,7 +51,7 @@ from ..backend import asarray, get_namespace, item
 from ..ops.lasso import lipschitz_constant, prox_gradient_lasso
 from ..random import as_generator, permutation
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from .base import ParamsMixin, TransformerMixin
 
 __all__ = [
     "lasso_objective",
@@ -211,7 +211,7 @@ def update_dictionary(dictionary, A, B, X=None, rng=None, n_passes=1):
     return Dict
 
 
-class DictionaryLearning(ParamsMixin):
+class DictionaryLearning(TransformerMixin, ParamsMixin):
     """Dictionary learning: FISTA codes alternating with block-coordinate atom updates.
 
     minimise over Dict (unit-norm rows) and C:
@@ -245,8 +245,11 @@ class DictionaryLearning(ParamsMixin):
         self.dtype = dtype
 
     def _validate_X(self, X, fitting):
-        X = check_array(X, "X", ndim=2, dtype_kind="numeric",
-                        n_features=None if fitting else self.components_.shape[1])
+        if fitting:
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric")
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.components_.shape[1])
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.components_.dtype
         if X.dtype != dtype:
