@@ -77,3 +77,23 @@ def test_a_passed_random_state_and_generator_work():
     assert_allclose(a.means_, b.means_)
     c = GaussianMixture(n_components=2, random_state=np.random.default_rng(3)).fit(X)
     assert c.converged_ and _min_gap(c.means_) > 1.0
+
+
+@pytest.mark.reference
+def test_warm_start_continues_like_scikit_learn_and_is_off_by_default():
+    require("sklearn")
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    X = _blobs(1, K=3, D=2, spread=3.0)
+    ours = GaussianMixture(n_components=3, max_iter=3, random_state=0, warm_start=True)
+    ref = SkGaussianMixture(n_components=3, max_iter=3, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            ours.fit(X)
+            ref.fit(X)
+            assert_allclose(ours.means_, ref.means_, rtol=1e-10, atol=1e-12)
+            assert ours.n_iter_ == ref.n_iter_ and ours.converged_ == ref.converged_
+        cold = GaussianMixture(n_components=3, max_iter=3, random_state=0)
+        first = cold.fit(X).means_.copy()
+        np.testing.assert_array_equal(cold.fit(X).means_, first)  # off: starts again

@@ -102,18 +102,21 @@ class AbsoluteToleranceMonitor(ConvergenceMonitor):
     log-likelihood rises by less than ``tol``.  The base monitor's relative
     test is switched off (``tol=0``); everything else (history, decrease
     warnings, NaN guard) is inherited.  ``abs_tol`` holds the tolerance.
+    ``previous``: the objective before the first iteration (a warm start's last
+    one, as scikit-learn compares with), or None.
     """
 
-    def __init__(self, tol=1e-3, n_iter=100, verbose=False, **kwargs):
+    def __init__(self, tol=1e-3, n_iter=100, verbose=False, previous=None, **kwargs):
         super().__init__(tol=0.0, n_iter=n_iter, verbose=verbose, **kwargs)
         if tol < 0:
             raise ValueError(f"tol must be >= 0; got {tol}.")
         self.abs_tol = float(tol)
+        self.previous = previous
 
     def report(self, objective):
         super().report(objective)
-        self.converged = (len(self.history) >= 2
-                          and abs(self.history[-1] - self.history[-2]) < self.abs_tol)
+        last = self.history[-2] if len(self.history) >= 2 else self.previous
+        self.converged = last is not None and abs(self.history[-1] - last) < self.abs_tol
         return self.converged or self.iter >= self.n_iter
 
 
@@ -319,7 +322,7 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
     """Gaussian mixture fitted by exact EM, with scikit-learn's API and conventions.
 
     Parameters are those of ``sklearn.mixture.GaussianMixture`` (minus
-    ``warm_start`` / ``verbose_interval``) plus ``dtype``.  ``init_params``
+    ``verbose_interval``) plus ``dtype``.  ``init_params``
     accepts scikit-learn's ``"k-means++"`` spelling as well as ``"kmeans++"``.
     Initialisation follows scikit-learn: responsibilities from ``init_params``
     give weights/means/covariances by one M-step, then ``weights_init``,
@@ -360,6 +363,10 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
         Print the objective of every iteration when > 0.
     dtype : {"float64", "float32"}
         Floating type of the fit.
+    warm_start : bool
+        False (default): every ``fit`` starts from ``init_params``.  True: a
+        ``fit`` of a fitted model (same K and D) starts from its current
+        parameters, with one start (``n_init`` is ignored), as scikit-learn's.
 
     ``fit`` also takes an ``h5py.Dataset`` (streamed by ``chunk_size`` rows),
     a dask array or a dask ``client``; ``partial_fit`` runs online EM.
@@ -376,7 +383,7 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
     def __init__(self, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, verbose=0,
-                 dtype="float64"):
+                 dtype="float64", warm_start=False):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -390,6 +397,7 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.warm_start = warm_start
 
     # -- checks ------------------------------------------------------------
     def _check_hyperparameters(self):
@@ -579,15 +587,20 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
             weights, means, covariances = m_step(stats, ctype, reg)
             return weights, means, compute_precision_cholesky(covariances, ctype), covariances
 
+        warm = self._warm_start_params(like, K, D, center)
         best = None
         self._legacy_random_state = LegacyRandomState(self.random_state, rng)
         try:
-            for _ in range(self.n_init):
-                X_init = self._init_rows(xp, X, X_mem, in_memory, source, N, rng, center) \
-                    if len(inits) < 3 else None
-                start = self._initialize(xp, X_init, rng, inits)
-                monitor = AbsoluteToleranceMonitor(tol=self.tol, n_iter=self.max_iter,
-                                                   verbose=bool(self.verbose))
+            for _ in range(1 if warm is not None else self.n_init):
+                if warm is not None:
+                    start = warm
+                else:
+                    X_init = self._init_rows(xp, X, X_mem, in_memory, source, N, rng, center) \
+                        if len(inits) < 3 else None
+                    start = self._initialize(xp, X_init, rng, inits)
+                monitor = AbsoluteToleranceMonitor(
+                    tol=self.tol, n_iter=self.max_iter, verbose=bool(self.verbose),
+                    previous=getattr(self, "lower_bound_", None) if warm is not None else None)
                 params, monitor = run_em(e_step_fn, m_step_fn, start, monitor)
                 if best is None or monitor.history[-1] > best[0]:
                     best = (monitor.history[-1], params, monitor)
@@ -603,6 +616,23 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
             warnings.warn(f"GaussianMixture did not converge in max_iter={self.max_iter} "
                           "iterations; increase max_iter or tol.", RuntimeWarning, stacklevel=2)
         return self
+
+    def _warm_start_params(self, like, K, D, center):
+        """The start (weights, means - c, precisions_cholesky, covariances) of a warm start,
+        or None (``warm_start`` off, not fitted, or fitted with another K or D)."""
+        means = getattr(self, "means_", None)
+        if not self.warm_start or means is None or tuple(means.shape) != (K, D) \
+                or getattr(self, "precisions_cholesky_", None) is None:
+            return None
+        dtype = str(getattr(like, "dtype", self.dtype)).rsplit(".", 1)[-1]
+
+        def on_data(a):
+            return asarray(to_numpy(a), like=like, dtype=dtype)
+
+        covariances = getattr(self, "covariances_", None)
+        return (on_data(self.weights_), on_data(means) - center,
+                on_data(self.precisions_cholesky_),
+                None if covariances is None else on_data(covariances))
 
     def _init_rows(self, xp, X, X_mem, in_memory, source, N, rng, center):
         """The shifted rows an initialisation sees: all rows, or INIT_MAX_ROWS random ones."""
