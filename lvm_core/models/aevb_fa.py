@@ -58,7 +58,7 @@ from ..backend import asarray, device_of, get_namespace, item, namespace_name
 from ..functional import sigmoid, softplus
 from ..nn import Dense, store_grad
 from ..random import as_generator, normal
-from ..validation import check_array, check_positive_int, check_choice
+from ..validation import check_array, check_choice, check_magnitude, check_positive_int
 from .base import ParamsMixin
 
 __all__ = [
@@ -493,6 +493,7 @@ class AEVBFactorAnalysis(ParamsMixin):
         from ..train import fit_minibatch  # higher layer: imported on use
 
         X, _ = self._check_X(X)
+        check_magnitude(X, "X")
         self.history_ = fit_minibatch(
             self, X, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=lr,
             validation_data=validation_data, random_state=random_state,

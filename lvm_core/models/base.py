@@ -124,6 +124,9 @@ class ParamsMixin:
         X = check_array(X, name, **check_kwargs)
         n = int(X.shape[1]) if X.ndim > 1 else 1
         if reset:
+            from ..validation import check_magnitude
+
+            check_magnitude(X, name)
             self.n_features_in_ = n
             if names is not None:
                 self.feature_names_in_ = names

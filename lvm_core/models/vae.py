@@ -52,7 +52,8 @@ from .. import ops
 from ..backend import asarray, get_namespace, item
 from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
 from ..random import as_generator, normal, uniform
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
+from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
+                          check_positive_int)
 from .base import ParamsMixin
 
 __all__ = ["VAE"]
@@ -580,6 +581,7 @@ class VAE(ParamsMixin):
 
         self._validate_hyperparameters()
         X = check_array(X, "X", ndim=2)
+        check_magnitude(X, "X")
         width = int(X.shape[1])
         if self.n_features is not None and width != int(self.n_features):
             raise ValueError(
