@@ -123,7 +123,7 @@ class BernoulliMixture(ClusterMixin, ParamsMixin):
         check_choice(self.init_params, "init_params", ("random", "kmeans"))
         for name in ("alpha", "beta"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 1:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 1 <= v < math.inf:
                 raise ValueError(f"{name} must be a number >= 1 (a Beta prior with a mode); "
                                  f"got {v!r}. Use 1 for maximum likelihood.")
         if not isinstance(self.tol, (int, float)) or self.tol < 0:

@@ -76,7 +76,7 @@ class AutoregressiveModel(ParamsMixin):
 
     @property
     def D(self):
-        return int(self.n_features)
+        return check_positive_int(self.n_features, "n_features")
 
     @property
     def _like(self):
