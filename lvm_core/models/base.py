@@ -38,6 +38,14 @@ class ParamsMixin:
     scikit-learn tags, and the input-feature bookkeeping of fitted estimators."""
 
     _estimator_type = None
+    #: fitted parameters that may be set by hand: a list, tuple, Python number or integer
+    #: array assigned to one of these becomes a float64 NumPy array (see ``__setattr__``)
+    _array_attributes: tuple = ()
+
+    def __setattr__(self, name, value):
+        if value is not None and name in type(self)._array_attributes:
+            value = _as_parameter_array(value, name, type(self).__name__)
+        object.__setattr__(self, name, value)
 
     @classmethod
     def _param_names(cls):
@@ -149,6 +157,33 @@ class ParamsMixin:
                 "Select and order the columns as at fit."
             )
         return X
+
+
+def _as_parameter_array(value, name, owner):
+    """A hand-set parameter as an array: lists, tuples and numbers become float64 NumPy
+    arrays, integer and boolean NumPy arrays float64; arrays of any backend with a real
+    floating dtype are kept.  Anything else raises TypeError naming the attribute."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuO":
+            try:
+                return value.astype(np.float64)
+            except (TypeError, ValueError):
+                pass
+        elif value.dtype.kind == "f":
+            return value
+    elif hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value  # an array of another backend: its namespace checks it when used
+    elif isinstance(value, (list, tuple, int, float, np.number)) and not isinstance(value, bool):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(
+        f"{owner}.{name} must be a real-valued array (a list, tuple or NumPy array of "
+        f"numbers); got {type(value).__name__}"
+        + (f" of dtype {value.dtype}" if hasattr(value, "dtype") else "")
+        + ". Set it to e.g. numpy.asarray(values, dtype=float)."
+    )
 
 
 def is_in_memory_input(X):

@@ -102,6 +102,7 @@ class BernoulliMixture(ClusterMixin, ParamsMixin):
     """
 
     _estimator_type = "density_estimator"  # as scikit-learn's mixtures
+    _array_attributes = ("weights_", "probs_")
 
     def __init__(self, n_components=1, tol=1e-3, max_iter=100, n_init=1, init_params="random",
                  alpha=1.0, beta=1.0, min_prob=1e-10, random_state=None, verbose=0):

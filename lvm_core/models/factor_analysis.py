@@ -226,6 +226,7 @@ class _LinearGaussian(TransformerMixin, ParamsMixin):
     """Shared inference for FA and PPCA (x ~ N(mu, W^T W + Psi))."""
 
     _isotropic = False
+    _array_attributes = ("components_", "noise_variance_", "mean_")
 
     def _mean_and_scatter(self, X, chunk_size, client):
         """(xp, like, N, D, mean (D,), S = sum_n x_c x_c^T (D, D)), in memory or by blocks."""
@@ -254,6 +255,12 @@ class _LinearGaussian(TransformerMixin, ParamsMixin):
 
     def _check_fitted(self):
         check_is_fitted(self, ["components_", "noise_variance_", "mean_"])
+        xp = get_namespace(self.noise_variance_)
+        if not bool(xp.all(self.noise_variance_ > 0)):
+            raise ValueError(
+                f"{type(self).__name__}.noise_variance_ must be positive (a variance); got "
+                f"{self.noise_variance_!r}. Set positive values or refit."
+            )
 
     def _validate_X(self, X, fitting):
         if fitting:

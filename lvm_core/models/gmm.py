@@ -379,6 +379,8 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
     """
 
     _estimator_type = "density_estimator"  # scikit-learn's mixtures are density estimators
+    _array_attributes = ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                         "precisions_")
 
     def __init__(self, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,

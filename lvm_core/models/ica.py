@@ -279,6 +279,8 @@ class FastICA(TransformerMixin, ParamsMixin):
     subsample; 0 when none), ``converged_``, ``n_features_in_``.
     """
 
+    _array_attributes = ("components_", "mixing_", "mean_", "whitening_")
+
     def __init__(self, n_components=None, *, algorithm="parallel", whiten="unit-variance",
                  fun="logcosh", fun_args=None, max_iter=200, tol=1e-4, w_init=None,
                  whiten_solver="eigh", n_subsample="auto", random_state=None,

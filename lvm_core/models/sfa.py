@@ -66,6 +66,8 @@ class SFA(TransformerMixin, ParamsMixin):
     ``transform(X)`` returns the slow features (N, L), slowest first.
     """
 
+    _array_attributes = ("components_", "mean_", "delta_", "eta_")
+
     def __init__(self, n_components=None, *, expansion="linear", rank_rtol=1e-10,
                  dtype="float64"):
         self.n_components = n_components

@@ -229,6 +229,8 @@ class DictionaryLearning(TransformerMixin, ParamsMixin):
     per-sample mean objective after each iteration / epoch), ``n_iter_``.
     """
 
+    _array_attributes = ("components_",)
+
     def __init__(self, n_components=64, *, alpha=1.0, max_iter=100, tol=1e-6, batch_size=None,
                  forget_rho=1.0, code_max_iter=200, code_tol=1e-4, dict_init=None,
                  random_state=None, dtype="float64"):
