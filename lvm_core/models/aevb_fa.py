@@ -343,6 +343,7 @@ class AEVBFactorAnalysis(ParamsMixin):
     def _check_X(self, X, name="X"):
         self._check_hyper()
         X = check_array(X, name, ndim=2, dtype_kind="numeric", n_features=int(self.n_features))
+        check_magnitude(X, name)
         W = self.params["W"]
         try:
             xp = get_namespace(X, W)
@@ -509,7 +510,6 @@ class AEVBFactorAnalysis(ParamsMixin):
         from ..train import fit_minibatch  # higher layer: imported on use
 
         X, _ = self._check_X(X)
-        check_magnitude(X, "X")
         self.history_ = fit_minibatch(
             self, X, epochs=epochs, batch_size=batch_size, optimizer="adam", lr=lr,
             validation_data=validation_data, random_state=random_state,

@@ -110,6 +110,33 @@ class ParamsMixin:
             input_tags=sk_utils.InputTags(two_d_array=True),
         )
 
+    def _check_parameter_shapes(self, reference, expected):
+        """ValueError naming the attribute when parameters (set by hand) disagree in shape.
+
+        ``reference`` = (attribute, number of dimensions) whose shape defines the
+        sizes; ``expected`` maps other attributes to a shape or a tuple of allowed
+        shapes, computed from it by a function of that shape."""
+        name, ndim = reference
+        owner = type(self).__name__
+        shape = tuple(getattr(getattr(self, name), "shape", ()))
+        if len(shape) != ndim:
+            raise ValueError(
+                f"{owner}.{name} must have {ndim} dimension(s); got shape {shape}. Set it to "
+                "an array of the documented shape (or refit)."
+            )
+        for other, allowed in expected(*shape).items():
+            value = getattr(self, other, None)
+            if value is None:
+                continue
+            allowed = [allowed] if not allowed or not isinstance(allowed[0], tuple) else allowed
+            got = tuple(getattr(value, "shape", ()))
+            if got not in [tuple(a) for a in allowed]:
+                raise ValueError(
+                    f"{owner}.{other} has shape {got}, but {name} of shape {shape} needs "
+                    f"{' or '.join(str(tuple(a)) for a in allowed)}. Set parameters of "
+                    "matching shapes (or refit)."
+                )
+
     def __sklearn_is_fitted__(self):
         """True once ``fit`` has set a public attribute ending in ``_``."""
         return any(name.endswith("_") and not name.startswith("_") and value is not None
@@ -134,7 +161,8 @@ class ParamsMixin:
         if reset:
             from ..validation import check_magnitude
 
-            check_magnitude(X, name)
+            dtype = getattr(self, "dtype", None)
+            check_magnitude(X, name, dtype=dtype if dtype in ("float32", "float64") else None)
             self.n_features_in_ = n
             if names is not None:
                 self.feature_names_in_ = names

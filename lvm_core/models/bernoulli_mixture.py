@@ -217,8 +217,19 @@ class BernoulliMixture(ClusterMixin, ParamsMixin):
     # -- inference -------------------------------------------------------------
     def _weighted(self, X):
         check_is_fitted(self, ["weights_", "probs_"])
+        self._check_parameter_shapes(("probs_", 2), lambda K, D: {"weights_": (K,)})
         xp, X = self._validate_X(X, n_features=self.probs_.shape[1])
-        return xp, bern.log_prob(X, self.probs_) + xp.log(self.weights_)[None, :]  # (N, K)
+        probs, weights = self.probs_, self.weights_
+        if not (bool(xp.all((probs >= 0) & (probs <= 1))) and bool(xp.all(weights >= 0))
+                and bool(xp.any(weights > 0))):
+            raise ValueError(
+                "BernoulliMixture.probs_ must hold probabilities in [0, 1] and weights_ "
+                "non-negative weights (not all 0); got values outside. Set valid "
+                "parameters (or refit)."
+            )
+        # as in fit, p_kd in [min_prob, 1 - min_prob] keeps log p(x) finite
+        probs = xp.clip(probs, float(self.min_prob), 1.0 - float(self.min_prob))
+        return xp, bern.log_prob(X, probs) + xp.log(weights)[None, :]  # (N, K)
 
     def score_samples(self, X):
         """log p(x_n) = logsumexp_k (log pi_k + log p(x_n | p_k)), shape (N,)."""

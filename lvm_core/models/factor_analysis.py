@@ -56,7 +56,8 @@ from ..backend import asarray, get_namespace, item
 from ..em import (SufficientStatistics, check_chunk_size, check_row_source, default_client,
                   make_source, row_bounds, run_em, streamed_mean)
 from ..random import as_generator, normal
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
+from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
+                          check_positive_int)
 from .base import ParamsMixin, TransformerMixin, is_in_memory_input
 from .gmm import AbsoluteToleranceMonitor
 
@@ -255,6 +256,8 @@ class _LinearGaussian(TransformerMixin, ParamsMixin):
 
     def _check_fitted(self):
         check_is_fitted(self, ["components_", "noise_variance_", "mean_"])
+        self._check_parameter_shapes(("components_", 2), lambda L, D: {
+            "mean_": (D,), "noise_variance_": ((), (D,))})
         xp = get_namespace(self.noise_variance_)
         if not bool(xp.all(self.noise_variance_ > 0)):
             raise ValueError(
@@ -268,6 +271,8 @@ class _LinearGaussian(TransformerMixin, ParamsMixin):
         else:
             X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
                                     n_features=self.mean_.shape[0])
+            # the Woodbury quadratic form would be inf - inf
+            check_magnitude(X, "X", dtype=self.mean_.dtype)
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.mean_.dtype
         if X.dtype != dtype:

@@ -69,6 +69,7 @@ from ..families.gaussian import (compute_precision_cholesky, covariances_from_ch
 from ..random import as_generator, normal, uniform
 from ..validation import (
     check_array,
+    check_magnitude,
     check_choice,
     check_is_fitted,
     check_positive_int,
@@ -421,6 +422,8 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
         else:
             X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
                                     n_features=self.means_.shape[1])
+            # beyond this every log-density is -inf and the responsibilities 0/0
+            check_magnitude(X, "X", dtype=self.means_.dtype)
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.means_.dtype
         if X.dtype != dtype:
@@ -696,6 +699,21 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
     # -- inference -------------------------------------------------------------
     def _check_fitted(self):
         check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
+        prec = {"full": lambda K, D: (K, D, D), "tied": lambda K, D: (D, D),
+                "diag": lambda K, D: (K, D), "spherical": lambda K, D: (K,)}
+        ctype = check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        self._check_parameter_shapes(("means_", 2), lambda K, D: {
+            "weights_": (K,), "precisions_cholesky_": prec[ctype](K, D)})
+        xp = get_namespace(self.weights_)
+        U = self.precisions_cholesky_
+        diag = U if ctype in ("diag", "spherical") else xp.linalg.diagonal(U)
+        if not (bool(xp.all(self.weights_ >= 0)) and bool(xp.any(self.weights_ > 0))
+                and bool(xp.all(diag > 0))):
+            raise ValueError(
+                "GaussianMixture.weights_ must be non-negative (not all 0) and the diagonal "
+                "of precisions_cholesky_ positive (Cholesky factors of precisions); got "
+                "other values. Set valid parameters (or refit)."
+            )
 
     def _weighted_log_prob(self, X):
         xp, X = self._validate_X(X, fitting=False)

@@ -393,6 +393,7 @@ class FastICA(TransformerMixin, ParamsMixin):
     def transform(self, X):
         """Sources s = components_ (x - mean_), shape (N, L)."""
         check_is_fitted(self, ["components_", "mean_"])
+        self._check_parameter_shapes(("components_", 2), lambda L, D: {"mean_": (D,)})
         _, X = self._validate_X(X, fitting=False)
         return project(X, self.mean_, self.components_)
 

@@ -143,6 +143,7 @@ class SFA(TransformerMixin, ParamsMixin):
     def transform(self, X):
         """Slow features y = W^T (h(x) - mean_), shape (N, L), slowest first."""
         check_is_fitted(self, ["components_", "mean_"])
+        self._check_parameter_shapes(("components_", 2), lambda L, M: {"mean_": (M,)})
         xp, X = self._validate_X(X, fitting=False)
         return xp.matmul(self._expand(X) - self.mean_, self.components_.T)
 

@@ -50,7 +50,8 @@ import math
 from ..backend import asarray, get_namespace, item
 from ..ops.lasso import lipschitz_constant, prox_gradient_lasso
 from ..random import as_generator, permutation
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
+from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
+                          check_positive_int)
 from .base import ParamsMixin, TransformerMixin
 
 __all__ = [
@@ -84,6 +85,16 @@ def _check_problem(X, dictionary, alpha, code_init):
     xp = get_namespace(X, dictionary)
     if dictionary.dtype != X.dtype:
         dictionary = xp.astype(dictionary, X.dtype)
+    # G = Dict Dict^T and B = X Dict^T must be finite, and every atom's squared norm
+    # positive, or the step-size search of the solver never ends
+    check_magnitude(X, "X")
+    check_magnitude(dictionary.T, "dictionary")
+    sq_norms = xp.sum(dictionary * dictionary, axis=1)  # (K,)
+    if not bool(xp.all(sq_norms > 0)):
+        raise ValueError(
+            "dictionary has an atom (row) whose squared norm is 0 (all zeros, or too small "
+            "to square in its dtype). Remove it or rescale the dictionary (unit-norm atoms)."
+        )
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0 \
             or math.isinf(alpha):
         raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}.")
@@ -331,6 +342,7 @@ class DictionaryLearning(TransformerMixin, ParamsMixin):
     def transform(self, X):
         """Lasso codes of X (N, D) under ``components_``, shape (N, K) (FISTA)."""
         check_is_fitted(self, ["components_"])
+        self._check_parameter_shapes(("components_", 2), lambda K, D: {})
         _, X = self._validate_X(X, fitting=False)
         return sparse_encode(X, self.components_, float(self.alpha), tol=self.code_tol,
                              max_iter=max(self.code_max_iter, 1000))

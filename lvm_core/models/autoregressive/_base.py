@@ -141,6 +141,8 @@ class AutoregressiveModel(ParamsMixin):
             if X.dtype != xp.int64:
                 X = xp.astype(X, xp.int64)
             return X, xp
+        if check_values and self._data_kind == "real":
+            check_magnitude(X, name, dtype=like.dtype)
         if check_values and self._data_kind == "binary" \
                 and bool(xp.any((X != 0) & (X != 1))):
             raise ValueError(
