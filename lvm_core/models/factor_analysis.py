@@ -258,6 +258,7 @@ class _LinearGaussian(TransformerMixin, ParamsMixin):
         check_is_fitted(self, ["components_", "noise_variance_", "mean_"])
         self._check_parameter_shapes(("components_", 2), lambda L, D: {
             "mean_": (D,), "noise_variance_": ((), (D,))})
+        check_magnitude(self.components_.T, "components_")  # W^T W must be finite
         xp = get_namespace(self.noise_variance_)
         if not bool(xp.all(self.noise_variance_ > 0)):
             raise ValueError(
@@ -271,8 +272,9 @@ class _LinearGaussian(TransformerMixin, ParamsMixin):
         else:
             X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
                                     n_features=self.mean_.shape[0])
-            # the Woodbury quadratic form would be inf - inf
+            # the Woodbury quadratic form of x - mean_ would be inf - inf
             check_magnitude(X, "X", dtype=self.mean_.dtype)
+            check_magnitude(X - self.mean_, "X - mean_", dtype=self.mean_.dtype)
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.mean_.dtype
         if X.dtype != dtype:

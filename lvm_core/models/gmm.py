@@ -315,6 +315,21 @@ def kmeans_labels(X, K, random_state, max_iter=300, tol=1e-4):
     return labels
 
 
+def _check_some_density(xp, weighted, owner):
+    """ValueError when a row has log pi_k + log p(x | k) = -inf for every k (or NaN): its
+    responsibilities r_nk = p(k | x_n) are 0/0, undefined."""
+    best = xp.max(weighted, axis=1)  # (N,)
+    bad = ~(best > -math.inf)
+    if bool(xp.any(bad)):
+        rows = np.flatnonzero(to_numpy(bad))[:5].tolist()
+        raise ValueError(
+            f"X has rows with zero density under every component of the {owner} (log p = "
+            f"-inf in floating point), e.g. rows {rows}: their posterior p(k | x) is "
+            "undefined. Check the scale of X and of the (hand-set) parameters; score_samples "
+            "gives their log-density (-inf)."
+        )
+
+
 # ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
@@ -715,11 +730,14 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
                 "other values. Set valid parameters (or refit)."
             )
 
-    def _weighted_log_prob(self, X):
+    def _weighted_log_prob(self, X, posterior=False):
         xp, X = self._validate_X(X, fitting=False)
         log_prob = estimate_log_gaussian_prob(X, self.means_, self.precisions_cholesky_,
                                               self.covariance_type)
-        return xp, log_prob + xp.log(self.weights_)  # (N, K)
+        weighted = log_prob + xp.log(self.weights_)  # (N, K)
+        if posterior:
+            _check_some_density(xp, weighted, type(self).__name__)
+        return xp, weighted
 
     def score_samples(self, X):
         """log p(x_n) = logsumexp_k (log pi_k + log N(x_n | mu_k, Sigma_k)), shape (N,)."""
@@ -736,13 +754,13 @@ class GaussianMixture(ClusterMixin, ParamsMixin):
     def predict_proba(self, X):
         """Responsibilities r_nk = p(k | x_n), shape (N, K)."""
         self._check_fitted()
-        xp, weighted = self._weighted_log_prob(X)
+        xp, weighted = self._weighted_log_prob(X, posterior=True)
         return xp.exp(weighted - logsumexp(weighted, axis=1)[:, None])
 
     def predict(self, X):
         """argmax_k r_nk, shape (N,)."""
         self._check_fitted()
-        xp, weighted = self._weighted_log_prob(X)
+        xp, weighted = self._weighted_log_prob(X, posterior=True)
         return xp.argmax(weighted, axis=1)
 
     def sample(self, n_samples=1, random_state=None):
