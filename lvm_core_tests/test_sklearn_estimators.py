@@ -205,3 +205,9 @@ def test_mixtures_fit_predict_and_features_in(name):
     assert model.n_features_in_ == X.shape[1]
     with pytest.raises(ValueError, match=f"X has 2 features, but {name} is expecting"):
         model.predict(X[:, :2])
+    pd = require("pandas")
+    columns = [f"f{i}" for i in range(X.shape[1])]
+    model.fit(pd.DataFrame(X, columns=columns))
+    assert list(model.feature_names_in_) == columns
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict(pd.DataFrame(X, columns=columns[::-1]))

@@ -18,6 +18,10 @@ Input features follow scikit-learn's conventions: ``fit`` records
 names are all strings) and inference methods compare with them, both through
 :meth:`ParamsMixin._validate_data` (called on the caller's ``X``, before it is
 converted to an array).
+Fitted parameters named in a class's ``_array_attributes`` may be set by hand:
+lists, tuples, numbers and integer arrays become float64 arrays on assignment,
+anything non-numeric raises TypeError there; :meth:`ParamsMixin._check_parameter_shapes`
+checks, before inference, that parameters set by hand agree in shape.
 :class:`ClusterMixin` adds ``fit_predict``; :class:`TransformerMixin` adds
 ``fit_transform``, ``get_feature_names_out`` and ``set_output`` (pandas or
 polars containers for ``transform`` output).
