@@ -472,7 +472,11 @@ def fit_minibatch(model, X, epochs=10, batch_size=128, optimizer="adam", lr=1e-3
         from the file.  With the same arguments, training E1 epochs, then
         resuming up to E2 epochs gives bit for bit the parameters of one run
         of E2 epochs.  The checkpoint must come from the same model class,
-        optimizer, number of samples and batch size (ValueError otherwise).
+        optimizer, number of samples and batch size, and from the same
+        architecture: parameter names, shapes and dtypes, and hyper-parameters
+        (but those of the initialisation -- ``random_state``, names starting
+        with "init" or ending in "_init" -- and verbosity); ValueError naming
+        each difference otherwise.
     early_stopping_patience : int, optional
         With ``validation_data``: stop when the validation loss has not
         improved (strictly) for this many epochs.  Whenever it is set, the
@@ -841,6 +845,68 @@ def _save_checkpoint(loop, history, best, path, opt_name):
     lvm_io.save(loop.model, path, optimizer_state=loop.opt_state, extra=extra)
 
 
+#: hyper-parameters that do not change what a checkpoint's parameters mean: the seed and
+#: scheme of the initialisation (which a resume replaces: also every name starting with
+#: "init" or ending in "_init"), and verbosity
+_RESUME_FREE_HYPER_PARAMS = ("random_state", "warm_start", "verbose", "progress")
+
+
+def _resume_free(name):
+    return name in _RESUME_FREE_HYPER_PARAMS or name.startswith("init") or name.endswith("_init")
+
+
+def _dtype_name(array):
+    """'float32', 'float64', ... for an array of any namespace."""
+    return str(array.dtype).rsplit(".", 1)[-1]
+
+
+def _same_hyper_param(a, b):
+    if _is_array(a) or _is_array(b) or isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        try:
+            return np.array_equal(to_numpy(a), to_numpy(b))
+        except Exception:
+            return False
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_hyper_param(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _check_architecture(path, state, model):
+    """ValueError unless the checkpoint's parameters have the model's shapes and dtypes and
+    its hyper-parameters equal the model's (but those of the initialisation and verbosity,
+    see ``_resume_free``)."""
+    problems = []
+    for name in sorted(model.params):
+        saved, current = state["params"][name], model.params[name]
+        if tuple(saved.shape) != tuple(current.shape):
+            problems.append(f"{name} has shape {tuple(saved.shape)} in the checkpoint but "
+                            f"{tuple(current.shape)} in the model")
+        elif _dtype_name(saved) != _dtype_name(current):
+            problems.append(f"{name} has dtype {_dtype_name(saved)} in the checkpoint but "
+                            f"{_dtype_name(current)} in the model")
+    saved_hyper = state.get("hyper_params") or {}
+    current_hyper = lvm_io._hyper_params(model)
+    for name in sorted(set(saved_hyper) | set(current_hyper)):
+        if _resume_free(name):
+            continue
+        if name not in saved_hyper or name not in current_hyper:
+            problems.append(f"hyper-parameter {name!r} is only in the "
+                            f"{'model' if name in current_hyper else 'checkpoint'}")
+        elif not _same_hyper_param(saved_hyper[name], current_hyper[name]):
+            problems.append(f"{name}={saved_hyper[name]!r} in the checkpoint but "
+                            f"{name}={current_hyper[name]!r} in the model")
+    if problems:
+        raise ValueError(
+            f"checkpoint {path!r} was written by a model of another architecture: "
+            + "; ".join(problems) + ". Resume with the model (hyper-parameters, dtype) that "
+            "wrote the checkpoint, or pass resume=False (or another checkpoint path) to start "
+            "from scratch."
+        )
+
+
 def _resume(loop, history, best, path, opt_name):
     """Load a checkpoint written by :func:`_save_checkpoint` into the running loop."""
     state = lvm_io.load_state(path, like=loop.X)
@@ -877,6 +943,7 @@ def _resume(loop, history, best, path, opt_name):
             f"checkpoint {path!r} has parameters {sorted(state['params'] or {})} but the model "
             f"has {sorted(model.params)}. Resume with a model of the same architecture."
         )
+    _check_architecture(path, state, model)
     _assign_params(model.params, state["params"])
     for name, value in state["fitted"].items():
         setattr(model, name, value)

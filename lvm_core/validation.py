@@ -19,6 +19,7 @@ __all__ = [
     "not_fitted_error",
     "check_array",
     "check_finite",
+    "check_magnitude",
     "check_lengths",
     "check_is_fitted",
     "check_positive_int",
@@ -135,7 +136,8 @@ def check_array(x, name, ndim=None, dtype_kind=None, allow_nan=False,
         )
     if x.ndim >= 1 and x.shape[0] < min_rows:
         raise ValueError(
-            f"{name} must have at least {min_rows} row(s); got {_describe(x)}. "
+            f"{name} must have at least {min_rows} row(s) (samples); got "
+            f"n_samples={x.shape[0]} in {_describe(x)}. "
             "Pass non-empty data."
         )
     if x.ndim >= 2 and x.shape[-1] == 0:
@@ -203,6 +205,32 @@ def check_finite(x, name, allow_nan=False, allow_inf=False):
         raise ValueError(
             f"{name} contains infinite values; got {_describe(x)}. Check the data "
             "for overflow or division by zero."
+        )
+    return x
+
+
+def check_magnitude(x, name, dtype=None):
+    """Raise ValueError when sums of squares of ``x`` (N, ...) could overflow its dtype:
+    max |x_ij|^2 * N must stay below the largest finite number (about 1.8e308 in
+    float64, 3.4e38 in float32), so that means, variances and second moments of the
+    data are finite.  Integer and boolean data pass (they are converted to float64
+    first, where their range is far inside the bound).  ``dtype`` (a dtype or its
+    name): the floating type the data will be computed in, when not x's own."""
+    xp = get_namespace(x)
+    if not xp.isdtype(x.dtype, "real floating") or x.ndim == 0 or x.shape[0] == 0 \
+            or 0 in tuple(x.shape):
+        return x
+    target = x.dtype if dtype is None else dtype
+    largest = float(np.finfo(np.dtype(str(target).rsplit(".", 1)[-1])).max)
+    biggest = float(xp.max(xp.abs(x)))
+    bound = (largest / max(int(x.shape[0]), 1)) ** 0.5
+    if biggest > bound:
+        raise ValueError(
+            f"{name} has values too large for {str(target).rsplit('.', 1)[-1]} arithmetic: "
+            f"max |{name}| = "
+            f"{biggest:.3g}, while sums of squares over its {x.shape[0]} rows need max |{name}| "
+            f"<= {bound:.3g}. Rescale the data first (e.g. divide by its standard deviation, "
+            "or scikit-learn's StandardScaler)."
         )
     return x
 

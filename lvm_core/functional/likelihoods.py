@@ -205,10 +205,14 @@ def gaussian_log_likelihood(x, mu, log_var):
         raise ValueError("x must have at least one (feature) axis; got a 0-d array.")
     xp = get_namespace(x, mu, log_var)
     diff = x - mu
-    precision = xp.exp(-log_var)
-    sq = diff * diff * precision  # (N, D)
+    scale = xp.exp(-0.5 * log_var)  # 1/sigma
+    # z = (x - mu)/sigma, exactly 0 where x = mu even when 1/sigma overflows (no 0 * inf)
+    exact = diff == 0
+    zero = xp.zeros_like(diff)
+    z = xp.where(exact, zero, diff * scale)
+    sq = z * z  # (N, D)
     ll = -0.5 * xp.sum(_LOG_2PI + log_var + sq, axis=-1)
-    dmu_full = diff * precision
+    dmu_full = xp.where(exact, zero, z * scale)
     dlog_var_full = -0.5 * (1.0 - sq)
     dx = sum_to_shape(-dmu_full, x.shape)
     dmu = sum_to_shape(dmu_full, mu.shape)

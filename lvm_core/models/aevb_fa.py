@@ -58,7 +58,7 @@ from ..backend import asarray, device_of, get_namespace, item, namespace_name
 from ..functional import sigmoid, softplus
 from ..nn import Dense, store_grad
 from ..random import as_generator, normal
-from ..validation import check_array, check_positive_int, check_choice
+from ..validation import check_array, check_choice, check_magnitude, check_positive_int
 from .base import ParamsMixin
 
 __all__ = [
@@ -319,6 +319,21 @@ class AEVBFactorAnalysis(ParamsMixin):
             "U": np.eye(L, dtype=dtype),
         }
 
+    def _check_hyper(self):
+        """The hyper-parameters (again: ``set_params`` may have changed them)."""
+        check_positive_int(self.n_features, "n_features")
+        check_positive_int(self.n_latent, "n_latent")
+        check_positive_int(self.n_samples, "n_samples")
+        check_choice(self.dtype, "dtype", ("float64", "float32"))
+        D, L = int(self.n_features), int(self.n_latent)
+        if tuple(self.params["W"].shape) != (D, L):
+            raise ValueError(
+                f"n_features={D}, n_latent={L} do not match the parameters (W has shape "
+                f"{tuple(self.params['W'].shape)}): the parameters are made by the "
+                f"constructor. Build a new {type(self).__name__}(n_features, n_latent) instead "
+                "of changing these with set_params."
+            )
+
     # -- device handling ---------------------------------------------------
     def to(self, like):
         """Move every parameter to the namespace and device of array ``like`` (explicit)."""
@@ -326,7 +341,9 @@ class AEVBFactorAnalysis(ParamsMixin):
         return self
 
     def _check_X(self, X, name="X"):
+        self._check_hyper()
         X = check_array(X, name, ndim=2, dtype_kind="numeric", n_features=int(self.n_features))
+        check_magnitude(X, name)
         W = self.params["W"]
         try:
             xp = get_namespace(X, W)

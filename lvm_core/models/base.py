@@ -18,6 +18,10 @@ Input features follow scikit-learn's conventions: ``fit`` records
 names are all strings) and inference methods compare with them, both through
 :meth:`ParamsMixin._validate_data` (called on the caller's ``X``, before it is
 converted to an array).
+Fitted parameters named in a class's ``_array_attributes`` may be set by hand:
+lists, tuples, numbers and integer arrays become float64 arrays on assignment,
+anything non-numeric raises TypeError there; :meth:`ParamsMixin._check_parameter_shapes`
+checks, before inference, that parameters set by hand agree in shape.
 :class:`ClusterMixin` adds ``fit_predict``; :class:`TransformerMixin` adds
 ``fit_transform``, ``get_feature_names_out`` and ``set_output`` (pandas or
 polars containers for ``transform`` output).
@@ -30,7 +34,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin"]
+__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin", "is_in_memory_input"]
 
 
 class ParamsMixin:
@@ -38,6 +42,14 @@ class ParamsMixin:
     scikit-learn tags, and the input-feature bookkeeping of fitted estimators."""
 
     _estimator_type = None
+    #: fitted parameters that may be set by hand: a list, tuple, Python number or integer
+    #: array assigned to one of these becomes a float64 NumPy array (see ``__setattr__``)
+    _array_attributes: tuple = ()
+
+    def __setattr__(self, name, value):
+        if value is not None and name in type(self)._array_attributes:
+            value = _as_parameter_array(value, name, type(self).__name__)
+        object.__setattr__(self, name, value)
 
     @classmethod
     def _param_names(cls):
@@ -102,6 +114,33 @@ class ParamsMixin:
             input_tags=sk_utils.InputTags(two_d_array=True),
         )
 
+    def _check_parameter_shapes(self, reference, expected):
+        """ValueError naming the attribute when parameters (set by hand) disagree in shape.
+
+        ``reference`` = (attribute, number of dimensions) whose shape defines the
+        sizes; ``expected`` maps other attributes to a shape or a tuple of allowed
+        shapes, computed from it by a function of that shape."""
+        name, ndim = reference
+        owner = type(self).__name__
+        shape = tuple(getattr(getattr(self, name), "shape", ()))
+        if len(shape) != ndim:
+            raise ValueError(
+                f"{owner}.{name} must have {ndim} dimension(s); got shape {shape}. Set it to "
+                "an array of the documented shape (or refit)."
+            )
+        for other, allowed in expected(*shape).items():
+            value = getattr(self, other, None)
+            if value is None:
+                continue
+            allowed = [allowed] if not allowed or not isinstance(allowed[0], tuple) else allowed
+            got = tuple(getattr(value, "shape", ()))
+            if got not in [tuple(a) for a in allowed]:
+                raise ValueError(
+                    f"{owner}.{other} has shape {got}, but {name} of shape {shape} needs "
+                    f"{' or '.join(str(tuple(a)) for a in allowed)}. Set parameters of "
+                    "matching shapes (or refit)."
+                )
+
     def __sklearn_is_fitted__(self):
         """True once ``fit`` has set a public attribute ending in ``_``."""
         return any(name.endswith("_") and not name.startswith("_") and value is not None
@@ -110,20 +149,32 @@ class ParamsMixin:
     def _validate_data(self, X, reset, name="X", **check_kwargs):
         """``check_array(X, name, **check_kwargs)``, recording (``reset=True``, at fit)
         or checking (``reset=False``) the input features: their number from the
-        checked array, their names from the caller's ``X`` (a DataFrame)."""
+        checked array, their names from the caller's ``X`` (a DataFrame).
+
+        With ``reset=False`` an ``n_features`` keyword (the width of the fitted
+        parameters) is checked instead of ``n_features_in_``, with scikit-learn's
+        message ("X has ... features, but ... is expecting ...")."""
         from ..validation import check_array
 
         names = _column_names(X)
+        # the width the fitted parameters need (``n_features``, from the caller) takes
+        # precedence over the recorded ``n_features_in_`` (parameters set by hand)
+        expected = check_kwargs.pop("n_features", None)
         X = check_array(X, name, **check_kwargs)
         n = int(X.shape[1]) if X.ndim > 1 else 1
         if reset:
+            from ..validation import check_magnitude
+
+            dtype = getattr(self, "dtype", None)
+            check_magnitude(X, name, dtype=dtype if dtype in ("float32", "float64") else None)
             self.n_features_in_ = n
             if names is not None:
                 self.feature_names_in_ = names
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
             return X
-        expected = getattr(self, "n_features_in_", None)
+        if expected is None:
+            expected = getattr(self, "n_features_in_", None)
         if expected is not None and n != expected:
             raise ValueError(
                 f"X has {n} features, but {type(self).__name__} is expecting {expected} "
@@ -138,6 +189,48 @@ class ParamsMixin:
                 "Select and order the columns as at fit."
             )
         return X
+
+
+def _as_parameter_array(value, name, owner):
+    """A hand-set parameter as an array: lists, tuples and numbers become float64 NumPy
+    arrays, integer and boolean NumPy arrays float64; arrays of any backend with a real
+    floating dtype are kept.  Anything else raises TypeError naming the attribute."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuO":
+            try:
+                return value.astype(np.float64)
+            except (TypeError, ValueError):
+                pass
+        elif value.dtype.kind == "f":
+            return value
+    elif hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value  # an array of another backend: its namespace checks it when used
+    elif isinstance(value, (list, tuple, int, float, np.number)) and not isinstance(value, bool):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(
+        f"{owner}.{name} must be a real-valued array (a list, tuple or NumPy array of "
+        f"numbers); got {type(value).__name__}"
+        + (f" of dtype {value.dtype}" if hasattr(value, "dtype") else "")
+        + ". Set it to e.g. numpy.asarray(values, dtype=float)."
+    )
+
+
+def is_in_memory_input(X):
+    """True when ``fit`` should take ``X`` whole (converted by ``check_array``): arrays of
+    the backends, lists, pandas/polars frames and other objects with ``__array__`` but
+    no ``shape``; False for row sources streamed by blocks (``h5py.Dataset``, dask)."""
+    from ..em import is_dask_collection, is_in_memory_array
+
+    if is_in_memory_array(X):
+        return True
+    if is_dask_collection(X):
+        return False
+    if type(X).__module__.split(".")[0] in ("pandas", "polars"):
+        return True
+    return hasattr(X, "__array__") and not hasattr(X, "shape")
 
 
 def _column_names(X):
@@ -175,9 +268,10 @@ class TransformerMixin:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        method = cls.__dict__.get("transform")
-        if method is not None and not getattr(method, "_lvm_wraps_output", False):
-            cls.transform = _wrap_output(method)
+        for name in ("transform", "fit_transform"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_lvm_wraps_output", False):
+                setattr(cls, name, _wrap_output(method))
 
     def fit_transform(self, X, y=None, **fit_params):
         """``self.fit(X, **fit_params).transform(X)``; ``y`` is ignored (the output

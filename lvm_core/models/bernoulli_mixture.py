@@ -25,12 +25,12 @@ import numpy as np
 
 from ..backend import asarray, get_namespace, item, to_numpy
 from ..em import (SufficientStatistics, check_chunk_size, check_row_source,
-                  default_client, is_in_memory_array, make_source, row_bounds, run_em, take_rows)
+                  default_client, make_source, row_bounds, run_em, take_rows)
 from ..families import bernoulli as bern
 from ..families._common import init_rows, kmeans, logsumexp
 from ..random import as_generator
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from .base import ClusterMixin, ParamsMixin, is_in_memory_input
 from .gmm import AbsoluteToleranceMonitor
 
 __all__ = ["BernoulliMixture", "e_step"]
@@ -69,7 +69,7 @@ def _e_step_chunk(chunk, extra, params, n_features, validate):
     return stats, item(log_likelihood)
 
 
-class BernoulliMixture(ParamsMixin):
+class BernoulliMixture(ClusterMixin, ParamsMixin):
     """Mixture of Bernoulli distributions (latent class model) fitted by EM.
 
     Parameters
@@ -97,8 +97,12 @@ class BernoulliMixture(ParamsMixin):
 
     Fitted attributes: ``weights_`` (K,), ``probs_`` (K, D), ``lower_bound_``
     (mean log-likelihood per sample of the last E-step), ``lower_bounds_``,
-    ``n_iter_``, ``converged_``.
+    ``n_iter_``, ``converged_``, ``n_features_in_`` (and ``feature_names_in_`` for a
+    DataFrame).  ``fit_predict(X)`` fits, then labels X.
     """
+
+    _estimator_type = "density_estimator"  # as scikit-learn's mixtures
+    _array_attributes = ("weights_", "probs_")
 
     def __init__(self, n_components=1, tol=1e-3, max_iter=100, n_init=1, init_params="random",
                  alpha=1.0, beta=1.0, min_prob=1e-10, random_state=None, verbose=0):
@@ -120,7 +124,7 @@ class BernoulliMixture(ParamsMixin):
         check_choice(self.init_params, "init_params", ("random", "kmeans"))
         for name in ("alpha", "beta"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 1:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 1 <= v < math.inf:
                 raise ValueError(f"{name} must be a number >= 1 (a Beta prior with a mode); "
                                  f"got {v!r}. Use 1 for maximum likelihood.")
         if not isinstance(self.tol, (int, float)) or self.tol < 0:
@@ -129,7 +133,11 @@ class BernoulliMixture(ParamsMixin):
             raise ValueError(f"min_prob must be in (0, 0.5); got {self.min_prob!r}.")
 
     def _validate_X(self, X, n_features=None):
-        X = check_array(X, "X", ndim=2, dtype_kind="numeric", n_features=n_features)
+        if n_features is None:
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric")
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=n_features)
         xp = get_namespace(X)
         if X.dtype != xp.float64:
             X = xp.astype(X, xp.float64)
@@ -162,14 +170,15 @@ class BernoulliMixture(ParamsMixin):
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
         rng = as_generator(self.random_state)
-        if client is None and chunk_size is None and is_in_memory_array(X):
+        if client is None and chunk_size is None and is_in_memory_input(X):
             xp, X = self._validate_X(X)
             N, D = X.shape
             source, like, validate = make_source(X, [(0, N)]), X, False
         else:
-            if is_in_memory_array(X):
+            if is_in_memory_input(X):
                 X = self._validate_X(X)[1]
             N, D = check_row_source(X)
+            self.n_features_in_ = D
             bounds = row_bounds(N, chunk_size if chunk_size is not None else -(-N // 4))
             source, validate = make_source(X, bounds, client=client), True
             like = np.zeros((1, D))
@@ -208,8 +217,19 @@ class BernoulliMixture(ParamsMixin):
     # -- inference -------------------------------------------------------------
     def _weighted(self, X):
         check_is_fitted(self, ["weights_", "probs_"])
+        self._check_parameter_shapes(("probs_", 2), lambda K, D: {"weights_": (K,)})
         xp, X = self._validate_X(X, n_features=self.probs_.shape[1])
-        return xp, bern.log_prob(X, self.probs_) + xp.log(self.weights_)[None, :]  # (N, K)
+        probs, weights = self.probs_, self.weights_
+        if not (bool(xp.all((probs >= 0) & (probs <= 1))) and bool(xp.all(weights >= 0))
+                and bool(xp.any(weights > 0))):
+            raise ValueError(
+                "BernoulliMixture.probs_ must hold probabilities in [0, 1] and weights_ "
+                "non-negative weights (not all 0); got values outside. Set valid "
+                "parameters (or refit)."
+            )
+        # as in fit, p_kd in [min_prob, 1 - min_prob] keeps log p(x) finite
+        probs = xp.clip(probs, float(self.min_prob), 1.0 - float(self.min_prob))
+        return xp, bern.log_prob(X, probs) + xp.log(weights)[None, :]  # (N, K)
 
     def score_samples(self, X):
         """log p(x_n) = logsumexp_k (log pi_k + log p(x_n | p_k)), shape (N,)."""

@@ -54,10 +54,11 @@ import numpy as np
 
 from ..backend import asarray, get_namespace, item
 from ..em import (SufficientStatistics, check_chunk_size, check_row_source, default_client,
-                  is_in_memory_array, make_source, row_bounds, run_em, streamed_mean)
+                  make_source, row_bounds, run_em, streamed_mean)
 from ..random import as_generator, normal
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
+                          check_positive_int)
+from .base import ParamsMixin, TransformerMixin, is_in_memory_input
 from .gmm import AbsoluteToleranceMonitor
 
 __all__ = [
@@ -222,23 +223,25 @@ def _scatter_chunk(chunk, extra, params, dtype):
     return SufficientStatistics(scatter=Xc.T @ Xc), 0.0
 
 
-class _LinearGaussian(ParamsMixin):
+class _LinearGaussian(TransformerMixin, ParamsMixin):
     """Shared inference for FA and PPCA (x ~ N(mu, W^T W + Psi))."""
 
     _isotropic = False
+    _array_attributes = ("components_", "noise_variance_", "mean_")
 
     def _mean_and_scatter(self, X, chunk_size, client):
         """(xp, like, N, D, mean (D,), S = sum_n x_c x_c^T (D, D)), in memory or by blocks."""
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
-        if client is None and chunk_size is None and is_in_memory_array(X):
+        if client is None and chunk_size is None and is_in_memory_input(X):
             xp, X = self._validate_X(X, fitting=True)
             mean = xp.mean(X, axis=0)
             Xc = X - mean
             return xp, X, X.shape[0], X.shape[1], mean, xp.matmul(Xc.T, Xc)
-        if is_in_memory_array(X):
+        if is_in_memory_input(X):
             X = check_array(X, "X", ndim=2, dtype_kind="numeric", min_rows=2)
         N, D = check_row_source(X)
+        self.n_features_in_ = D
         if N < 2:
             raise ValueError(f"X must have at least 2 row(s); got shape {(N, D)}. Pass non-empty data.")
         step = chunk_size if chunk_size is not None else -(-N // 4)
@@ -253,13 +256,25 @@ class _LinearGaussian(ParamsMixin):
 
     def _check_fitted(self):
         check_is_fitted(self, ["components_", "noise_variance_", "mean_"])
+        self._check_parameter_shapes(("components_", 2), lambda L, D: {
+            "mean_": (D,), "noise_variance_": ((), (D,))})
+        check_magnitude(self.components_.T, "components_")  # W^T W must be finite
+        xp = get_namespace(self.noise_variance_)
+        if not bool(xp.all(self.noise_variance_ > 0)):
+            raise ValueError(
+                f"{type(self).__name__}.noise_variance_ must be positive (a variance); got "
+                f"{self.noise_variance_!r}. Set positive values or refit."
+            )
 
     def _validate_X(self, X, fitting):
         if fitting:
-            X = check_array(X, "X", ndim=2, dtype_kind="numeric", min_rows=2)
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric", min_rows=2)
         else:
-            X = check_array(X, "X", ndim=2, dtype_kind="numeric",
-                            n_features=self.mean_.shape[0])
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.mean_.shape[0])
+            # the Woodbury quadratic form of x - mean_ would be inf - inf
+            check_magnitude(X, "X", dtype=self.mean_.dtype)
+            check_magnitude(X - self.mean_, "X - mean_", dtype=self.mean_.dtype)
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.mean_.dtype
         if X.dtype != dtype:

@@ -47,7 +47,8 @@ up exactly: ``fit`` accepts, besides arrays, an ``h5py.Dataset`` or any
 array-like with row slicing (streamed in blocks of ``chunk_size`` rows,
 memory O(block)), a dask array or a dask ``client`` (E-steps on the
 workers, see :mod:`lvm_core.em`); ``partial_fit`` runs online EM (Cappe &
-Moulines 2009).
+Moulines 2009).  The default initialisation is scikit-learn's k-means
+(greedy k-means++ seeding, Arthur & Vassilvitskii 2007; Lloyd 1982).
 """
 from __future__ import annotations
 
@@ -61,18 +62,19 @@ from ..em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, ch
                   default_client, is_in_memory_array, make_source, row_bounds, run_em,
                   step_size_schedule, stepwise_update, streamed_mean, take_rows)
 from ..families import gaussian as gauss
-from ..families._common import init_rows, kmeans, kmeans_plusplus, logsumexp
+from ..families._common import init_rows, kmeans_plusplus, logsumexp
 from ..families.gaussian import (compute_precision_cholesky, covariances_from_cholesky,
                                  log_det_precision_cholesky, precision_cholesky_from_precisions,
                                  precisions_from_cholesky)
 from ..random import as_generator, normal, uniform
 from ..validation import (
     check_array,
+    check_magnitude,
     check_choice,
     check_is_fitted,
     check_positive_int,
 )
-from .base import ParamsMixin
+from .base import ClusterMixin, ParamsMixin, is_in_memory_input
 
 __all__ = [
     "GaussianMixture",
@@ -83,6 +85,7 @@ __all__ = [
     "precision_cholesky_from_precisions",
     "log_det_precision_cholesky",
     "AbsoluteToleranceMonitor",
+    "kmeans_labels",
     "precisions_from_cholesky",
     "covariances_from_cholesky",
 ]
@@ -100,18 +103,21 @@ class AbsoluteToleranceMonitor(ConvergenceMonitor):
     log-likelihood rises by less than ``tol``.  The base monitor's relative
     test is switched off (``tol=0``); everything else (history, decrease
     warnings, NaN guard) is inherited.  ``abs_tol`` holds the tolerance.
+    ``previous``: the objective before the first iteration (a warm start's last
+    one, as scikit-learn compares with), or None.
     """
 
-    def __init__(self, tol=1e-3, n_iter=100, verbose=False, **kwargs):
+    def __init__(self, tol=1e-3, n_iter=100, verbose=False, previous=None, **kwargs):
         super().__init__(tol=0.0, n_iter=n_iter, verbose=verbose, **kwargs)
         if tol < 0:
             raise ValueError(f"tol must be >= 0; got {tol}.")
         self.abs_tol = float(tol)
+        self.previous = previous
 
     def report(self, objective):
         super().report(objective)
-        self.converged = (len(self.history) >= 2
-                          and abs(self.history[-1] - self.history[-2]) < self.abs_tol)
+        last = self.history[-2] if len(self.history) >= 2 else self.previous
+        self.converged = last is not None and abs(self.history[-1] - last) < self.abs_tol
         return self.converged or self.iter >= self.n_iter
 
 
@@ -209,14 +215,130 @@ def _e_step_chunk(chunk, extra, params, covariance_type, shift, dtype, n_feature
 
 
 # ---------------------------------------------------------------------------
+# scikit-learn's k-means initialisation
+# ---------------------------------------------------------------------------
+
+class LegacyRandomState:
+    """The ``numpy.random.RandomState`` scikit-learn would draw from for ``random_state``,
+    made on first use (``get()``) and then kept: a seed gives ``RandomState(seed)``, a
+    RandomState is used as is, anything else (None, a Generator) seeds a new one from
+    ``rng`` (one draw, taken only when an initialisation needs it)."""
+
+    def __init__(self, random_state, rng):
+        self.random_state, self.rng, self.state = random_state, rng, None
+
+    def get(self):
+        if self.state is None:
+            seed = self.random_state
+            if isinstance(seed, np.random.RandomState):
+                self.state = seed
+            elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+                self.state = np.random.RandomState(int(seed))
+            else:
+                self.state = np.random.RandomState(int(self.rng.integers(0, 2**32 - 1)))
+        return self.state
+
+
+def _squared_distances_to(C, X, x_sq):
+    """||c_m - x_n||^2 = ||c_m||^2 - 2 c_m . x_n + ||x_n||^2, shape (M, N), clipped at 0."""
+    d = -2.0 * (C @ X.T)
+    d += np.einsum("md,md->m", C, C)[:, None]
+    d += x_sq[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def kmeans_labels(X, K, random_state, max_iter=300, tol=1e-4):
+    """Labels (N,) of k-means on the host rows X (N, D), as ``KMeans(n_clusters=K, n_init=1,
+    random_state=random_state)`` of scikit-learn computes them (its GaussianMixture's
+    default initialisation), drawing the same numbers from the RandomState.
+
+    Seeding: greedy k-means++ (Arthur & Vassilvitskii 2007, sec. 5): the first centre
+    is a uniformly drawn row; each next centre is the best of 2 + floor(ln K)
+    candidates drawn with p(n) proportional to D(x_n)^2 (D the distance to the
+    nearest centre so far), the best being the one that minimises the potential
+    sum_n min(D(x_n)^2, ||x_n - candidate||^2).
+
+    Lloyd iterations (Lloyd 1982) on the centred rows: l_n = argmin_k ||x_n - c_k||^2,
+    c_k = mean of the rows with l_n = k; a cluster left empty takes the row farthest
+    from its centre.  They stop when the labels repeat, or when
+    sum_k ||c_k^new - c_k||^2 <= tol * mean_d var(x_d); in the latter case the labels
+    are those of the final centres.
+    """
+    X = np.asarray(X)
+    X = X - X.mean(axis=0)  # (N, D)
+    N, D = X.shape
+    x_sq = np.einsum("nd,nd->n", X, X)  # (N,)
+    weight = np.ones(N, dtype=X.dtype)
+    # seeding
+    n_trials = 2 + int(np.log(K))
+    centers = np.empty((K, D), dtype=X.dtype)
+    first = random_state.choice(N, p=weight / weight.sum())
+    centers[0] = X[first]
+    closest = _squared_distances_to(X[first][None, :], X, x_sq)[0]  # (N,)
+    potential = closest @ weight
+    for c in range(1, K):
+        draws = random_state.uniform(size=n_trials) * potential
+        candidates = np.minimum(np.searchsorted(np.cumsum(weight * closest), draws), N - 1)
+        d2 = np.minimum(closest, _squared_distances_to(X[candidates], X, x_sq))  # (trials, N)
+        potentials = d2 @ weight
+        best = int(np.argmin(potentials))
+        potential, closest = potentials[best], d2[best]
+        centers[c] = X[candidates[best]]
+    # Lloyd
+    tol = float(np.mean(np.var(X, axis=0))) * tol
+    labels_old = np.full(N, -1)
+    strict = False
+    for _ in range(max_iter):
+        labels = np.argmin(_squared_distances_to(centers, X, x_sq), axis=0)  # (N,)
+        counts = np.bincount(labels, minlength=K).astype(X.dtype)  # (K,)
+        sums = np.zeros((K, D), dtype=X.dtype)
+        np.add.at(sums, labels, X)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            far = np.argsort(-np.einsum("nd,nd->n", X - centers[labels], X - centers[labels]),
+                             kind="stable")[:empty.size]
+            for k, n in zip(empty, far):
+                sums[labels[n]] -= X[n]
+                counts[labels[n]] -= 1.0
+                sums[k], counts[k] = X[n], 1.0
+        new_centers = sums / counts[:, None]
+        shift = float(np.sum((new_centers - centers) ** 2))
+        centers = new_centers
+        if np.array_equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:
+        labels = np.argmin(_squared_distances_to(centers, X, x_sq), axis=0)
+    return labels
+
+
+def _check_some_density(xp, weighted, owner):
+    """ValueError when a row has log pi_k + log p(x | k) = -inf for every k (or NaN): its
+    responsibilities r_nk = p(k | x_n) are 0/0, undefined."""
+    best = xp.max(weighted, axis=1)  # (N,)
+    bad = ~(best > -math.inf)
+    if bool(xp.any(bad)):
+        rows = np.flatnonzero(to_numpy(bad))[:5].tolist()
+        raise ValueError(
+            f"X has rows with zero density under every component of the {owner} (log p = "
+            f"-inf in floating point), e.g. rows {rows}: their posterior p(k | x) is "
+            "undefined. Check the scale of X and of the (hand-set) parameters; score_samples "
+            "gives their log-density (-inf)."
+        )
+
+
+# ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
 
-class GaussianMixture(ParamsMixin):
+class GaussianMixture(ClusterMixin, ParamsMixin):
     """Gaussian mixture fitted by exact EM, with scikit-learn's API and conventions.
 
     Parameters are those of ``sklearn.mixture.GaussianMixture`` (minus
-    ``warm_start`` / ``verbose_interval``) plus ``dtype``.  ``init_params``
+    ``verbose_interval``) plus ``dtype``.  ``init_params``
     accepts scikit-learn's ``"k-means++"`` spelling as well as ``"kmeans++"``.
     Initialisation follows scikit-learn: responsibilities from ``init_params``
     give weights/means/covariances by one M-step, then ``weights_init``,
@@ -242,9 +364,13 @@ class GaussianMixture(ParamsMixin):
         Maximum number of EM iterations per start.
     n_init : int
         Number of starts; the best final log-likelihood is kept.
-    init_params : {"kmeans++", "k-means++", "kmeans", "random", "random_from_data"}
+    init_params : {"kmeans", "kmeans++", "k-means++", "random", "random_from_data"}
         How the starting responsibilities are drawn (initialisations see at
-        most 100,000 randomly chosen rows).
+        most 100,000 randomly chosen rows).  The default ``"kmeans"`` is
+        scikit-learn's default: the labels of its ``KMeans(n_init=1)`` run
+        (:func:`kmeans_labels`), drawn from the ``RandomState`` scikit-learn
+        makes of ``random_state``, so that the same data and seed give the same
+        fit as ``sklearn.mixture.GaussianMixture``.
     weights_init, means_init, precisions_init : arrays, optional
         Starting parameters replacing those from ``init_params``.
     random_state : int, numpy Generator or None
@@ -253,6 +379,10 @@ class GaussianMixture(ParamsMixin):
         Print the objective of every iteration when > 0.
     dtype : {"float64", "float32"}
         Floating type of the fit.
+    warm_start : bool
+        False (default): every ``fit`` starts from ``init_params``.  True: a
+        ``fit`` of a fitted model (same K and D) starts from its current
+        parameters, with one start (``n_init`` is ignored), as scikit-learn's.
 
     ``fit`` also takes an ``h5py.Dataset`` (streamed by ``chunk_size`` rows),
     a dask array or a dask ``client``; ``partial_fit`` runs online EM.
@@ -260,13 +390,18 @@ class GaussianMixture(ParamsMixin):
     Fitted attributes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_``,
     ``precisions_cholesky_``, ``precisions_``, ``converged_``, ``n_iter_``,
     ``lower_bound_`` (mean log-likelihood per sample of the last E-step),
-    ``lower_bounds_`` (its history), ``monitor_``.
+    ``lower_bounds_`` (its history), ``monitor_``, ``n_features_in_`` (and
+    ``feature_names_in_`` for a DataFrame).  ``fit_predict(X)`` fits, then labels X.
     """
 
+    _estimator_type = "density_estimator"  # scikit-learn's mixtures are density estimators
+    _array_attributes = ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                         "precisions_")
+
     def __init__(self, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans++", weights_init=None,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, verbose=0,
-                 dtype="float64"):
+                 dtype="float64", warm_start=False):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -280,6 +415,7 @@ class GaussianMixture(ParamsMixin):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.warm_start = warm_start
 
     # -- checks ------------------------------------------------------------
     def _check_hyperparameters(self):
@@ -296,8 +432,13 @@ class GaussianMixture(ParamsMixin):
                              "Use a small positive value such as 1e-6.")
 
     def _validate_X(self, X, fitting):
-        X = check_array(X, "X", ndim=2, dtype_kind="numeric",
-                        n_features=None if fitting else self.means_.shape[1])
+        if fitting:
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric")
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.means_.shape[1])
+            # beyond this every log-density is -inf and the responsibilities 0/0
+            check_magnitude(X, "X", dtype=self.means_.dtype)
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.means_.dtype
         if X.dtype != dtype:
@@ -349,8 +490,9 @@ class GaussianMixture(ParamsMixin):
             indices = rng.choice(N, size=K, replace=False)
         elif self.init_params in ("kmeans++", "k-means++"):
             indices = kmeans_plusplus(X, K, rng)
-        else:  # kmeans
-            labels = kmeans(X, K, rng)[1]
+        else:  # kmeans: scikit-learn's labels, drawn from its RandomState
+            labels = kmeans_labels(to_numpy(X), K, self._legacy_random_state.get())
+            labels = asarray(labels.astype(np.int64), like=X, dtype="int64")
             one_hot = labels[:, None] == xp.arange(K, device=X.device)[None, :]
             return xp.astype(one_hot, X.dtype)
         index = asarray(np.asarray(indices, dtype=np.int64), like=X, dtype="int64")
@@ -387,13 +529,14 @@ class GaussianMixture(ParamsMixin):
         """(xp, source of row blocks, N, D, in_memory X or None)."""
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
-        if client is None and chunk_size is None and is_in_memory_array(X):
+        if client is None and chunk_size is None and is_in_memory_input(X):
             xp, X = self._validate_X(X, fitting=True)
             N, D = X.shape
             return xp, make_source(X, [(0, N)]), N, D, X
-        if is_in_memory_array(X):
+        if is_in_memory_input(X):
             xp, X = self._validate_X(X, fitting=True)
         N, D = check_row_source(X)
+        self.n_features_in_ = D
         bounds = row_bounds(N, chunk_size if chunk_size is not None else
                             (N if client is None else -(-N // 8)))
         return np, make_source(X, bounds, client=client), N, D, X
@@ -432,7 +575,8 @@ class GaussianMixture(ParamsMixin):
         xp, source, N, D, X_mem = self._source(X, chunk_size, client)
         K = self.n_components
         if N < 2:
-            raise ValueError(f"X must have at least 2 samples to fit a GaussianMixture; got {N}.")
+            raise ValueError(f"X must have at least 2 samples to fit a GaussianMixture; got "
+                             f"n_samples={N}. Pass more data.")
         if N < K:
             raise ValueError(f"n_components={K} must be <= n_samples={N}: every component needs "
                              "data. Use fewer components or more samples.")
@@ -463,19 +607,26 @@ class GaussianMixture(ParamsMixin):
             weights, means, covariances = m_step(stats, ctype, reg)
             return weights, means, compute_precision_cholesky(covariances, ctype), covariances
 
+        warm = self._warm_start_params(like, K, D, center)
         best = None
+        self._legacy_random_state = LegacyRandomState(self.random_state, rng)
         try:
-            for _ in range(self.n_init):
-                X_init = self._init_rows(xp, X, X_mem, in_memory, source, N, rng, center) \
-                    if len(inits) < 3 else None
-                start = self._initialize(xp, X_init, rng, inits)
-                monitor = AbsoluteToleranceMonitor(tol=self.tol, n_iter=self.max_iter,
-                                                   verbose=bool(self.verbose))
+            for _ in range(1 if warm is not None else self.n_init):
+                if warm is not None:
+                    start = warm
+                else:
+                    X_init = self._init_rows(xp, X, X_mem, in_memory, source, N, rng, center) \
+                        if len(inits) < 3 else None
+                    start = self._initialize(xp, X_init, rng, inits)
+                monitor = AbsoluteToleranceMonitor(
+                    tol=self.tol, n_iter=self.max_iter, verbose=bool(self.verbose),
+                    previous=getattr(self, "lower_bound_", None) if warm is not None else None)
                 params, monitor = run_em(e_step_fn, m_step_fn, start, monitor)
                 if best is None or monitor.history[-1] > best[0]:
                     best = (monitor.history[-1], params, monitor)
         finally:
             source.close()
+            del self._legacy_random_state
         self.lower_bound_, params, self.monitor_ = best
         self._finish(*params, shift=center)
         self.converged_ = bool(self.monitor_.converged)
@@ -485,6 +636,23 @@ class GaussianMixture(ParamsMixin):
             warnings.warn(f"GaussianMixture did not converge in max_iter={self.max_iter} "
                           "iterations; increase max_iter or tol.", RuntimeWarning, stacklevel=2)
         return self
+
+    def _warm_start_params(self, like, K, D, center):
+        """The start (weights, means - c, precisions_cholesky, covariances) of a warm start,
+        or None (``warm_start`` off, not fitted, or fitted with another K or D)."""
+        means = getattr(self, "means_", None)
+        if not self.warm_start or means is None or tuple(means.shape) != (K, D) \
+                or getattr(self, "precisions_cholesky_", None) is None:
+            return None
+        dtype = str(getattr(like, "dtype", self.dtype)).rsplit(".", 1)[-1]
+
+        def on_data(a):
+            return asarray(to_numpy(a), like=like, dtype=dtype)
+
+        covariances = getattr(self, "covariances_", None)
+        return (on_data(self.weights_), on_data(means) - center,
+                on_data(self.precisions_cholesky_),
+                None if covariances is None else on_data(covariances))
 
     def _init_rows(self, xp, X, X_mem, in_memory, source, N, rng, center):
         """The shifted rows an initialisation sees: all rows, or INIT_MAX_ROWS random ones."""
@@ -521,7 +689,11 @@ class GaussianMixture(ParamsMixin):
                 if "means" in inits:
                     inits["means"] = inits["means"] - self.online_shift_
                 rng = as_generator(self.random_state)
-                params = self._initialize(xp, X - self.online_shift_, rng, inits)
+                self._legacy_random_state = LegacyRandomState(self.random_state, rng)
+                try:
+                    params = self._initialize(xp, X - self.online_shift_, rng, inits)
+                finally:
+                    del self._legacy_random_state
                 self._finish(*params, shift=self.online_shift_)
         else:
             xp, X = self._validate_X(X, fitting=False)
@@ -542,12 +714,30 @@ class GaussianMixture(ParamsMixin):
     # -- inference -------------------------------------------------------------
     def _check_fitted(self):
         check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
+        prec = {"full": lambda K, D: (K, D, D), "tied": lambda K, D: (D, D),
+                "diag": lambda K, D: (K, D), "spherical": lambda K, D: (K,)}
+        ctype = check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        self._check_parameter_shapes(("means_", 2), lambda K, D: {
+            "weights_": (K,), "precisions_cholesky_": prec[ctype](K, D)})
+        xp = get_namespace(self.weights_)
+        U = self.precisions_cholesky_
+        diag = U if ctype in ("diag", "spherical") else xp.linalg.diagonal(U)
+        if not (bool(xp.all(self.weights_ >= 0)) and bool(xp.any(self.weights_ > 0))
+                and bool(xp.all(diag > 0))):
+            raise ValueError(
+                "GaussianMixture.weights_ must be non-negative (not all 0) and the diagonal "
+                "of precisions_cholesky_ positive (Cholesky factors of precisions); got "
+                "other values. Set valid parameters (or refit)."
+            )
 
-    def _weighted_log_prob(self, X):
+    def _weighted_log_prob(self, X, posterior=False):
         xp, X = self._validate_X(X, fitting=False)
         log_prob = estimate_log_gaussian_prob(X, self.means_, self.precisions_cholesky_,
                                               self.covariance_type)
-        return xp, log_prob + xp.log(self.weights_)  # (N, K)
+        weighted = log_prob + xp.log(self.weights_)  # (N, K)
+        if posterior:
+            _check_some_density(xp, weighted, type(self).__name__)
+        return xp, weighted
 
     def score_samples(self, X):
         """log p(x_n) = logsumexp_k (log pi_k + log N(x_n | mu_k, Sigma_k)), shape (N,)."""
@@ -564,13 +754,13 @@ class GaussianMixture(ParamsMixin):
     def predict_proba(self, X):
         """Responsibilities r_nk = p(k | x_n), shape (N, K)."""
         self._check_fitted()
-        xp, weighted = self._weighted_log_prob(X)
+        xp, weighted = self._weighted_log_prob(X, posterior=True)
         return xp.exp(weighted - logsumexp(weighted, axis=1)[:, None])
 
     def predict(self, X):
         """argmax_k r_nk, shape (N,)."""
         self._check_fitted()
-        xp, weighted = self._weighted_log_prob(X)
+        xp, weighted = self._weighted_log_prob(X, posterior=True)
         return xp.argmax(weighted, axis=1)
 
     def sample(self, n_samples=1, random_state=None):

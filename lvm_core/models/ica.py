@@ -41,7 +41,7 @@ from __future__ import annotations
 from ..backend import asarray, get_namespace, item
 from ..random import as_generator, normal, permutation
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from .base import ParamsMixin, TransformerMixin
 
 __all__ = [
     "FastICA",
@@ -253,7 +253,7 @@ def amari_index(W, A):
     return item(rows + cols) / (2.0 * L * (L - 1))
 
 
-class FastICA(ParamsMixin):
+class FastICA(TransformerMixin, ParamsMixin):
     """FastICA (Hyvarinen 1999) with unit-variance whitening.
 
     Parameters follow ``sklearn.decomposition.FastICA``: ``n_components``
@@ -279,6 +279,8 @@ class FastICA(ParamsMixin):
     subsample; 0 when none), ``converged_``, ``n_features_in_``.
     """
 
+    _array_attributes = ("components_", "mixing_", "mean_", "whitening_")
+
     def __init__(self, n_components=None, *, algorithm="parallel", whiten="unit-variance",
                  fun="logcosh", fun_args=None, max_iter=200, tol=1e-4, w_init=None,
                  whiten_solver="eigh", n_subsample="auto", random_state=None,
@@ -298,9 +300,10 @@ class FastICA(ParamsMixin):
 
     def _validate_X(self, X, fitting):
         if fitting:
-            X = check_array(X, "X", ndim=2, dtype_kind="numeric", min_rows=2)
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric", min_rows=2)
         else:
-            X = check_array(X, "X", ndim=2, dtype_kind="numeric", n_features=self.mean_.shape[0])
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.mean_.shape[0])
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.mean_.dtype
         if X.dtype != dtype:
@@ -385,12 +388,12 @@ class FastICA(ParamsMixin):
         self.mixing_ = xp.matmul(U * xp.sqrt(lam)[None, :], W.T)  # (D, L)
         self.n_iter_ = n_iter
         self.converged_ = converged
-        self.n_features_in_ = D
         return Z, W
 
     def transform(self, X):
         """Sources s = components_ (x - mean_), shape (N, L)."""
         check_is_fitted(self, ["components_", "mean_"])
+        self._check_parameter_shapes(("components_", 2), lambda L, D: {"mean_": (D,)})
         _, X = self._validate_X(X, fitting=False)
         return project(X, self.mean_, self.components_)
 

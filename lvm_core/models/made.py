@@ -209,7 +209,8 @@ class MADE(ParamsMixin):
     def _prepare(self, X, name="X", validate=True):
         """X (N, D) in the model's dtype on the params' device (params created if needed)."""
         if validate:
-            X = check_array(X, name, ndim=2, n_features=int(self.n_features))
+            X = check_array(X, name, ndim=2,
+                            n_features=check_positive_int(self.n_features, "n_features"))
         if self.params is None:
             self.initialize(like=None if isinstance(X, np.ndarray) else X)
         W = self.params["W_out"]

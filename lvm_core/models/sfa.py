@@ -36,8 +36,8 @@ import math
 import numpy as np
 
 from ..backend import asarray, get_namespace, item
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from ..validation import check_choice, check_is_fitted, check_positive_int
+from .base import ParamsMixin, TransformerMixin
 
 __all__ = ["SFA", "quadratic_expansion"]
 
@@ -53,7 +53,7 @@ def quadratic_expansion(X):
     return xp.concat([X, products], axis=1)
 
 
-class SFA(ParamsMixin):
+class SFA(TransformerMixin, ParamsMixin):
     """Slow feature analysis (Wiskott & Sejnowski 2002).
 
     Parameters: ``n_components`` L (default: all r whitened directions),
@@ -65,6 +65,8 @@ class SFA(ParamsMixin):
     values ascending, ``eta_`` (L,), ``rank_`` r, ``n_features_in_``.
     ``transform(X)`` returns the slow features (N, L), slowest first.
     """
+
+    _array_attributes = ("components_", "mean_", "delta_", "eta_")
 
     def __init__(self, n_components=None, *, expansion="linear", rank_rtol=1e-10,
                  dtype="float64"):
@@ -78,9 +80,10 @@ class SFA(ParamsMixin):
 
     def _validate_X(self, X, fitting):
         if fitting:
-            X = check_array(X, "X", ndim=2, dtype_kind="numeric", min_rows=1)
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric", min_rows=1)
         else:
-            X = check_array(X, "X", ndim=2, dtype_kind="numeric", n_features=self.n_features_in_)
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.n_features_in_)
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.mean_.dtype
         if X.dtype != dtype:
@@ -140,6 +143,7 @@ class SFA(ParamsMixin):
     def transform(self, X):
         """Slow features y = W^T (h(x) - mean_), shape (N, L), slowest first."""
         check_is_fitted(self, ["components_", "mean_"])
+        self._check_parameter_shapes(("components_", 2), lambda L, M: {"mean_": (M,)})
         xp, X = self._validate_X(X, fitting=False)
         return xp.matmul(self._expand(X) - self.mean_, self.components_.T)
 

@@ -50,8 +50,9 @@ import math
 from ..backend import asarray, get_namespace, item
 from ..ops.lasso import lipschitz_constant, prox_gradient_lasso
 from ..random import as_generator, permutation
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
+                          check_positive_int)
+from .base import ParamsMixin, TransformerMixin
 
 __all__ = [
     "lasso_objective",
@@ -84,6 +85,16 @@ def _check_problem(X, dictionary, alpha, code_init):
     xp = get_namespace(X, dictionary)
     if dictionary.dtype != X.dtype:
         dictionary = xp.astype(dictionary, X.dtype)
+    # G = Dict Dict^T and B = X Dict^T must be finite, and every atom's squared norm
+    # positive, or the step-size search of the solver never ends
+    check_magnitude(X, "X")
+    check_magnitude(dictionary.T, "dictionary")
+    sq_norms = xp.sum(dictionary * dictionary, axis=1)  # (K,)
+    if not bool(xp.all(sq_norms > 0)):
+        raise ValueError(
+            "dictionary has an atom (row) whose squared norm is 0 (all zeros, or too small "
+            "to square in its dtype). Remove it or rescale the dictionary (unit-norm atoms)."
+        )
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0 \
             or math.isinf(alpha):
         raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}.")
@@ -211,7 +222,7 @@ def update_dictionary(dictionary, A, B, X=None, rng=None, n_passes=1):
     return Dict
 
 
-class DictionaryLearning(ParamsMixin):
+class DictionaryLearning(TransformerMixin, ParamsMixin):
     """Dictionary learning: FISTA codes alternating with block-coordinate atom updates.
 
     minimise over Dict (unit-norm rows) and C:
@@ -229,6 +240,8 @@ class DictionaryLearning(ParamsMixin):
     per-sample mean objective after each iteration / epoch), ``n_iter_``.
     """
 
+    _array_attributes = ("components_",)
+
     def __init__(self, n_components=64, *, alpha=1.0, max_iter=100, tol=1e-6, batch_size=None,
                  forget_rho=1.0, code_max_iter=200, code_tol=1e-4, dict_init=None,
                  random_state=None, dtype="float64"):
@@ -245,8 +258,11 @@ class DictionaryLearning(ParamsMixin):
         self.dtype = dtype
 
     def _validate_X(self, X, fitting):
-        X = check_array(X, "X", ndim=2, dtype_kind="numeric",
-                        n_features=None if fitting else self.components_.shape[1])
+        if fitting:
+            X = self._validate_data(X, reset=True, ndim=2, dtype_kind="numeric")
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, dtype_kind="numeric",
+                                    n_features=self.components_.shape[1])
         xp = get_namespace(X)
         dtype = getattr(xp, self.dtype) if fitting else self.components_.dtype
         if X.dtype != dtype:
@@ -326,6 +342,7 @@ class DictionaryLearning(ParamsMixin):
     def transform(self, X):
         """Lasso codes of X (N, D) under ``components_``, shape (N, K) (FISTA)."""
         check_is_fitted(self, ["components_"])
+        self._check_parameter_shapes(("components_", 2), lambda K, D: {})
         _, X = self._validate_X(X, fitting=False)
         return sparse_encode(X, self.components_, float(self.alpha), tol=self.code_tol,
                              max_iter=max(self.code_max_iter, 1000))

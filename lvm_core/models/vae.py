@@ -52,7 +52,8 @@ from .. import ops
 from ..backend import asarray, get_namespace, item
 from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
 from ..random import as_generator, normal, uniform
-from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
+from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
+                          check_positive_int)
 from .base import ParamsMixin
 
 __all__ = ["VAE"]
@@ -69,8 +70,9 @@ class VAE(ParamsMixin):
 
     Parameters
     ----------
-    n_features : int
-        D, the data dimension.
+    n_features : int or None
+        D, the data dimension; None takes it from the data at ``fit`` (recorded as
+        ``n_features_in_``), so that a refit on data of another width works.
     n_latent : int
         L, the latent dimension.
     hidden : tuple of int
@@ -93,6 +95,11 @@ class VAE(ParamsMixin):
     dtype : {"float32", "float64"}
     random_state : None, int or Generator
         Used for the initial weights.
+    warm_start : bool
+        False (default): every ``fit`` starts again from the initialisation
+        (:meth:`initialize` with ``random_state``), as scikit-learn's estimators do;
+        True: a ``fit`` continues from the current ``params`` when they exist and
+        match the architecture.
 
     Attributes
     ----------
@@ -108,7 +115,7 @@ class VAE(ParamsMixin):
     def __init__(self, n_features, n_latent=20, hidden=(400,), activation="relu",
                  decoder="bernoulli", decoder_var="fixed", gaussian_var=1.0,
                  prior_var=1.0, objective="elbo", n_samples=1, init="torch",
-                 dtype="float32", random_state=None):
+                 dtype="float32", random_state=None, warm_start=False):
         self.n_features = n_features
         self.n_latent = n_latent
         self.hidden = hidden
@@ -122,12 +129,14 @@ class VAE(ParamsMixin):
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
+        self.warm_start = warm_start
         self._validate_hyperparameters()
         self.params = None
 
     # ------------------------------------------------------------------ setup
     def _validate_hyperparameters(self):
-        check_positive_int(self.n_features, "n_features")
+        if self.n_features is not None:
+            check_positive_int(self.n_features, "n_features")
         check_positive_int(self.n_latent, "n_latent")
         if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__iter__"):
             raise TypeError(
@@ -152,21 +161,35 @@ class VAE(ParamsMixin):
                     "Pass e.g. 1.0."
                 )
 
+    def _width(self):
+        """D: ``n_features``, or the width of the data seen at ``fit`` when it is None."""
+        if self.n_features is not None:
+            return int(self.n_features)
+        width = getattr(self, "n_features_in_", None)
+        if width is None:
+            from ..validation import not_fitted_error
+
+            raise not_fitted_error(
+                f"This {type(self).__name__} has n_features=None and has not seen data yet: "
+                "call fit(X) first, or pass n_features=D."
+            )
+        return int(width)
+
     def _layer_sizes(self):
         """(encoder widths, decoder widths) without the output heads."""
-        enc = [int(self.n_features)] + [int(h) for h in self.hidden]
+        enc = [self._width()] + [int(h) for h in self.hidden]
         dec = [int(self.n_latent)] + [int(h) for h in reversed(list(self.hidden))]
         return enc, dec
 
     def _layers(self):
         """The layers (built once per architecture): encoder trunk, q head, decoder trunk,
         decoder output (a Dense for logits / means, a GaussianHead for decoder_var="output")."""
-        key = (int(self.n_features), int(self.n_latent), tuple(int(h) for h in self.hidden),
+        key = (self._width(), int(self.n_latent), tuple(int(h) for h in self.hidden),
                self.activation, self.decoder, self.decoder_var, self.init)
         if getattr(self, "_layer_cache", None) is not None and self._layer_cache[0] == key:
             return self._layer_cache[1]
         enc, dec = self._layer_sizes()
-        L, D = int(self.n_latent), int(self.n_features)
+        L, D = int(self.n_latent), self._width()
         act = self.activation
         layers = dict(
             enc=[Dense(enc[i], enc[i + 1], act, prefix="enc_", suffix=str(i), init=self.init)
@@ -200,7 +223,7 @@ class VAE(ParamsMixin):
         for layer in [*layers["enc"], layers["q"], *layers["dec"], layers["out"]]:
             params.update(layer.init(rng, dtype=self.dtype, like=like))
         if self.decoder == "gaussian" and self.decoder_var == "learned":
-            params["dec_log_var"] = asarray(np.full(int(self.n_features),
+            params["dec_log_var"] = asarray(np.full(self._width(),
                                                     math.log(self.gaussian_var)),
                                             like=like, dtype=self.dtype)
         self.params = params
@@ -213,7 +236,7 @@ class VAE(ParamsMixin):
         the checks that read the data (NaN, range): no device sync.
         """
         if validate:
-            X = check_array(X, name, ndim=2, n_features=int(self.n_features))
+            X = check_array(X, name, ndim=2, n_features=self._width())
         if self.params is None:
             self.initialize(like=None if isinstance(X, np.ndarray) else X)
         xp = get_namespace(X, self.params["enc_W_mu"])
@@ -515,6 +538,29 @@ class VAE(ParamsMixin):
         return out + xp.exp(0.5 * log_var_x) * eps
 
     # ------------------------------------------------------------- training
+    def _can_continue(self, X):
+        """``warm_start`` and current params of this architecture, on X's namespace."""
+        if not self.warm_start or self.params is None:
+            return False
+        expected = self._param_shapes()
+        return set(self.params) == set(expected) and all(
+            tuple(self.params[k].shape) == shape for k, shape in expected.items())
+
+    def _param_shapes(self):
+        """{name: shape} of the parameters of this architecture."""
+        layers = self._layers()
+        dense = []
+        for layer in [*layers["enc"], layers["q"], *layers["dec"], layers["out"]]:
+            dense += [layer.mu, layer.log_var] if hasattr(layer, "mu") else [layer]
+        shapes = {}
+        for layer in dense:
+            shapes[layer.W_key] = tuple(layer._W_shape)
+            if layer.bias:
+                shapes[layer.b_key] = (layer.d_out,)
+        if self.decoder == "gaussian" and self.decoder_var == "learned":
+            shapes["dec_log_var"] = (self._width(),)
+        return shapes
+
     def binarize(self, X_batch, rng):
         """Dynamic binarisation: x_b ~ Bernoulli(x) elementwise (grey levels as probabilities)."""
         xp = get_namespace(X_batch)
@@ -533,6 +579,20 @@ class VAE(ParamsMixin):
         """
         from ..train import fit_minibatch
 
+        self._validate_hyperparameters()
+        X = check_array(X, "X", ndim=2)
+        check_magnitude(X, "X")
+        width = int(X.shape[1])
+        if self.n_features is not None and width != int(self.n_features):
+            raise ValueError(
+                f"X has {width} features, but this {type(self).__name__} was built with "
+                f"n_features={self.n_features}. Pass data with {self.n_features} columns, or "
+                "set n_features=None (set_params(n_features=None)) to take the width from "
+                "the data."
+            )
+        self.n_features_in_ = width
+        if not self._can_continue(X):
+            self.initialize(like=None if isinstance(X, np.ndarray) else X)
         xp, X = self._prepare(X)
         if validation_data is not None:
             _, validation_data = self._prepare(validation_data, name="validation_data")

@@ -40,6 +40,7 @@ import numbers
 import numpy as np
 
 from ..backend import get_namespace, item
+from ..ops.optim import check_optimizer_inputs
 
 __all__ = ["adam", "sgd", "clip_grad_norm"]
 
@@ -57,7 +58,7 @@ def _check_float_hyper(value, name, low=0.0, high=None, low_inclusive=True):
     return value
 
 
-def _check_dicts(params, grads):
+def _check_dicts(params, grads, state=None, kind="adam"):
     if not isinstance(params, dict) or not isinstance(grads, dict):
         raise TypeError(
             f"params and grads must be dicts of arrays; got {type(params).__name__} and "
@@ -69,6 +70,7 @@ def _check_dicts(params, grads):
             f"grads has keys that params lacks: {extra}. Pass the gradients of the "
             "params being optimised (same keys)."
         )
+    check_optimizer_inputs(params, grads, state, kind)
     for k, g in grads.items():
         if tuple(g.shape) != tuple(params[k].shape):
             raise ValueError(
@@ -94,7 +96,10 @@ def adam(params, grads, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
     (``state=None`` initialises m = v = 0, t = 0).  Matches ``torch.optim.Adam``
     (weight_decay=0) and ``torch.optim.AdamW``.
     """
-    _check_dicts(params, grads)
+    _check_dicts(params, grads, state, "adam")
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}. Pass e.g. "
+                         "betas=(0.9, 0.999).")
     lr = _check_float_hyper(lr, "lr")
     beta1 = _check_float_hyper(betas[0], "betas[0]", 0.0, 1.0)
     beta2 = _check_float_hyper(betas[1], "betas[1]", 0.0, 1.0)
@@ -182,7 +187,7 @@ def sgd(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0
     Returns ``(params, state)``; ``state`` is ``{"step": t, "momentum_buffer": {...}}``
     (``state=None`` initialises it; buffers are created at the first step).
     """
-    _check_dicts(params, grads)
+    _check_dicts(params, grads, state, "sgd")
     lr = _check_float_hyper(lr, "lr")
     momentum = _check_float_hyper(momentum, "momentum")
     weight_decay = _check_float_hyper(weight_decay, "weight_decay")

@@ -19,7 +19,61 @@ from . import reference as ref
 from ._dispatch import fusable
 from ._optim_numba import adam_inplace_kernel, sgd_inplace_kernel
 
-__all__ = ["adam_", "sgd_"]
+__all__ = ["adam_", "sgd_", "check_optimizer_inputs"]
+
+_STATE_KEYS = {"adam": ("step", "m", "v"), "sgd": ("step", "momentum_buffer")}
+
+
+def check_optimizer_inputs(params, grads, state, kind, keys=None):
+    """ValueError/TypeError, naming the entry, unless ``params`` and ``grads`` are dicts of
+    arrays whose updated entries (``keys``, default all of ``grads``) exist in both with
+    equal shapes, and ``state`` is None or a state of this optimizer (``kind`` "adam" or
+    "sgd") whose buffers have the parameters' shapes.  Reads no data: shapes and keys only."""
+    if not isinstance(params, dict) or not isinstance(grads, dict):
+        raise TypeError(
+            f"params and grads must be dicts of arrays; got {type(params).__name__} and "
+            f"{type(grads).__name__}. Pass e.g. model.params and the grads from loss_and_grads."
+        )
+    if state is not None:
+        missing = [k for k in _STATE_KEYS[kind] if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(
+                f"state must be None or the state of {kind} (keys {list(_STATE_KEYS[kind])}; "
+                f"{type(state).__name__} lacking {missing}). Pass state=None to start, "
+                f"then the state the previous {kind} step returned."
+            )
+    names = list(grads) if keys is None else list(keys)
+    for k in names:
+        if k not in params:
+            raise ValueError(
+                f"grads has keys that params lacks: [{k!r}] (params has {sorted(params)}). "
+                "Pass the gradients of the params being optimised (same keys)."
+            )
+        if k not in grads:
+            raise ValueError(f"keys names {k!r} but grads has no such entry (grads has "
+                             f"{sorted(grads)}). Pass the gradient of every updated key.")
+        theta, g = params[k], grads[k]
+        for what, arr in (("params", theta), ("grads", g)):
+            if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+                raise TypeError(f"{what}[{k!r}] must be an array; got {type(arr).__name__}. "
+                                "Convert it with numpy.asarray (or the backend's asarray).")
+        if tuple(g.shape) != tuple(theta.shape):
+            raise ValueError(
+                f"grads[{k!r}] has shape {tuple(g.shape)} but params[{k!r}] has shape "
+                f"{tuple(theta.shape)}. Pass the gradient of that parameter (same shape)."
+            )
+        if state is None:
+            continue
+        buffers = [("m", state["m"]), ("v", state["v"])] if kind == "adam" else \
+            [("momentum_buffer", state["momentum_buffer"])]
+        for where, table in buffers:
+            buf = table.get(k) if isinstance(table, dict) else None
+            if buf is not None and tuple(getattr(buf, "shape", ())) != tuple(theta.shape):
+                raise ValueError(
+                    f"state[{where!r}][{k!r}] has shape {tuple(getattr(buf, 'shape', ()))} but "
+                    f"params[{k!r}] has shape {tuple(theta.shape)}: the state belongs to other "
+                    "parameters. Pass state=None to start a new run."
+                )
 
 
 def _zeros_like(x):
@@ -34,8 +88,10 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
 
     ``state`` None starts a run (m = v = 0, t = 0).  The step count t advances
     by one per call unless ``advance=False`` (a second parameter group of the
-    same step).
+    same step).  Keys, shapes and the state's buffers are checked (no data is read):
+    a mismatch raises ValueError naming the entry.
     """
+    check_optimizer_inputs(params, grads, state, "adam", keys)
     if state is None:
         state = {"step": 0, "m": {}, "v": {}}
     if advance:
@@ -71,7 +127,10 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
 
 def sgd_(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
          dampening=0.0, keys=None, advance=True):
-    """One SGD step on ``params`` in place; returns ``state`` (updated in place)."""
+    """One SGD step on ``params`` in place; returns ``state`` (updated in place).
+
+    Keys, shapes and the state's buffers are checked as in :func:`adam_`."""
+    check_optimizer_inputs(params, grads, state, "sgd", keys)
     if state is None:
         state = {"step": 0, "momentum_buffer": {}}
     if advance:

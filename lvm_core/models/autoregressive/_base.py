@@ -29,7 +29,7 @@ import numpy as np
 from ... import nn
 from ...backend import asarray, get_namespace, item, namespace_name, to_numpy
 from ...random import as_generator
-from ...validation import check_array, check_choice, check_positive_int
+from ...validation import check_array, check_choice, check_magnitude, check_positive_int
 from ..base import ParamsMixin
 
 __all__ = ["AutoregressiveModel"]
@@ -76,7 +76,7 @@ class AutoregressiveModel(ParamsMixin):
 
     @property
     def D(self):
-        return int(self.n_features)
+        return check_positive_int(self.n_features, "n_features")
 
     @property
     def _like(self):
@@ -141,6 +141,8 @@ class AutoregressiveModel(ParamsMixin):
             if X.dtype != xp.int64:
                 X = xp.astype(X, xp.int64)
             return X, xp
+        if check_values and self._data_kind == "real":
+            check_magnitude(X, name, dtype=like.dtype)
         if check_values and self._data_kind == "binary" \
                 and bool(xp.any((X != 0) & (X != 1))):
             raise ValueError(
@@ -228,6 +230,8 @@ class AutoregressiveModel(ParamsMixin):
         from ...train import fit_minibatch  # higher layer: imported on use
 
         X, xp = self._check_X(X)
+        if self._data_kind == "real":
+            check_magnitude(X, "X")
         if validation_data is not None:
             validation_data, _ = self._check_X(validation_data, "validation_data")
         kwargs = dict(fit_kwargs)

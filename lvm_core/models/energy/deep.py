@@ -368,6 +368,13 @@ class DBM(ParamsMixin):
         _check_float(self.momentum, "momentum", low=0.0, high=1.0)
         _check_float(self.weight_decay, "weight_decay", low=0.0)
         check_positive_int(self.k, "k")
+        check_positive_int(self.n_iter, "n_iter")
+        check_positive_int(self.mean_field_iter, "mean_field_iter")
+        if self.n_chains is not None:
+            check_positive_int(self.n_chains, "n_chains")
+        if self.pretrain_iter is not None:
+            check_positive_int(self.pretrain_iter, "pretrain_iter")
+        _check_float(self.init_scale, "init_scale", low=0.0)
         X = self._check_X(X, fitting=True)
         xp = get_namespace(X)
         rng = as_generator(self.random_state)

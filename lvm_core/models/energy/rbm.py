@@ -55,7 +55,7 @@ from ...validation import (
     check_is_fitted,
     check_positive_int,
 )
-from ..base import ParamsMixin
+from ..base import ParamsMixin, TransformerMixin
 from . import partition as _pz
 from .partition import _bernoulli, _sigmoid
 
@@ -86,7 +86,7 @@ def _check_float(value, name, low=0.0, high=None, low_inclusive=True):
     return value
 
 
-class _RBMBase(ParamsMixin):
+class _RBMBase(TransformerMixin, ParamsMixin):
     """Training loop glue, chains and partition functions shared by both RBMs."""
 
     _visible = "binary"
@@ -109,14 +109,25 @@ class _RBMBase(ParamsMixin):
         check_is_fitted(self, ["components_"])
 
     def _check_X(self, X, name="X", fitting=False):
-        X = check_array(X, name, ndim=2, min_rows=2 if fitting else 1,
-                        n_features=None if fitting else self.n_features_in_)
+        if name != "X":
+            X = check_array(X, name, ndim=2, min_rows=2 if fitting else 1,
+                            n_features=None if fitting else self.n_features_in_)
+        elif fitting:
+            X = self._validate_data(X, reset=True, ndim=2, min_rows=2)
+        else:
+            X = self._validate_data(X, reset=False, ndim=2, n_features=self.n_features_in_)
         xp = get_namespace(X)
         if not xp.isdtype(X.dtype, "real floating"):
             X = xp.astype(X, xp.float64)
         if self._visible == "binary":
             check_binary(X, name)
         return X
+
+    @property
+    def _n_features_out(self):
+        """H, the number of hidden units (columns of ``transform``'s output)."""
+        components = getattr(self, "components_", None)
+        return None if components is None else int(components.shape[1])
 
     @property
     def params(self):
