@@ -546,10 +546,11 @@ class CVAE(VAE):
     def fit(self, X, y, epochs=10, batch_size=128, lr=1e-3, optimizer="adam",
             optimizer_kwargs=None, validation_data=None, random_state=None, progress=True,
             checkpoint=None, resume=False, early_stopping_patience=None,
-            dynamic_binarization=False):
+            dynamic_binarization=False, callbacks=None):
         """Train on (X, y) with :func:`lvm_core.train.fit_minibatch` on the packed [X | Y].
 
-        ``validation_data``: a pair (X_val, y_val).  Other arguments as in
+        ``validation_data``: a pair (X_val, y_val).  ``callbacks``: as in
+        :func:`lvm_core.train.fit_minibatch`.  Other arguments as in
         :meth:`VAE.fit`.  Returns self; the record is in ``history_``.
         """
         from ..train import fit_minibatch
@@ -575,5 +576,6 @@ class CVAE(VAE):
             random_state=random_state, progress=progress, checkpoint=checkpoint,
             resume=resume, early_stopping_patience=early_stopping_patience,
             transform_batch=self.binarize if dynamic_binarization else None,
+            callbacks=callbacks,
         )
         return self
