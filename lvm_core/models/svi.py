@@ -89,7 +89,9 @@ def svi_loss_and_grads(model, X, params, eps, ws=None, grads_out=None):
     X (N, D) (validated, in the model's dtype); params {"mu": (N, L), "log_var": (N, L)};
     eps (R, N, L).  The decoder's parameters are fixed (their gradients are computed
     into scratch buffers by the layers and dropped).  ``grads_out``: a dict of (N, L)
-    buffers written in place.  Returns (loss as a 0-d array, grads {"mu", "log_var"},
+    buffers "mu" and "log_var" written in place (the decoder's scratch gradients are kept
+    in it under "_decoder", so a loop that passes the same dict allocates them once).
+    Returns (loss as a 0-d array, grads {"mu", "log_var"},
     elbo (N,) the per-point Monte Carlo ELBO with the analytic KL).
     """
     xp = get_namespace(X, eps)
