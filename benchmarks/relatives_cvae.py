@@ -32,6 +32,15 @@ Test bound: the ELBO of log p(x|y) averaged over the 10k test images with one
 fixed eps per image, the same eps on both sides (higher is better); also
 the IWAE k = 100 bound with each side's own draws.
 
+Measured here (2026-11-30, 3 epochs, under the shared heavy-job lock):
+ours 1.82-2.30 s/epoch, torch 3.60-3.69 s/epoch, ratio 1.91 (per-epoch
+ratios 1.57-1.98); test ELBO ours -245.435, torch -245.459 (diff +0.024);
+IWAE k=100 -242.67 vs -242.68.  An earlier run alternating epoch by epoch
+while the 2 cores carried a load average of 5-7 from other jobs gave a ratio
+of 0.54 (ours 37-82 s/epoch, torch 20-63 s): OpenBLAS's threads suffer far
+more than torch's from an oversubscribed machine, one reason for the
+finer alternation.
+
 Run through the driver::
 
     python benchmarks/vae_relatives_vs_torch.py --models cvae [--quick] [--epochs E]
