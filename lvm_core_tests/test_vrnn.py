@@ -1,5 +1,5 @@
 """VRNN (lvm_core.models.vrnn) and the KL between two diagonal Gaussians
-(lvm_core.ops.kl_diag_gaussians).
+(lvm_core.ops.kl_normal, tested with the CVAE).
 
 * gradients against float64 central differences through ``loss_and_grads``
   (the path training uses), GRU and LSTM, Bernoulli and Gaussian emissions,
@@ -28,10 +28,9 @@ from hypothesis import strategies as st
 
 from lvm_core import ops
 from lvm_core.backend import to_numpy
-from lvm_core.gradcheck import check_gradient, check_grads_resolvable, relative_error
+from lvm_core.gradcheck import check_grads_resolvable, relative_error
 from lvm_core.models.vae import VAE
 from lvm_core.models.vrnn import VRNN, lengths_to_mask
-from lvm_core.ops import reference as ref
 
 from .conftest import require
 
@@ -54,87 +53,6 @@ def _data(rng, N, T, D, emission):
 def _loss_fn(model, X, eps, lengths=None):
     return lambda p: float(to_numpy(model.loss_and_grads(X, eps=eps, lengths=lengths,
                                                          params=p)[0]))
-
-
-# --------------------------------------------------------------------------
-# kl_diag_gaussians
-# --------------------------------------------------------------------------
-@settings(max_examples=20)
-@given(M=st.integers(1, 7), L=st.integers(1, 5), scale=st.sampled_from([1.0, -0.5, 0.1]),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=seeds)
-def test_kl_diag_fused_equals_reference(M, L, scale, dtype, seed):
-    rng = np.random.default_rng(seed)
-    args = [rng.standard_normal((M, L)).astype(dtype) for _ in range(4)]
-    got = ops.kl_diag_gaussians(*args, scale=scale, ws=ops.Workspace())
-    want = ref.kl_diag_gaussians(*args, scale=scale)
-    for a, b in zip(got, want):
-        assert a.dtype == dtype
-        np.testing.assert_allclose(a, b, rtol=2e-5 if dtype == np.float32 else 1e-12,
-                                   atol=1e-5 if dtype == np.float32 else 1e-13)
-
-
-@settings(max_examples=15)
-@given(M=st.integers(1, 4), L=st.integers(1, 4), seed=seeds)
-def test_kl_diag_gradients_match_central_differences(M, L, seed):
-    rng = np.random.default_rng(seed)
-    args = [rng.standard_normal((M, L)) for _ in range(4)]
-    w = rng.standard_normal(M)
-    _, *grads = ops.kl_diag_gaussians(*args, scale=1.0)
-    for i, g in enumerate(grads):
-        def f(x, i=i):
-            a = list(args)
-            a[i] = x
-            return float(np.sum(ops.kl_diag_gaussians(*a)[0]))
-
-        check_gradient(f, args[i], g, h=1e-6, rtol=1e-6)
-    # a weighted sum: the returned gradients are those of sum_n kl_n, times scale
-    _, *g2 = ops.kl_diag_gaussians(*args, scale=-2.0)
-    for a, b in zip(grads, g2):
-        np.testing.assert_allclose(b, -2.0 * a, rtol=1e-14)
-    assert w.shape == (M,)
-
-
-def test_kl_diag_meaning():
-    """KL(q || q) = 0; against N(0, 1) it is kl_std_normal; a 1-D value by hand."""
-    rng = np.random.default_rng(0)
-    mu, lv = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-    kl, *_ = ops.kl_diag_gaussians(mu, lv, mu, lv)
-    np.testing.assert_allclose(kl, 0.0, atol=1e-14)
-    zeros = np.zeros_like(mu)
-    kl, dmu, dlv, _, _ = ops.kl_diag_gaussians(mu, lv, zeros, zeros)
-    kl_s, dmu_s, dlv_s = ops.kl_std_normal(mu, lv, np.exp(0.5 * lv))
-    for a, b in zip((kl, dmu, dlv), (kl_s, dmu_s, dlv_s)):
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
-    # N(1, e^0) || N(-1, e^1): 1/2 [1 - 0 + e^-1 + 4 e^-1 - 1]
-    kl, *_ = ops.kl_diag_gaussians(np.array([[1.0]]), np.array([[0.0]]), np.array([[-1.0]]),
-                                   np.array([[1.0]]))
-    assert kl[0] == pytest.approx(0.5 * (1.0 + 5.0 * math.exp(-1.0) - 1.0), rel=1e-14)
-
-
-@pytest.mark.oracle
-def test_kl_diag_matches_torch_autograd():
-    torch = require("torch")
-    rng = np.random.default_rng(1)
-    args = [rng.standard_normal((5, 3)) for _ in range(4)]
-    kl, *grads = ops.kl_diag_gaussians(*args)
-    t = [torch.tensor(a, requires_grad=True) for a in args]
-    D = torch.distributions
-    kl_t = D.kl_divergence(D.Normal(t[0], torch.exp(0.5 * t[1])),
-                           D.Normal(t[2], torch.exp(0.5 * t[3]))).sum(-1)
-    kl_t.sum().backward()
-    assert relative_error(kl, kl_t.detach().numpy()) < 1e-12
-    for g, tt in zip(grads, t):
-        assert relative_error(g, tt.grad.numpy()) < 1e-12
-
-
-def test_kl_diag_backends(backend):
-    rng = np.random.default_rng(2)
-    host = [rng.standard_normal((4, 3)) for _ in range(4)]
-    got = ops.kl_diag_gaussians(*[backend.asarray(a) for a in host], scale=0.5)
-    want = ref.kl_diag_gaussians(*host, scale=0.5)
-    for a, b in zip(got, want):
-        assert a.dtype == backend.dtype
-        np.testing.assert_allclose(to_numpy(a), b, rtol=10 * backend.rtol, atol=10 * backend.rtol)
 
 
 # --------------------------------------------------------------------------

@@ -52,7 +52,7 @@ One code path on every backend: :class:`lvm_core.nn.Dense`,
 :class:`lvm_core.nn.GaussianHead`, :class:`lvm_core.nn.GRUCell` /
 :class:`lvm_core.nn.LSTMCell` (their single-step forward/backward), and
 :mod:`lvm_core.ops` (bias + activation kernels, log-likelihoods,
-reparameterisation, :func:`lvm_core.ops.kl_diag_gaussians`).  Training goes
+reparameterisation, :func:`lvm_core.ops.kl_normal`).  Training goes
 through :func:`lvm_core.train.fit_minibatch`.
 """
 from __future__ import annotations
@@ -390,9 +390,10 @@ class VRNN(ParamsMixin):
             ll, dout, dlv_x = ops.gaussian_loglik(X2, mu_x, lv_x, ll_scale, ws=ws, name="vrnn.ll")
         Q2 = xp.reshape(f["Q"], (-1, 2 * L))
         LVQ2 = xp.reshape(f["LVQ"], (-1, L))
-        kl, dmu_q, dlv_q, dmu_p, dlv_p = ops.kl_diag_gaussians(Q2[:, :L], LVQ2, f["mu_p"],
-                                                               f["log_var_p"], kl_scale, ws=ws,
-                                                               name="vrnn.kl")
+        STD2 = xp.reshape(f["STD"], (-1, L))
+        kl, dmu_q, dlv_q, dmu_p, dlv_p = ops.kl_normal(Q2[:, :L], LVQ2, STD2, f["mu_p"],
+                                                       f["log_var_p"], kl_scale, ws=ws,
+                                                       name="vrnn.kl")
         return dict(ll=ll, kl=kl, dout=dout, dlv_x=dlv_x, s_x=s_x, dmu_q=dmu_q, dlv_q=dlv_q,
                     dmu_p=dmu_p, dlv_p=dlv_p)
 

@@ -24,15 +24,16 @@ takes d loss/d output and returns d loss/d input.
 Primitives: :func:`matmul`; :func:`bias_act` / :func:`bias_act_backward`
 (Bishop PRML sec. 5.3); log-likelihood value + gradient for the Bernoulli,
 continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), Gaussian and
-categorical; the reparameterised Gaussian latent and its KL (Kingma & Welling
-2014) to N(0, s^2 I) or to another diagonal Gaussian; in-place Adam (Kingma &
-Ba 2015) and SGD; the gate blocks of GRU and LSTM steps and their backward
-(:mod:`lvm_core.ops.recurrent`).  :mod:`lvm_core.ops.lasso` holds the
-ISTA/FISTA Lasso solvers behind sparse coding (Beck & Teboulle 2009).
+categorical; the reparameterised Gaussian latent and its KL to a standard or
+a general diagonal Gaussian prior (Kingma & Welling 2014; Sohn et al. 2015);
+in-place Adam (Kingma & Ba 2015) and SGD; the gate blocks of GRU and LSTM
+steps and their backward (:mod:`lvm_core.ops.recurrent`).
+:mod:`lvm_core.ops.lasso` holds the ISTA/FISTA Lasso solvers behind sparse
+coding (Beck & Teboulle 2009).
 """
 from . import reference
 from .dense import ACTIVATIONS, bias_act, bias_act_backward, check_activation, matmul
-from .latent import kl_diag_gaussians, kl_std_normal, reparameterize, reparameterize_backward
+from .latent import kl_normal, kl_std_normal, reparameterize, reparameterize_backward
 from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernoulli_loglik,
                          gaussian_loglik)
 from .optim import adam_, sgd_
@@ -42,5 +43,5 @@ from .workspace import Workspace, scratch
 __all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation", "matmul",
            "bias_act", "bias_act_backward", "bernoulli_loglik", "continuous_bernoulli_loglik",
            "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
-           "kl_std_normal", "kl_diag_gaussians", "adam_", "sgd_", "gru_gates",
-           "gru_gates_backward", "lstm_gates", "lstm_gates_backward"]
+           "kl_std_normal", "kl_normal", "adam_", "sgd_", "gru_gates", "gru_gates_backward",
+           "lstm_gates", "lstm_gates_backward"]

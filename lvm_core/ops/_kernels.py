@@ -360,7 +360,7 @@ def categorical_grad(l, labels, p, m, scale, dl, ll):
 
 
 # --------------------------------------------------------------------------
-# reparameterised Gaussian latent and its KL to N(0, s^2 I)
+# reparameterised Gaussian latent and its KL to N(0, s^2 I) or to N(mu_p, diag var_p)
 # --------------------------------------------------------------------------
 @_jit
 def reparameterize(mu, std, eps, z):
@@ -405,24 +405,27 @@ def kl_std_normal(mu, log_var, std, inv_s2, log_s2, scale, kl, dmu, dlog_var):
 
 
 @_jit_rows
-def kl_diag_gaussians(mu_q, lv_q, mu_p, lv_p, r, ip, scale, kl, dmu_q, dlv_q, dmu_p, dlv_p):
-    """With r = exp(lv_q - lv_p), ip = exp(-lv_p), d = mu_q - mu_p:
-    kl_n = 1/2 sum_l [lv_p - lv_q + r + d^2 ip - 1]; dmu_q = scale d ip = -dmu_p;
-    dlv_q = scale 1/2 (r - 1); dlv_p = scale 1/2 (1 - r - d^2 ip)."""
-    N, L = mu_q.shape
+def kl_normal(mu, log_var, std, mu_p, log_var_p, inv_var_p, scale, kl, dmu, dlog_var, dmu_p,
+              dlog_var_p):
+    """KL(N(mu, std^2) || N(mu_p, exp(log_var_p))) with inv_var_p = exp(-log_var_p):
+    kl_n = 1/2 sum_l [log_var_p - log_var + (std^2 + (mu - mu_p)^2) inv_var_p - 1];
+    dmu += scale (mu - mu_p) inv_var_p; dlog_var += scale 1/2 (std^2 inv_var_p - 1);
+    dmu_p = -scale (mu - mu_p) inv_var_p;
+    dlog_var_p = scale 1/2 (1 - (std^2 + (mu - mu_p)^2) inv_var_p)."""
+    N, L = mu.shape
     for n in range(N):
         acc = 0.0
         for j in range(L):
-            d = mu_q[n, j] - mu_p[n, j]
-            rv = r[n, j]
-            dp = d * ip[n, j]
-            sq = d * dp
-            acc += lv_p[n, j] - lv_q[n, j] + rv + sq - _ONE
-            g = scale * dp
-            dmu_q[n, j] = g
+            d = mu[n, j] - mu_p[n, j]
+            ip = inv_var_p[n, j]
+            r = std[n, j] * std[n, j] * ip
+            sq = d * d * ip
+            acc += log_var_p[n, j] - log_var[n, j] + r + sq - _ONE
+            g = scale * (d * ip)
+            dmu[n, j] += g
             dmu_p[n, j] = -g
-            dlv_q[n, j] = scale * (_HALF * (rv - _ONE))
-            dlv_p[n, j] = scale * (_HALF * (_ONE - rv - sq))
+            dlog_var[n, j] += scale * (_HALF * (r - _ONE))
+            dlog_var_p[n, j] = scale * (_HALF * (_ONE - r - sq))
         kl[n] = _HALF * acc
 
 

@@ -6,15 +6,15 @@
     KL(N(mu, diag std^2) || N(0, s^2 I)) = 1/2 sum_l [(std^2 + mu^2)/s^2 - 1 - log_var + log s^2]
     dKL/dmu = mu / s^2,       dKL/dlog_var = 1/2 (std^2 / s^2 - 1)
 
-The KL between two diagonal Gaussians q = N(mu_q, diag exp(log_var_q)) and
-p = N(mu_p, diag exp(log_var_p)) (a learned prior: CVAE, VRNN; Chung et al.
-2015, eq. 11), with r = exp(log_var_q - log_var_p) and d = mu_q - mu_p:
+and to a general diagonal Gaussian p = N(mu_p, diag exp(log_var_p)) (a learned
+conditional prior, Sohn et al. 2015; Kingma & Welling 2014, appendix B):
 
-    KL(q || p) = 1/2 sum_l [log_var_p - log_var_q + r + d^2 exp(-log_var_p) - 1]
-    dKL/dmu_q = d exp(-log_var_p) = -dKL/dmu_p
-    dKL/dlog_var_q = 1/2 (r - 1),   dKL/dlog_var_p = 1/2 (1 - r - d^2 exp(-log_var_p))
+    KL = 1/2 sum_l [log_var_p - log_var + (std^2 + (mu - mu_p)^2) exp(-log_var_p) - 1]
+    dKL/dmu = (mu - mu_p) exp(-log_var_p) = -dKL/dmu_p
+    dKL/dlog_var = 1/2 (std^2 exp(-log_var_p) - 1)
+    dKL/dlog_var_p = 1/2 (1 - (std^2 + (mu - mu_p)^2) exp(-log_var_p))
 
-Shapes: mu, log_var, std (N, L); eps, z, dz (R, N, L).
+Shapes: mu, log_var, std, mu_p, log_var_p (N, L); eps, z, dz (R, N, L).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from . import reference as ref
 from ._dispatch import fusable, writable_out
 from .workspace import scratch
 
-__all__ = ["reparameterize", "reparameterize_backward", "kl_std_normal", "kl_diag_gaussians"]
+__all__ = ["reparameterize", "reparameterize_backward", "kl_std_normal", "kl_normal"]
 
 
 def reparameterize(mu, log_var, eps, ws=None, name="latent"):
@@ -83,27 +83,32 @@ def kl_std_normal(mu, log_var, std, prior_var=1.0, scale=1.0, dmu=None, dlog_var
     return kl, dmu, dlog_var
 
 
-def kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, scale=1.0, ws=None, name="kl_diag"):
-    """KL(N(mu_q, diag exp(log_var_q)) || N(mu_p, diag exp(log_var_p))) per row and its
-    gradients (see the module docstring for the equations).
+def kl_normal(mu, log_var, std, mu_p, log_var_p, scale=1.0, dmu=None, dlog_var=None, ws=None,
+              name="kl_normal"):
+    """KL(N(mu, diag std^2) || N(mu_p, diag exp(log_var_p))) per row (N,) and scale times
+    its gradients (equations in the module docstring).
 
-    All four inputs (M, L) (strided views allowed).  Returns ``(kl (M,), dmu_q,
-    dlog_var_q, dmu_p, dlog_var_p)``, each gradient ``scale`` times the gradient
-    of sum_n kl_n, (M, L).  The fused path writes them into workspace buffers
-    (valid until the next call with the same ``ws`` and ``name``).
+    ``std`` = exp(log_var / 2) as returned by :func:`reparameterize`.  The gradients
+    w.r.t. mu and log_var are added to ``dmu`` / ``dlog_var`` when given (in place on
+    the fused path); those w.r.t. the prior's mu_p and log_var_p are new arrays
+    (workspace buffers).  Returns (kl, dmu, dlog_var, dmu_p, dlog_var_p).
     """
-    if not fusable(mu_q, log_var_q, mu_p, log_var_p, contiguous=False) or mu_q.ndim != 2 \
-            or not (mu_q.shape == log_var_q.shape == mu_p.shape == log_var_p.shape):
-        return ref.kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, scale)
-    r = scratch(ws, name + ".r", mu_q.shape, mu_q)
-    ip = scratch(ws, name + ".ip", mu_q.shape, mu_q)
-    np.subtract(log_var_q, log_var_p, out=r)
-    np.exp(r, out=r)
-    np.negative(log_var_p, out=ip)
-    np.exp(ip, out=ip)
-    outs = [scratch(ws, name + suffix, mu_q.shape, mu_q)
-            for suffix in (".dmu_q", ".dlog_var_q", ".dmu_p", ".dlog_var_p")]
-    kl = scratch(ws, name + ".kl", mu_q.shape[:1], mu_q)
-    K.kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, r, ip, mu_q.dtype.type(scale), kl,
-                        *outs)
-    return (kl, *outs)
+    if not fusable(mu, log_var, std, mu_p, log_var_p, dmu, dlog_var, contiguous=False) \
+            or mu.ndim != 2 or (dmu is None) != (dlog_var is None) \
+            or not (mu.shape == log_var.shape == std.shape == mu_p.shape == log_var_p.shape):
+        return ref.kl_normal(mu, log_var, std, mu_p, log_var_p, scale, dmu, dlog_var)
+    dt = mu.dtype.type
+    if dmu is None:
+        dmu = scratch(ws, name + ".dmu", mu.shape, mu)
+        dlog_var = scratch(ws, name + ".dlog_var", mu.shape, mu)
+        dmu[...] = 0
+        dlog_var[...] = 0
+    inv_var_p = scratch(ws, name + ".inv_var_p", mu.shape, mu)
+    np.negative(log_var_p, out=inv_var_p)
+    np.exp(inv_var_p, out=inv_var_p)
+    dmu_p = scratch(ws, name + ".dmu_p", mu.shape, mu)
+    dlog_var_p = scratch(ws, name + ".dlog_var_p", mu.shape, mu)
+    kl = scratch(ws, name + ".kl", mu.shape[:1], mu)
+    K.kl_normal(mu, log_var, std, mu_p, log_var_p, inv_var_p, dt(scale), kl, dmu, dlog_var,
+                dmu_p, dlog_var_p)
+    return kl, dmu, dlog_var, dmu_p, dlog_var_p

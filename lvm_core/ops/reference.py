@@ -16,9 +16,8 @@ from ..functional.likelihoods import (categorical_log_likelihood,
 
 __all__ = ["ACTIVATIONS", "matmul", "bias_act", "bias_act_backward", "bernoulli_loglik",
            "continuous_bernoulli_loglik", "gaussian_loglik", "categorical_loglik",
-           "reparameterize", "reparameterize_backward", "kl_std_normal", "kl_diag_gaussians",
-           "adam_step", "sgd_step", "gru_gates", "gru_gates_backward", "lstm_gates",
-           "lstm_gates_backward"]
+           "reparameterize", "reparameterize_backward", "kl_std_normal", "kl_normal", "adam_step",
+           "sgd_step", "gru_gates", "gru_gates_backward", "lstm_gates", "lstm_gates_backward"]
 
 # name -> parameter (leaky_relu slope, elu alpha)
 ACTIVATIONS = {"identity": None, "relu": None, "leaky_relu": 0.01, "tanh": None,
@@ -147,18 +146,23 @@ def kl_std_normal(mu, log_var, std, prior_var=1.0, scale=1.0, dmu=None, dlog_var
                                                       dlog_var + g_lv)
 
 
-def kl_diag_gaussians(mu_q, log_var_q, mu_p, log_var_p, scale=1.0):
-    """kl_n = 1/2 sum_l [log_var_p - log_var_q + r + d^2 exp(-log_var_p) - 1] with
-    r = exp(log_var_q - log_var_p), d = mu_q - mu_p; returns (kl, dmu_q, dlog_var_q,
-    dmu_p, dlog_var_p), scale times the gradients of sum_n kl_n."""
-    xp = get_namespace(mu_q, log_var_q, mu_p, log_var_p)
-    r = xp.exp(log_var_q - log_var_p)
-    d = mu_q - mu_p
-    dp = d * xp.exp(-log_var_p)
-    sq = d * dp
-    kl = 0.5 * xp.sum(log_var_p - log_var_q + r + sq - 1.0, axis=-1)
-    g = scale * dp
-    return kl, g, (0.5 * scale) * (r - 1.0), -g, (0.5 * scale) * (1.0 - r - sq)
+def kl_normal(mu, log_var, std, mu_p, log_var_p, scale=1.0, dmu=None, dlog_var=None):
+    """kl_n = 1/2 sum_l [log_var_p - log_var + (std^2 + (mu - mu_p)^2) exp(-log_var_p) - 1];
+    dmu (+)= scale (mu - mu_p) exp(-log_var_p), dlog_var (+)= scale (std^2 exp(-log_var_p) - 1)/2,
+    dmu_p = -scale (mu - mu_p) exp(-log_var_p),
+    dlog_var_p = scale (1 - (std^2 + (mu - mu_p)^2) exp(-log_var_p)) / 2.
+    Returns (kl, dmu, dlog_var, dmu_p, dlog_var_p)."""
+    xp = get_namespace(mu, log_var, std, mu_p, log_var_p)
+    inv_var_p = xp.exp(-log_var_p)
+    diff = mu - mu_p
+    r = std * std * inv_var_p
+    sq = diff * diff * inv_var_p
+    kl = 0.5 * xp.sum(log_var_p - log_var + r + sq - 1.0, axis=-1)
+    g_mu = scale * (diff * inv_var_p)
+    g_lv = scale * (0.5 * (r - 1.0))
+    return (kl, (g_mu if dmu is None else dmu + g_mu),
+            (g_lv if dlog_var is None else dlog_var + g_lv), -g_mu,
+            scale * (0.5 * (1.0 - r - sq)))
 
 
 def adam_step(theta, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
