@@ -55,7 +55,7 @@ from ...em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, d
                    stepwise_update, take_rows)
 from ...families._common import init_rows, safe_log
 from ...random import as_generator
-from ...validation import check_choice, check_lengths, check_positive_int
+from ...validation import check_choice, check_lengths, check_not_sparse, check_positive_int
 from ..base import ParamsMixin
 from ._checks import HMMChecks
 
@@ -182,14 +182,14 @@ class BaseHMM(HMMChecks, ParamsMixin):
         new = dict(params)
         if "startprob" in learn:
             pi = params["startprob"]
-            counts = xp.maximum(stats["start"] + (self.startprob_prior - 1.0), xp.zeros_like(pi))
+            counts = xp.maximum(stats["start"] + (self._prior(self.startprob_prior, pi) - 1.0), xp.zeros_like(pi))
             counts = xp.where(pi == 0, xp.zeros_like(counts), counts)
             total = xp.sum(counts)
             if float(total) > 0:
                 new["startprob"] = counts / total
         if "transmat" in learn:
             A = params["transmat"]
-            counts = xp.maximum(stats["trans"] + (self.transmat_prior - 1.0), xp.zeros_like(A))
+            counts = xp.maximum(stats["trans"] + (self._prior(self.transmat_prior, A) - 1.0), xp.zeros_like(A))
             counts = xp.where(A == 0, xp.zeros_like(counts), counts)
             total = xp.sum(counts, axis=1, keepdims=True)
             ok = total > 0
@@ -199,19 +199,14 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
     # ------------------------------------------------------------------ init
 
-    def _init_names(self):
-        if isinstance(self.init, str) and self.init == "auto":
-            return tuple(n for n in self._param_names_all if getattr(self, n + "_", None) is None)
-        return self._check_names(self.init, "init")
-
-    def _initial_params(self, init, rng):
+    def _initial_params(self, init, rng, warm=None):
         """Starting parameters: the names in ``init`` drawn afresh, the others as set.
 
         ``init`` holds ``like`` (an array of the data's namespace), ``summary``
         (:meth:`_reference` of all data) and ``rows(rng)`` (a random subset of
         at most INIT_MAX_ROWS observed rows, host NumPy).
         """
-        names = self._init_names()
+        names = self._init_names(warm)
         K = self.n_components
         like = init["like"]
         values = {n: getattr(self, n + "_", None) for n in self._param_names_all}
@@ -225,8 +220,10 @@ class BaseHMM(HMMChecks, ParamsMixin):
         return self._checked_params(values, like)
 
     def _set_params(self, params):
+        """Store fitted parameters and remember them as the fit's (not set by hand)."""
         for name, value in params.items():
             setattr(self, name + "_", value)
+        self._fit_objects = dict(params)
 
     # ------------------------------------------------------------------- fit
 
@@ -252,6 +249,7 @@ class BaseHMM(HMMChecks, ParamsMixin):
         Returns self.
         """
         self._check_hyper()
+        check_not_sparse(X, "X")
         learn = self._check_names(self.learn, "learn")
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
@@ -329,9 +327,15 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
     @staticmethod
     def _init_sample(X_host, rng, max_rows=INIT_MAX_ROWS):
-        """A random subset of rows for initialisation (keeps k-means++ cheap)."""
+        """The rows an initialisation sees: all rows (at most ``max_rows`` drawn
+        at random, keeping k-means++ cheap) in lexicographic order, so that the
+        start (and hence the fit, up to round-off) does not depend on the order
+        of the sequences when all rows are used."""
         picked = init_rows(X_host.shape[0], max_rows, rng)
-        return X_host if picked is None else X_host[picked]
+        rows = X_host if picked is None else X_host[picked]
+        if rows.ndim == 2 and rows.shape[0] > 1:
+            rows = rows[np.lexsort(rows.T[::-1])]
+        return rows
 
     def _observed_host(self, data):
         X = to_numpy(data["X"])
@@ -351,17 +355,17 @@ class BaseHMM(HMMChecks, ParamsMixin):
         """
         self._check_hyper()
         learn = self._check_names(self.learn, "learn")
-        X_valid, missing = self._validate(X)
+        first = getattr(self, "online_steps_", None) is None
+        X_valid, missing = self._validate(X, fitted=True)
         T = X_valid.shape[0]
         lengths = check_lengths(lengths, T)
-        first = getattr(self, "online_steps_", None) is None
         ref = self._reference([self._summary(X_valid, missing)]) if first else self.online_ref_
         data = self._features(X_valid, lengths, ref, missing=missing)
         clamp = self._check_states(states, T, data["like"])
         if first:
             init = dict(like=data["like"], ref=ref,
                         rows=lambda r: self._init_sample(self._observed_host(data), r))
-            params = self._initial_params(init, as_generator(self.random_state))
+            params = self._initial_params(init, as_generator(self.random_state), warm=True)
             self.online_ref_, self.online_stats_, self.online_steps_ = ref, None, 0
         else:
             params = self._fitted_params(data["like"])
@@ -451,6 +455,27 @@ class BaseHMM(HMMChecks, ParamsMixin):
             states[t] = min(int(np.searchsorted(row, u[t] * row[-1], side="right")), len(pi) - 1)
         X = self._sample_emission(host, states, rng)
         return asarray(X, like=like), asarray(states, like=like, dtype="int64")
+
+    def get_stationary_distribution(self):
+        """The stationary distribution pi_inf of the chain: pi_inf A = pi_inf,
+        sum_k pi_inf_k = 1 (the left eigenvector of A for eigenvalue 1).
+
+        Solved as the least-squares system [A^T - I; 1^T] pi = [0; 1] on the
+        host (for a reducible chain, whose stationary distributions form a
+        set, this is the one of least norm); returned as (K,) float64 in the
+        namespace of ``transmat_`` (NumPy when it was set as a list).
+        """
+        self._is_fitted()
+        A_set = self.transmat_
+        like = A_set if hasattr(A_set, "shape") and hasattr(A_set, "dtype") else np.zeros(1)
+        A = to_numpy(self._checked_transmat(like))
+        K = A.shape[0]
+        system = np.vstack([A.T - np.eye(K), np.ones((1, K))])
+        rhs = np.zeros(K + 1)
+        rhs[-1] = 1.0
+        pi = np.linalg.lstsq(system, rhs, rcond=None)[0]
+        pi = np.maximum(pi, 0.0)
+        return asarray(pi / pi.sum(), like=like)
 
     def _n_fit_scalars(self):
         K = self.n_components
