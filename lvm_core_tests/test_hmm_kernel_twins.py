@@ -1,0 +1,64 @@
+"""The serial twins of the parallel HMM kernels (used for small inputs, so
+that a first fit compiles only cheap kernels) compute the same values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lvm_core.kernels import hmm_numba as H
+
+
+def _problem(seed, K=4, lengths=(7, 1, 30, 12)):
+    rng = np.random.default_rng(seed)
+    T = int(sum(lengths))
+    pi = rng.dirichlet(np.ones(K))
+    A = rng.dirichlet(np.ones(K), size=K)
+    lfp = 3.0 * rng.normal(size=(T, K))
+    starts = np.cumsum(lengths) - np.asarray(lengths)
+    ends = np.cumsum(lengths)
+    return pi, A, lfp, starts.astype(np.int64), ends.astype(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_forward_backward_twin_matches_parallel_kernel(seed):
+    pi, A, lfp, starts, ends = _problem(seed)
+    frame, shift = np.empty_like(lfp), np.empty(lfp.shape[0])
+    H._shift_exp_rows(lfp, 3, frame, shift)
+    frame2, shift2 = np.empty_like(lfp), np.empty(lfp.shape[0])
+    H._shift_exp_rows_serial(lfp, 3, frame2, shift2)
+    np.testing.assert_array_equal(frame, frame2)
+    np.testing.assert_array_equal(shift, shift2)
+    out_p = H._forward_backward_chunks(pi, A, lfp, frame, shift, starts, ends, 3,
+                                       np.empty_like(lfp), np.empty(lfp.shape[0]))
+    out_s = H._forward_backward_chunks_serial(pi, A, lfp, frame, shift, starts, ends, 3,
+                                              np.empty_like(lfp), np.empty(lfp.shape[0]))
+    for a, b in zip(out_p, out_s):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+    AT = np.ascontiguousarray(A.T)
+    np.testing.assert_allclose(H._forward_chunks(pi, AT, lfp, frame, shift, starts, ends, 3),
+                               H._forward_chunks_serial(pi, AT, lfp, frame, shift, starts, ends, 3),
+                               rtol=1e-13)
+    lp_p, path_p = H._viterbi_chunks(np.log(pi), np.log(A), lfp, starts, ends, 3)
+    lp_s, path_s = H._viterbi_chunks_serial(np.log(pi), np.log(A), lfp, starts, ends, 3)
+    np.testing.assert_allclose(lp_p, lp_s, rtol=1e-13)
+    np.testing.assert_array_equal(path_p, path_s)
+
+
+def test_row_kernel_twins_match():
+    rng = np.random.default_rng(0)
+    Z, W, const = rng.normal(size=(50, 6)), rng.normal(size=(6, 3)), rng.normal(size=3)
+    np.testing.assert_allclose(H._affine_rows(Z, W, const, 4, np.empty((50, 3))),
+                               H._affine_rows_serial(Z, W, const, 4, np.empty((50, 3))),
+                               rtol=1e-13)
+    gamma = rng.dirichlet(np.ones(3), size=50)
+    for a, b in zip(H._weighted_sums(gamma, Z, 4), H._weighted_sums_serial(gamma, Z, 4)):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def test_small_inputs_pick_the_serial_twin():
+    """The rule: a single chunk or at most SERIAL_MAX_CELLS cells -> serial twin."""
+    par, ser = H._forward_backward_chunks, H._forward_backward_chunks_serial
+    assert H._pick(par, ser, 10, 1) is ser
+    assert H._pick(par, ser, H.SERIAL_MAX_CELLS, 8) is ser
+    assert H._pick(par, ser, H.SERIAL_MAX_CELLS + 1, 8) is par
+    assert ser.py_func.__name__ == "_forward_backward_chunks_serial"
