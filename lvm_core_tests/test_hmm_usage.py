@@ -11,12 +11,13 @@ import copy
 import numpy as np
 import pytest
 
-from lvm_core.models.hmm import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
+from lvm_core.models.hmm import GMMHMM, CategoricalHMM, GaussianHMM, MultinomialHMM, PoissonHMM
 
-KINDS = ("gaussian", "categorical", "poisson", "gmm")
+KINDS = ("gaussian", "categorical", "poisson", "gmm", "multinomial")
 PARAMS = {"gaussian": ("startprob_", "transmat_", "means_", "covars_"),
           "categorical": ("startprob_", "transmat_", "emissionprob_"),
           "poisson": ("startprob_", "transmat_", "lambdas_"),
+          "multinomial": ("startprob_", "transmat_", "emissionprob_"),
           "gmm": ("startprob_", "transmat_", "weights_", "means_", "covars_")}
 
 
@@ -25,6 +26,9 @@ def _data(kind, seed=0, T=120, D=2):
     z = (np.arange(T) // 20) % 2
     if kind == "categorical":
         return np.where(rng.random(T) < 0.8, 2 * z, rng.integers(0, 3, T))[:, None]
+    if kind == "multinomial":
+        p = np.where(z[:, None] == 1, np.linspace(1.0, 2.0, D), np.linspace(2.0, 1.0, D))
+        return np.stack([rng.multinomial(5, row / row.sum()) for row in p])
     if kind == "poisson":
         return rng.poisson(np.where(z[:, None] == 1, 6.0, 1.0), size=(T, D))
     return rng.normal(size=(T, D)) + 4.0 * z[:, None]
@@ -35,9 +39,11 @@ def _model(kind, **kw):
     kw.setdefault("n_iter", 4)
     kw.setdefault("tol", 0.0)
     cls = {"gaussian": GaussianHMM, "categorical": CategoricalHMM, "poisson": PoissonHMM,
-           "gmm": GMMHMM}[kind]
+           "gmm": GMMHMM, "multinomial": MultinomialHMM}[kind]
     if kind == "gmm":
         kw.setdefault("n_mix", 2)
+    if kind == "multinomial":
+        kw.setdefault("n_trials", 5)
     return cls(2, **kw)
 
 
@@ -148,6 +154,8 @@ def _hand_params(kind, dtype):
                  else [[0, 0, 1], [1, 0, 0]])
     elif kind == "poisson":
         p.update(lambdas_=[[1, 2], [5, 6]])
+    elif kind == "multinomial":
+        p.update(emissionprob_=[[0.25, 0.75], [0.5, 0.5]] if dtype != "int" else [[0, 1], [1, 0]])
     else:
         p.update(weights_=[[0.5, 0.5], [0.5, 0.5]] if dtype != "int" else [[1, 0], [0, 1]],
                  means_=[[[0, 0], [1, 1]], [[4, 4], [5, 5]]], covars_=[[[1, 1], [1, 1]],
@@ -167,6 +175,8 @@ def test_parameters_set_as_lists_or_any_real_dtype(kind, dtype):
     X = _data(kind, seed=7)
     if kind == "categorical" and dtype == "int":
         X = np.array([[2], [2], [2]])  # possible under the 0/1 parameters (state 0 only)
+    if kind == "multinomial" and dtype == "int":
+        X = np.array([[0, 5], [0, 5]])
     m = _model(kind, init=())
     hand = _hand_params(kind, dtype)
     before = copy.deepcopy(hand)
@@ -181,7 +191,7 @@ def test_parameters_set_as_lists_or_any_real_dtype(kind, dtype):
     m.sample(4, random_state=0)
     m.bic(X)
     assert np.isclose(np.sum(m.get_stationary_distribution()), 1.0)
-    if kind != "categorical" or dtype != "int":
+    if kind not in ("categorical", "multinomial") or dtype != "int":
         m.fit(X)
     for name in hand:
         if isinstance(before[name], list):

@@ -205,6 +205,33 @@ class HMMChecks:
             raise TypeError(f"{name} must be numeric; got {describe(X)}.")
         return xp.astype(X, xp.float64)
 
+    def _validate_counts(self, X, n_known, what):
+        """(T, D) non-negative integer counts as float64 (all-NaN rows zeroed and
+        flagged with allow_missing), bounded by 2**53 (exact in float64)."""
+        X = self._as_2d_float(X)
+        xp = get_namespace(X)
+        missing = self._missing_rows(X)
+        X0 = X if missing is None else xp.where(missing[:, None], xp.zeros_like(X), X)
+        if bool(xp.any(xp.isinf(X0))):
+            raise ValueError("X contains infinite values; pass finite counts.")
+        if bool(xp.any(X0 < 0)):
+            raise ValueError(
+                f"X must hold non-negative counts for a {what}; got a minimum of "
+                f"{float(xp.min(X0)):g}."
+            )
+        if bool(xp.any(X0 != xp.round(X0))):
+            raise ValueError(f"X must hold integer counts for a {what}; got non-integer values. "
+                             "Round them or use a model for real-valued data.")
+        if bool(xp.any(X0 > 2.0 ** 53)):
+            raise ValueError(
+                f"X holds counts up to {float(xp.max(X0)):g}, above 2**53 where float64 no "
+                "longer represents every integer; rescale or cap the counts."
+            )
+        if n_known is not None and X.shape[1] != n_known:
+            raise ValueError(
+                f"X must have {n_known} features (columns) to match the model; got {describe(X)}.")
+        return X0, missing
+
     def _check_states(self, states, T, like):
         """(T, K) bool mask of allowed states, or None (no labels)."""
         if states is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ...backend import asarray, get_namespace
 from ...families import poisson as pois
-from ._checks import describe
 from .base import BaseHMM
 
 __all__ = ["PoissonHMM"]
@@ -93,29 +92,7 @@ class PoissonHMM(BaseHMM):
         return int(lam.shape[1]) if hasattr(lam, "shape") else len(lam[0])
 
     def _validate(self, X, fitted=False):
-        X = self._as_2d_float(X)
-        xp = get_namespace(X)
-        missing = self._missing_rows(X)
-        X0 = X if missing is None else xp.where(missing[:, None], xp.zeros_like(X), X)
-        if bool(xp.any(xp.isinf(X0))):
-            raise ValueError("X contains infinite values; pass finite counts.")
-        if bool(xp.any(X0 < 0)):
-            raise ValueError(
-                f"X must hold non-negative counts for a PoissonHMM; got a minimum of "
-                f"{float(xp.min(X0)):g}."
-            )
-        if bool(xp.any(X0 != xp.round(X0))):
-            raise ValueError("X must hold integer counts for a PoissonHMM; got non-integer values.")
-        if bool(xp.any(X0 > pois.MAX_COUNT)):
-            raise ValueError(
-                f"X holds counts up to {float(xp.max(X0)):g}, above 2**53 where float64 no "
-                "longer represents every integer; rescale or cap the counts."
-            )
-        D = self._n_features_known(fitting=not fitted)
-        if D is not None and X.shape[1] != D:
-            raise ValueError(
-                f"X must have {D} features (columns) to match the model; got {describe(X)}.")
-        return X0, missing
+        return self._validate_counts(X, self._n_features_known(fitting=not fitted), "PoissonHMM")
 
     def _summary(self, X, missing):
         return None
