@@ -487,8 +487,9 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
     def bic(self, X, lengths=None):
         """BIC = -2 log p(X) + n_params log T (hmmlearn's parameter count)."""
+        log_p = self.score(X, lengths)  # validates X first
         T = X.shape[0] if hasattr(X, "shape") else len(X)
-        return -2.0 * self.score(X, lengths) + self._n_fit_scalars() * math.log(T)
+        return -2.0 * log_p + self._n_fit_scalars() * math.log(T)
 
     def _base_data(self, X, lengths):
         return {"xp": get_namespace(X), "T": X.shape[0], "like": X, "lengths": lengths}

@@ -88,6 +88,8 @@ class _VariationalFit:
         data = self._features(X_valid, lengths, ref, missing=missing)
         rng = as_generator(self.random_state)
         priors = self._vb_priors(data, ref)
+        X_data = data.get("X")
+        self._vb_dim = int(X_data.shape[1]) if X_data is not None and X_data.ndim == 2 else 1
         K = self.n_components
         warm = self.warm_start and getattr(self, "_vb_fit", None) is not None
         if warm:
@@ -107,6 +109,7 @@ class _VariationalFit:
                         raise ValueError(
                             f"{name}_posterior_ set by hand must be finite with shape "
                             f"{np.shape(post[name])}; got shape {value.shape}.")
+                    self._vb_check_posterior(name, value)
                     post[name] = value
         kernels = self._kernels(data["xp"])
         extra = {"method": "sequential"} if kernels.__name__.endswith("hmm_numba") else {}
@@ -154,6 +157,25 @@ class _VariationalFit:
         self.n_iter_ = monitor.iter
         self.converged_ = monitor.converged
         return self
+
+    def _vb_check_posterior(self, name, value):
+        """ValueError unless a hand-set posterior is a valid parameter of its family."""
+        if name == "means":
+            return
+        if name == "scale":
+            sym = np.allclose(value, np.swapaxes(value, -1, -2))
+            if not sym or np.any(np.linalg.eigvalsh(value) <= 0):
+                raise ValueError("scale_posterior_ must hold symmetric positive definite "
+                                 "matrices (W^{-1}); got one that is not.")
+            return
+        if name == "dof":
+            D = self._vb_dim
+            if np.any(value <= D - 1):
+                raise ValueError(f"dof_posterior_ must be > D - 1 = {D - 1}; got {value}.")
+            return
+        if np.any(value <= 0):
+            raise ValueError(f"{name}_posterior_ must be positive (a concentration); got "
+                             f"entries <= 0.")
 
     def partial_fit(self, *args, **kwargs):
         raise NotImplementedError(
