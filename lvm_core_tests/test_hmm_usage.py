@@ -409,3 +409,28 @@ def test_huge_poisson_counts_fit_without_a_huge_table():
     assert np.isfinite(m.score(X))
     with pytest.raises(ValueError, match="2\\*\\*53"):
         PoissonHMM(2).fit(np.array([[0.0], [2.0 ** 60]]))
+
+
+# ------------------------------------------------------------ other backends
+
+
+def test_new_models_on_strict_device_equal_numpy(backend64):
+    """MultinomialHMM and the variational HMMs fit on array-api-strict's device1
+    (the xp kernels) as on NumPy; get_stationary_distribution stays on the device."""
+    from lvm_core.models.hmm import VariationalCategoricalHMM, VariationalGaussianHMM
+
+    b = backend64
+    X = _data("multinomial", seed=3)
+    ref = _model("multinomial", n_iter=3).fit(X)
+    dev = _model("multinomial", n_iter=3).fit(b.asarray(X))
+    np.testing.assert_allclose(dev.monitor_.history, ref.monitor_.history, rtol=1e-10)
+    np.testing.assert_allclose(b.to_numpy(dev.emissionprob_), ref.emissionprob_, rtol=1e-9)
+    pi = dev.get_stationary_distribution()
+    assert type(pi) is type(dev.transmat_)
+    np.testing.assert_allclose(b.to_numpy(pi), ref.get_stationary_distribution(), rtol=1e-9)
+    for cls, X in ((VariationalCategoricalHMM, _data("categorical", seed=3)),
+                   (VariationalGaussianHMM, _data("gaussian", seed=3))):
+        r = cls(2, random_state=0, n_iter=3, tol=0.0).fit(X)
+        d = cls(2, random_state=0, n_iter=3, tol=0.0).fit(b.asarray(X))
+        np.testing.assert_allclose(d.monitor_.history, r.monitor_.history, rtol=1e-9)
+        np.testing.assert_allclose(d.score(b.asarray(X)), r.score(X), rtol=1e-9)
