@@ -321,7 +321,7 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
         def rows(r):
             picked = init_rows(T, INIT_MAX_ROWS, r)
-            return self._validate(take_rows(X, picked, bounds))[0]
+            return self._sorted_rows(to_numpy(self._validate(take_rows(X, picked, bounds))[0]))
 
         return source, T, dict(like=like, ref=ref, rows=rows), ref
 
@@ -332,7 +332,12 @@ class BaseHMM(HMMChecks, ParamsMixin):
         start (and hence the fit, up to round-off) does not depend on the order
         of the sequences when all rows are used."""
         picked = init_rows(X_host.shape[0], max_rows, rng)
-        rows = X_host if picked is None else X_host[picked]
+        return BaseHMM._sorted_rows(X_host if picked is None else X_host[picked])
+
+    @staticmethod
+    def _sorted_rows(rows):
+        """Rows in lexicographic order (2-D host arrays; others unchanged)."""
+        rows = np.asarray(rows)
         if rows.ndim == 2 and rows.shape[0] > 1:
             rows = rows[np.lexsort(rows.T[::-1])]
         return rows
