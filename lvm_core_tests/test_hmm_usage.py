@@ -434,3 +434,17 @@ def test_new_models_on_strict_device_equal_numpy(backend64):
         d = cls(2, random_state=0, n_iter=3, tol=0.0).fit(b.asarray(X))
         np.testing.assert_allclose(d.monitor_.history, r.monitor_.history, rtol=1e-9)
         np.testing.assert_allclose(d.score(b.asarray(X)), r.score(X), rtol=1e-9)
+
+
+def test_init_rows_do_not_depend_on_row_order_beyond_the_subset_size():
+    """Above INIT_MAX_ROWS the initialisation subset is drawn from the rows in
+    lexicographic order: the same rows in another order give the same subset."""
+    from lvm_core.models.hmm.base import BaseHMM
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 2))
+    perm = rng.permutation(500)
+    a = BaseHMM._init_sample(X, np.random.default_rng(1), max_rows=50)
+    b = BaseHMM._init_sample(X[perm], np.random.default_rng(1), max_rows=50)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (50, 2)

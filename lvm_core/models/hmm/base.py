@@ -327,12 +327,13 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
     @staticmethod
     def _init_sample(X_host, rng, max_rows=INIT_MAX_ROWS):
-        """The rows an initialisation sees: all rows (at most ``max_rows`` drawn
-        at random, keeping k-means++ cheap) in lexicographic order, so that the
-        start (and hence the fit, up to round-off) does not depend on the order
-        of the sequences when all rows are used."""
-        picked = init_rows(X_host.shape[0], max_rows, rng)
-        return BaseHMM._sorted_rows(X_host if picked is None else X_host[picked])
+        """The rows an initialisation sees: all rows in lexicographic order, or
+        ``max_rows`` of them drawn at random from that order (keeping k-means++
+        cheap), so that the start (and hence the fit, up to round-off) does not
+        depend on the order of the sequences."""
+        rows = BaseHMM._sorted_rows(X_host)
+        picked = init_rows(rows.shape[0], max_rows, rng)
+        return rows if picked is None else rows[np.sort(picked)]
 
     @staticmethod
     def _sorted_rows(rows):
