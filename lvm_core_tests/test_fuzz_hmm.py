@@ -80,7 +80,7 @@ def _hyper(draw, name):
     h["n_components"] = draw(st.sampled_from([1, 2, 2, 2, 3, 0, -1, 2.5, "2"]))
     if draw(st.integers(0, 4)) == 0:
         h["tol"] = draw(st.sampled_from([-1.0, np.nan, 0.0]))
-    if name in ("gaussian", "gmm") and draw(st.booleans()):
+    if name in ("gaussian", "gmm", "vgaussian") and draw(st.booleans()):
         h["covariance_type"] = draw(st.sampled_from(["full", "tied", "spherical", "diag", "bad"]))
     if name == "gmm":
         h["n_mix"] = draw(st.sampled_from([1, 2, 0]))

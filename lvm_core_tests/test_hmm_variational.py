@@ -44,16 +44,19 @@ def test_categorical_lower_bound_never_decreases(seed):
     assert m.lower_bound_ == m.monitor_.history[-1]
 
 
+@pytest.mark.parametrize("ct", ["full", "diag"])
 @pytest.mark.parametrize("seed", range(12))
-def test_gaussian_lower_bound_never_decreases(seed):
+def test_gaussian_lower_bound_never_decreases(seed, ct):
     X = _gaussian_data(seed)
-    m = VariationalGaussianHMM(3, random_state=seed, n_iter=30, tol=0.0).fit(X, [100, 140])
+    m = VariationalGaussianHMM(3, covariance_type=ct, random_state=seed, n_iter=30,
+                               tol=0.0).fit(X, [100, 140])
     _assert_never_decreases(m.monitor_.history)
 
 
-def test_posterior_means_recover_the_model():
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_posterior_means_recover_the_model(ct):
     X = _gaussian_data(0, T=600)
-    m = VariationalGaussianHMM(3, random_state=0, n_iter=100).fit(X)
+    m = VariationalGaussianHMM(3, covariance_type=ct, random_state=0, n_iter=100).fit(X)
     got = m.means_[np.lexsort(m.means_.T[::-1])]
     np.testing.assert_allclose(got, [[0.0, 0.0], [3.0, 3.0], [6.0, 0.0]], atol=0.3)
     np.testing.assert_allclose(m.transmat_.sum(axis=1), 1.0, rtol=1e-12)
@@ -160,3 +163,13 @@ def test_gaussian_parity_with_hmmlearn():
         np.testing.assert_allclose(getattr(m, name + "_posterior_"),
                                    getattr(h, name + "_posterior_"), rtol=1e-8, err_msg=name)
     np.testing.assert_allclose(m.covars_, h.covars_, rtol=1e-8)
+
+
+def test_diag_bound_is_the_full_bound_for_diagonal_data_terms():
+    """For D = 1 the Normal-Gamma (diag) and Normal-Wishart (full) posteriors are
+    the same distribution (a Wishart in one dimension is a Gamma): equal bounds."""
+    X = _gaussian_data(4)[:, :1]
+    a = VariationalGaussianHMM(3, covariance_type="full", random_state=0, n_iter=5, tol=0.0).fit(X)
+    b = VariationalGaussianHMM(3, covariance_type="diag", random_state=0, n_iter=5, tol=0.0).fit(X)
+    np.testing.assert_allclose(b.monitor_.history, a.monitor_.history, rtol=1e-10)
+    np.testing.assert_allclose(b.covars_[:, 0], a.covars_[:, 0, 0], rtol=1e-10)

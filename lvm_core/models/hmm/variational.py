@@ -1,4 +1,4 @@
-"""Variational Bayesian HMMs: categorical and Gaussian (full covariance) emissions.
+"""Variational Bayesian HMMs: categorical and Gaussian (full or diagonal) emissions.
 
 References: M. J. Beal, "Variational algorithms for approximate Bayesian
 inference", PhD thesis, UCL, 2003, ch. 3 (VB-EM for HMMs); C. M. Bishop,
@@ -162,6 +162,10 @@ class _VariationalFit:
         """ValueError unless a hand-set posterior is a valid parameter of its family."""
         if name == "means":
             return
+        if name == "scale" and value.ndim == 2:
+            if np.any(value <= 0):
+                raise ValueError("scale_posterior_ must be positive (diag); got entries <= 0.")
+            return
         if name == "scale":
             sym = np.allclose(value, np.swapaxes(value, -1, -2))
             if not sym or np.any(np.linalg.eigvalsh(value) <= 0):
@@ -169,9 +173,9 @@ class _VariationalFit:
                                  "matrices (W^{-1}); got one that is not.")
             return
         if name == "dof":
-            D = self._vb_dim
-            if np.any(value <= D - 1):
-                raise ValueError(f"dof_posterior_ must be > D - 1 = {D - 1}; got {value}.")
+            low = self._vb_dim - 1 if getattr(self, "covariance_type", "full") == "full" else 0
+            if np.any(value <= low):
+                raise ValueError(f"dof_posterior_ must be > {low}; got {value}.")
             return
         if np.any(value <= 0):
             raise ValueError(f"{name}_posterior_ must be positive (a concentration); got "
@@ -278,15 +282,19 @@ class VariationalCategoricalHMM(_VariationalFit, CategoricalHMM):
 
 
 class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
-    """Gaussian HMM (full covariances) with Normal-Wishart posteriors per state
-    and Dirichlet posteriors over pi and the rows of A.
+    """Gaussian HMM with Normal-Wishart (full) or Normal-Gamma (diag) posteriors
+    per state and Dirichlet posteriors over pi and the rows of A.
 
     Parameters
     ----------
     n_components : int
         Number of hidden states K.
-    covariance_type : {"full"}
-        Only full covariances (a Wishart per state) are implemented.
+    covariance_type : {"full", "diag"}
+        "full": Lambda_k ~ Wishart(W_k, nu_k) (hmmlearn's "full", same numbers);
+        "diag": independent lambda_kd ~ Gamma(nu_k / 2, rate s_kd / 2) per
+        dimension (a mean-field Normal-Gamma; hmmlearn's "diag" instead keeps a
+        Wishart with a diagonal scale, whose update is not a coordinate ascent
+        step, so the two differ).  "spherical" and "tied" are not implemented.
     startprob_prior, transmat_prior : float, array or None
         Dirichlet concentrations (None: 1/K).
     means_prior : (K, D) array, (D,) or None
@@ -295,8 +303,8 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         beta0, the precision scale of the mean prior (None: 1).
     dof_prior : float, (K,) or None
         nu0 > D - 1, the Wishart degrees of freedom (None: D).
-    scale_prior : (K, D, D), (D, D) or None
-        W0^{-1}, the inverse Wishart scale (None: 1e-3 I).
+    scale_prior : (K, D, D), (D, D) (full), (K, D), (D,) (diag) or None
+        W0^{-1}, the inverse Wishart scale, or the Gamma rates times 2 (None: 1e-3 I).
     algorithm, random_state, n_iter, tol, verbose, allow_missing, implementation
         As in :class:`GaussianHMM`.
     learn : tuple of str
@@ -343,7 +351,7 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
 
     def _check_hyper(self):
         super()._check_hyper()
-        check_choice(self.covariance_type, "covariance_type", ("full",))
+        check_choice(self.covariance_type, "covariance_type", ("full", "diag"))
 
     def _vb_priors(self, data, ref):
         K = self.n_components
@@ -356,13 +364,18 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         if not np.all(np.isfinite(m0)):
             raise ValueError("means_prior must be finite.")
         dof = _host(float(D) if self.dof_prior is None else self.dof_prior, (K,), "dof_prior")
-        if np.any(dof <= D - 1):
-            raise ValueError(f"dof_prior must be > D - 1 = {D - 1} (a proper Wishart); got {dof}.")
-        sc = 1e-3 * np.eye(D) if self.scale_prior is None else self.scale_prior
+        low = D - 1 if self.covariance_type == "full" else 0
+        if np.any(dof <= low):
+            raise ValueError(f"dof_prior must be > {low} (a proper Wishart / Gamma); got {dof}.")
+        diag = self.covariance_type == "diag"
+        sc = (1e-3 * (np.ones(D) if diag else np.eye(D))) if self.scale_prior is None \
+            else self.scale_prior
         scale = np.broadcast_to(np.asarray(to_numpy(sc) if hasattr(sc, "shape") else sc,
-                                           dtype=np.float64), (K, D, D)).copy()
-        if not np.all(np.isfinite(scale)) or np.any(np.linalg.eigvalsh(scale) <= 0):
-            raise ValueError("scale_prior must be symmetric positive definite.")
+                                           dtype=np.float64), (K, D) if diag else (K, D, D)).copy()
+        if not np.all(np.isfinite(scale)) or np.any(
+                (scale if diag else np.linalg.eigvalsh(scale)) <= 0):
+            raise ValueError("scale_prior must be positive (diag) or symmetric positive "
+                             "definite (full).")
         return {"startprob": _host(sp, (K,), "startprob_prior"),
                 "transmat": _host(tp, (K, K), "transmat_prior"),
                 "means": m0,
@@ -384,8 +397,10 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         cv = (np.cov(X_host.T).reshape(D, D) if X_host.shape[0] > 1 else np.eye(D)) \
             + 1e-3 * np.eye(D)
         dof = counts + pri["dof"]
-        return {"means": centres, "beta": counts + pri["beta"], "dof": dof,
-                "scale": cv[None, :, :] * dof[:, None, None]}
+        scale = cv[None, :, :] * dof[:, None, None]
+        if self.covariance_type == "diag":
+            scale = np.diagonal(scale, axis1=1, axis2=2).copy()
+        return {"means": centres, "beta": counts + pri["beta"], "dof": dof, "scale": scale}
 
     @staticmethod
     def _expected_log_det(dof, scale):
@@ -398,6 +413,8 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
     def _vb_frame(self, data, post):
         """E[log N(x | mu_k, Lambda_k^{-1})] = log N(x | m_k, (nu_k W_k)^{-1}) - D / (2 beta_k)
         + (E[log |Lambda_k|] - log |nu_k W_k|) / 2 (Bishop eq. 10.64)."""
+        if self.covariance_type == "diag":
+            return self._vb_frame_diag(data, post)
         D = post["scale"].shape[-1]
         like = data["like"]
         cov = post["scale"] / post["dof"][:, None, None]  # (nu W)^{-1}
@@ -410,7 +427,7 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         return log_n + asarray(corr, like=like)[None, :]
 
     def _vb_stats(self, data, post_z, post):
-        stats = gauss.statistics(data["X_c"], post_z, "full")
+        stats = gauss.statistics(data["X_c"], post_z, self.covariance_type)
         out = {k: to_numpy(v) for k, v in stats.items()}
         out["shift"] = to_numpy(data["shift"])
         return out
@@ -426,7 +443,9 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         N = stats["resp_sum"]  # (K,)
         safe = np.where(N > 0, N, 1.0)
         xbar_c = stats["x_sum"] / safe[:, None]  # (K, D), about c
-        S = stats["xx_sum"] / safe[:, None, None] - xbar_c[:, :, None] * xbar_c[:, None, :]
+        diag = self.covariance_type == "diag"
+        S = stats["xx_sum"] / safe[:, None] - xbar_c * xbar_c if diag else \
+            stats["xx_sum"] / safe[:, None, None] - xbar_c[:, :, None] * xbar_c[:, None, :]
         m0_c = priors["means"] - c[None, :]
         b0 = priors["beta"]
         new = {}
@@ -436,14 +455,19 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
             new["means"] = (b0[:, None] * m0_c + N[:, None] * xbar_c) / beta[:, None] + c[None, :]
         if lc:
             d = xbar_c - m0_c
-            scale = priors["scale"] + N[:, None, None] * S + \
-                (b0 * N / (b0 + N))[:, None, None] * d[:, :, None] * d[:, None, :]
-            new["scale"] = 0.5 * (scale + np.swapaxes(scale, 1, 2))
+            if diag:  # the diagonal of the full update, one Gamma per dimension
+                new["scale"] = priors["scale"] + N[:, None] * S + (b0 * N / (b0 + N))[:, None] * d * d
+            else:
+                scale = priors["scale"] + N[:, None, None] * S + \
+                    (b0 * N / (b0 + N))[:, None, None] * d[:, :, None] * d[:, None, :]
+                new["scale"] = 0.5 * (scale + np.swapaxes(scale, 1, 2))
             new["dof"] = priors["dof"] + N
         return new
 
     def _vb_kl(self, post, priors):
         """sum_k KL(NW(m, beta, W, nu) || NW(m0, beta0, W0, nu0))."""
+        if self.covariance_type == "diag":
+            return self._vb_kl_diag(post, priors)
         D = post["scale"].shape[-1]
         b, b0, nu, nu0 = post["beta"], priors["beta"], post["dof"], priors["dof"]
         S, S0 = post["scale"], priors["scale"]
@@ -465,4 +489,36 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         return float(np.sum(gauss_kl + wishart_kl))
 
     def _vb_point(self, post, ref):
-        return {"means": post["means"], "covars": post["scale"] / post["dof"][:, None, None]}
+        dof = post["dof"][:, None] if self.covariance_type == "diag" else post["dof"][:, None, None]
+        return {"means": post["means"], "covars": post["scale"] / dof}
+
+    # diagonal: a Normal-Gamma per state and dimension,
+    #   lambda_kd ~ Gamma(nu_k / 2, s_kd / 2) (rate), mu_kd | lambda_kd ~ N(m_kd, 1 / (beta_k lambda_kd))
+
+    def _vb_frame_diag(self, data, post):
+        """sum_d [ (psi(nu/2) - log(s_d/2) - log 2 pi) / 2 - 1/(2 beta) - nu (x_d - m_d)^2 / (2 s_d) ]."""
+        xp = data["xp"]
+        like = data["like"]
+        nu, s, beta = post["dof"], post["scale"], post["beta"]
+        D = s.shape[1]
+        m_c = asarray(post["means"], like=like) - data["shift"][None, :]  # (K, D)
+        prec = asarray(nu[:, None] / s, like=like)  # E[lambda] (K, D)
+        quad = (xp.matmul(data["X_c2"], prec.T) - 2.0 * xp.matmul(data["X_c"], (prec * m_c).T)
+                + xp.sum(prec * m_c * m_c, axis=1)[None, :])  # (T, K)
+        const = 0.5 * np.sum(digamma(nu / 2.0)[:, None] - np.log(s / 2.0), axis=1) \
+            - 0.5 * D * math.log(2.0 * math.pi) - D / (2.0 * beta)
+        return asarray(const, like=like)[None, :] - 0.5 * quad
+
+    def _vb_kl_diag(self, post, priors):
+        """sum_kd KL(N(m, 1/(beta lambda)) Gamma(a, b) || N(m0, 1/(beta0 lambda)) Gamma(a0, b0)),
+        a = nu/2, b = s/2: the normal part 1/2 [beta0/beta - 1 + log(beta/beta0)
+        + beta0 E[lambda] (m - m0)^2], the Gamma part (a - a0) psi(a) - log G(a) + log G(a0)
+        + a0 (log b - log b0) + a (b0 - b) / b."""
+        b, b0 = post["beta"][:, None], priors["beta"][:, None]
+        a, a0 = post["dof"][:, None] / 2.0, priors["dof"][:, None] / 2.0
+        r, r0 = post["scale"] / 2.0, priors["scale"] / 2.0
+        d = post["means"] - priors["means"]
+        normal = 0.5 * (b0 / b - 1.0 + np.log(b / b0) + b0 * (a / r) * d * d)
+        gamma = ((a - a0) * digamma(a) - lgamma(a) + lgamma(a0) + a0 * (np.log(r) - np.log(r0))
+                 + a * (r0 - r) / r)
+        return float(np.sum(normal + np.broadcast_to(gamma, normal.shape)))
