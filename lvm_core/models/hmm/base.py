@@ -40,6 +40,13 @@ Conventions:
 * missing observations (``allow_missing=True``): rows of X that are all NaN
   have log p(x_t | z_t = k) = 0 and add nothing to the emission statistics.
 
+Starting point: every ``fit`` starts from the initialisation (parameters in
+``init`` drawn afresh, the others as they are; ``init="auto"`` draws all but
+the parameters set by hand), so refitting, also on data of another width,
+never depends on an earlier fit; ``warm_start=True`` continues from the
+previous fit instead.  Inference (score, predict, decode, sample, ...) never
+changes the estimator.
+
 Convergence: EM stops after ``n_iter`` iterations or once an iteration
 changes log p(X) by at most ``tol * |log p(X)|`` (relative).
 """
@@ -246,7 +253,8 @@ class BaseHMM(HMMChecks, ParamsMixin):
             Run the E-steps on this cluster's workers (the default client for
             a dask array).  Same result as in process up to round-off.
 
-        Returns self.
+        Starts from the initialisation every time (see the module docstring;
+        ``warm_start=True``: from the previous fit).  Returns self.
         """
         self._check_hyper()
         check_not_sparse(X, "X")
