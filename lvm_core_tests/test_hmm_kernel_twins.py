@@ -62,3 +62,30 @@ def test_small_inputs_pick_the_serial_twin():
     assert H._pick(par, ser, H.SERIAL_MAX_CELLS, 8) is ser
     assert H._pick(par, ser, H.SERIAL_MAX_CELLS + 1, 8) is par
     assert ser.py_func.__name__ == "_forward_backward_chunks_serial"
+
+
+@pytest.mark.parametrize("lengths", [[5, 0, 5], [0, 10], [10, 0], [0, 3, 0, 7, 0]])
+def test_zero_length_sequences_add_nothing(lengths):
+    """A zero-length sequence has log p = 0 and adds nothing: the numba kernels
+    used to read the next sequence's first row as its start (start_sum off) and
+    Viterbi wrote the previous sequence's last state; now the results equal
+    those without the empty sequences."""
+    rng = np.random.default_rng(0)
+    lpi, lA = np.log([0.3, 0.7]), np.log([[0.9, 0.1], [0.2, 0.8]])
+    lfp = rng.normal(size=(10, 2))
+    lengths = np.array(lengths)
+    kept = lengths[lengths > 0]
+    empty = lengths == 0
+    for method in ("sequential",):
+        got = H.forward_backward(lpi, lA, lfp, lengths, method=method)
+        want = H.forward_backward(lpi, lA, lfp, kept, method=method)
+        np.testing.assert_array_equal(got[0][empty], 0.0)
+        np.testing.assert_allclose(got[0][~empty], want[0], rtol=1e-13)
+        for g, w in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300)
+    lp = H.forward_log_prob(lpi, lA, lfp, lengths)
+    np.testing.assert_allclose(lp[~empty], H.forward_log_prob(lpi, lA, lfp, kept), rtol=1e-13)
+    v_lp, path = H.viterbi(lpi, lA, lfp, lengths)
+    w_lp, w_path = H.viterbi(lpi, lA, lfp, kept)
+    np.testing.assert_allclose(v_lp[~empty], w_lp, rtol=1e-13)
+    np.testing.assert_array_equal(path, w_path)

@@ -376,6 +376,9 @@ def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n
         for s in range(s_lo, s_hi):
             lo = starts[s]
             hi = ends[s]
+            if hi == lo:  # an empty sequence: p = 1, no rows, no statistics
+                log_prob[s] = 0.0
+                continue
             lp = _forward_scaled(pi, AT, log_frameprob, frame, shift, gamma, c, lo, hi)
             log_prob[s] = lp
             if lp > -np.inf:
@@ -411,6 +414,9 @@ def _forward_chunks(pi, AT, log_frameprob, frame, shift, starts, ends, n_chunks)
             lo = starts[s]
             hi = ends[s]
             n = hi - lo
+            if n == 0:
+                log_prob[s] = 0.0
+                continue
             alpha = np.empty((n, K))
             c = np.empty(n)
             log_prob[s] = _forward_scaled(pi, AT, log_frameprob[lo:hi], frame[lo:hi], shift[lo:hi],
@@ -436,6 +442,9 @@ def _viterbi_chunks(log_pi, log_A, log_frameprob, starts, ends, n_chunks):
         for s in range(s_lo, s_hi):
             lo = starts[s]
             hi = ends[s]
+            if hi == lo:
+                log_prob[s] = 0.0
+                continue
             for k in range(K):
                 delta[k] = log_pi[k] + log_frameprob[lo, k]
             for t in range(lo + 1, hi):
