@@ -328,13 +328,16 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
     w_{t+1} = b_{t+1} beta_{t+1} / c_{t+1}.
     """
     K = A.shape[0]
-    beta = np.ones(K)
+    beta = np.empty(K)
     w = np.empty(K)
     a_buf = np.empty((_XI_BLOCK, K))
     w_buf = np.empty((_XI_BLOCK, K))
     q = 0
     for k in range(K):
         gamma[end - 1, k] = alpha[end - 1, k]
+        # beta_T = 1, and 0 for states no path reaches (alpha = 0): an unreachable
+        # state whose emission dwarfs the reachable ones would give w = b / c = inf
+        beta[k] = 1.0 if alpha[end - 1, k] > 0.0 else 0.0
     for t in range(end - 2, start - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
@@ -344,7 +347,10 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
         _matvec(A, w, beta)  # beta_t = A w_{t+1}
         total = 0.0
         for i in range(K):
-            g = a_buf[q, i] * beta[i]
+            a = a_buf[q, i]
+            b_i = beta[i] if a > 0.0 else 0.0  # no path through state i at t: beta_t(i) = 0
+            beta[i] = b_i
+            g = a * b_i
             gamma[t, i] = g
             total += g
         inv_total = 1.0 / total
