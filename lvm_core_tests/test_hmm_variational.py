@@ -44,7 +44,7 @@ def test_categorical_lower_bound_never_decreases(seed):
     assert m.lower_bound_ == m.monitor_.history[-1]
 
 
-@pytest.mark.parametrize("ct", ["full", "diag"])
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize("seed", range(12))
 def test_gaussian_lower_bound_never_decreases(seed, ct):
     X = _gaussian_data(seed)
@@ -53,7 +53,7 @@ def test_gaussian_lower_bound_never_decreases(seed, ct):
     _assert_never_decreases(m.monitor_.history)
 
 
-@pytest.mark.parametrize("ct", ["full", "diag"])
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
 def test_posterior_means_recover_the_model(ct):
     X = _gaussian_data(0, T=600)
     m = VariationalGaussianHMM(3, covariance_type=ct, random_state=0, n_iter=100).fit(X)
@@ -129,7 +129,8 @@ def test_categorical_parity_with_hmmlearn():
 
 
 @pytest.mark.reference
-def test_gaussian_parity_with_hmmlearn():
+@pytest.mark.parametrize("ct", ["full", "tied"])
+def test_gaussian_parity_with_hmmlearn(ct):
     vhmm = require("hmmlearn.vhmm")
     logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     X, lengths = _gaussian_data(3), [100, 140]
@@ -142,10 +143,13 @@ def test_gaussian_parity_with_hmmlearn():
     prior = dict(startprob=np.full(K, 1 / K), transmat=np.full((K, K), 1 / K),
                  means=np.tile(X.mean(axis=0), (K, 1)), beta=np.ones(K), dof=np.full(K, 2.0),
                  scale=np.tile(1e-3 * np.eye(D), (K, 1, 1)))
-    h = vhmm.VariationalGaussianHMM(K, covariance_type="full", n_iter=3, tol=-np.inf,
+    if ct == "tied":  # one Wishart: scalar dof, (D, D) scale
+        post["dof"], post["scale"] = np.float64(150.0), 150.0 * np.eye(D)
+        prior["dof"], prior["scale"] = np.float64(2.0), 1e-3 * np.eye(D)
+    h = vhmm.VariationalGaussianHMM(K, covariance_type=ct, n_iter=3, tol=-np.inf,
                                     init_params="", implementation="scaling")
     h.n_features = D
-    m = VariationalGaussianHMM(K, n_iter=3, tol=0.0, random_state=0,
+    m = VariationalGaussianHMM(K, covariance_type=ct, n_iter=3, tol=0.0, random_state=0,
                                means_prior=prior["means"], dof_prior=2.0)
     for name, value in prior.items():
         setattr(h, name + "_prior_", value.copy())
@@ -162,7 +166,7 @@ def test_gaussian_parity_with_hmmlearn():
     for name in post:
         np.testing.assert_allclose(getattr(m, name + "_posterior_"),
                                    getattr(h, name + "_posterior_"), rtol=1e-8, err_msg=name)
-    np.testing.assert_allclose(m.covars_, h.covars_, rtol=1e-8)
+    np.testing.assert_allclose(m.full_covars_, h.covars_, rtol=1e-8)  # hmmlearn: (K, D, D)
 
 
 def test_diag_bound_is_the_full_bound_for_diagonal_data_terms():
@@ -173,3 +177,21 @@ def test_diag_bound_is_the_full_bound_for_diagonal_data_terms():
     b = VariationalGaussianHMM(3, covariance_type="diag", random_state=0, n_iter=5, tol=0.0).fit(X)
     np.testing.assert_allclose(b.monitor_.history, a.monitor_.history, rtol=1e-10)
     np.testing.assert_allclose(b.covars_[:, 0], a.covars_[:, 0, 0], rtol=1e-10)
+
+
+def test_covariance_types_agree_where_they_are_the_same_model():
+    """D = 1: full, diag and spherical are one model (a Wishart in one dimension
+    is a Gamma); K = 1: tied and full are one model.  Equal bounds."""
+    X = _gaussian_data(4)
+    runs = {}
+    for ct in ("full", "diag", "spherical"):
+        runs[ct] = VariationalGaussianHMM(3, covariance_type=ct, random_state=0, n_iter=5,
+                                          tol=0.0).fit(X[:, :1]).monitor_.history
+    np.testing.assert_allclose(runs["diag"], runs["full"], rtol=1e-10)
+    np.testing.assert_allclose(runs["spherical"], runs["full"], rtol=1e-10)
+    tied = VariationalGaussianHMM(1, covariance_type="tied", random_state=0, n_iter=5,
+                                  tol=0.0).fit(X)
+    full = VariationalGaussianHMM(1, covariance_type="full", random_state=0, n_iter=5,
+                                  tol=0.0).fit(X)
+    np.testing.assert_allclose(tied.monitor_.history, full.monitor_.history, rtol=1e-10)
+    np.testing.assert_allclose(tied.covars_, full.covars_[0], rtol=1e-10)

@@ -1,4 +1,4 @@
-"""Variational Bayesian HMMs: categorical and Gaussian (full or diagonal) emissions.
+"""Variational Bayesian HMMs: categorical and Gaussian emissions (four covariance types).
 
 References: M. J. Beal, "Variational algorithms for approximate Bayesian
 inference", PhD thesis, UCL, 2003, ch. 3 (VB-EM for HMMs); C. M. Bishop,
@@ -162,9 +162,10 @@ class _VariationalFit:
         """ValueError unless a hand-set posterior is a valid parameter of its family."""
         if name == "means":
             return
-        if name == "scale" and value.ndim == 2:
+        ctype = getattr(self, "covariance_type", "full")
+        if name == "scale" and ctype in ("diag", "spherical"):
             if np.any(value <= 0):
-                raise ValueError("scale_posterior_ must be positive (diag); got entries <= 0.")
+                raise ValueError(f"scale_posterior_ must be positive ({ctype}); got entries <= 0.")
             return
         if name == "scale":
             sym = np.allclose(value, np.swapaxes(value, -1, -2))
@@ -173,7 +174,8 @@ class _VariationalFit:
                                  "matrices (W^{-1}); got one that is not.")
             return
         if name == "dof":
-            low = self._vb_dim - 1 if getattr(self, "covariance_type", "full") == "full" else 0
+            low = self._vb_dim - 1 if getattr(self, "covariance_type", "full") in ("full", "tied") \
+                else 0
             if np.any(value <= low):
                 raise ValueError(f"dof_posterior_ must be > {low}; got {value}.")
             return
@@ -289,12 +291,14 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
     ----------
     n_components : int
         Number of hidden states K.
-    covariance_type : {"full", "diag"}
+    covariance_type : {"full", "tied", "diag", "spherical"}
         "full": Lambda_k ~ Wishart(W_k, nu_k) (hmmlearn's "full", same numbers);
+        "tied": one Lambda ~ Wishart(W, nu) shared by the states;
         "diag": independent lambda_kd ~ Gamma(nu_k / 2, rate s_kd / 2) per
-        dimension (a mean-field Normal-Gamma; hmmlearn's "diag" instead keeps a
-        Wishart with a diagonal scale, whose update is not a coordinate ascent
-        step, so the two differ).  "spherical" and "tied" are not implemented.
+        dimension; "spherical": one lambda_k ~ Gamma(nu_k / 2, rate s_k / 2)
+        per state (mean-field Normal-Gamma posteriors; hmmlearn's "diag" and
+        "spherical" keep a Wishart with a restricted scale instead, whose
+        update is not a coordinate-ascent step, so those two differ).
     startprob_prior, transmat_prior : float, array or None
         Dirichlet concentrations (None: 1/K).
     means_prior : (K, D) array, (D,) or None
@@ -303,8 +307,9 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         beta0, the precision scale of the mean prior (None: 1).
     dof_prior : float, (K,) or None
         nu0 > D - 1, the Wishart degrees of freedom (None: D).
-    scale_prior : (K, D, D), (D, D) (full), (K, D), (D,) (diag) or None
-        W0^{-1}, the inverse Wishart scale, or the Gamma rates times 2 (None: 1e-3 I).
+    scale_prior : array or None
+        W0^{-1}, the inverse Wishart scale (full (K, D, D), tied (D, D)), or
+        twice the Gamma rates (diag (K, D), spherical (K,)); None: 1e-3 (I).
     algorithm, random_state, n_iter, tol, verbose, allow_missing, implementation
         As in :class:`GaussianHMM`.
     learn : tuple of str
@@ -351,7 +356,7 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
 
     def _check_hyper(self):
         super()._check_hyper()
-        check_choice(self.covariance_type, "covariance_type", ("full", "diag"))
+        check_choice(self.covariance_type, "covariance_type", gauss.COVARIANCE_TYPES)
 
     def _vb_priors(self, data, ref):
         K = self.n_components
@@ -363,19 +368,22 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
                                         dtype=np.float64), (K, D)).copy()
         if not np.all(np.isfinite(m0)):
             raise ValueError("means_prior must be finite.")
-        dof = _host(float(D) if self.dof_prior is None else self.dof_prior, (K,), "dof_prior")
-        low = D - 1 if self.covariance_type == "full" else 0
+        ctype = self.covariance_type
+        dof = _host(float(D) if self.dof_prior is None else self.dof_prior,
+                    () if ctype == "tied" else (K,), "dof_prior")
+        low = D - 1 if ctype in ("full", "tied") else 0
         if np.any(dof <= low):
             raise ValueError(f"dof_prior must be > {low} (a proper Wishart / Gamma); got {dof}.")
-        diag = self.covariance_type == "diag"
-        sc = (1e-3 * (np.ones(D) if diag else np.eye(D))) if self.scale_prior is None \
-            else self.scale_prior
+        matrix = ctype in ("full", "tied")
+        default = {"full": np.eye(D), "tied": np.eye(D), "diag": np.ones(D), "spherical": 1.0}
+        sc = 1e-3 * default[ctype] if self.scale_prior is None else self.scale_prior
+        shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[ctype]
         scale = np.broadcast_to(np.asarray(to_numpy(sc) if hasattr(sc, "shape") else sc,
-                                           dtype=np.float64), (K, D) if diag else (K, D, D)).copy()
+                                           dtype=np.float64), shape).copy()
         if not np.all(np.isfinite(scale)) or np.any(
-                (scale if diag else np.linalg.eigvalsh(scale)) <= 0):
-            raise ValueError("scale_prior must be positive (diag) or symmetric positive "
-                             "definite (full).")
+                (np.linalg.eigvalsh(scale) if matrix else scale) <= 0):
+            raise ValueError("scale_prior must be positive (diag, spherical) or symmetric "
+                             "positive definite (full, tied).")
         return {"startprob": _host(sp, (K,), "startprob_prior"),
                 "transmat": _host(tp, (K, K), "transmat_prior"),
                 "means": m0,
@@ -396,10 +404,18 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         counts = np.bincount(labels, minlength=K).astype(np.float64)
         cv = (np.cov(X_host.T).reshape(D, D) if X_host.shape[0] > 1 else np.eye(D)) \
             + 1e-3 * np.eye(D)
-        dof = counts + pri["dof"]
-        scale = cv[None, :, :] * dof[:, None, None]
-        if self.covariance_type == "diag":
-            scale = np.diagonal(scale, axis1=1, axis2=2).copy()
+        ctype = self.covariance_type
+        if ctype == "tied":
+            dof = counts.sum() + pri["dof"]
+            scale = cv * dof
+        elif ctype == "spherical":  # nu counts D observations per row
+            dof = D * counts + pri["dof"]
+            scale = np.mean(np.diag(cv)) * dof
+        else:
+            dof = counts + pri["dof"]
+            scale = cv[None, :, :] * dof[:, None, None]
+            if ctype == "diag":
+                scale = np.diagonal(scale, axis1=1, axis2=2).copy()
         return {"means": centres, "beta": counts + pri["beta"], "dof": dof, "scale": scale}
 
     @staticmethod
@@ -413,8 +429,9 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
     def _vb_frame(self, data, post):
         """E[log N(x | mu_k, Lambda_k^{-1})] = log N(x | m_k, (nu_k W_k)^{-1}) - D / (2 beta_k)
         + (E[log |Lambda_k|] - log |nu_k W_k|) / 2 (Bishop eq. 10.64)."""
-        if self.covariance_type == "diag":
+        if self.covariance_type in ("diag", "spherical"):
             return self._vb_frame_diag(data, post)
+        post = self._as_full(post)
         D = post["scale"].shape[-1]
         like = data["like"]
         cov = post["scale"] / post["dof"][:, None, None]  # (nu W)^{-1}
@@ -443,9 +460,12 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         N = stats["resp_sum"]  # (K,)
         safe = np.where(N > 0, N, 1.0)
         xbar_c = stats["x_sum"] / safe[:, None]  # (K, D), about c
-        diag = self.covariance_type == "diag"
-        S = stats["xx_sum"] / safe[:, None] - xbar_c * xbar_c if diag else \
-            stats["xx_sum"] / safe[:, None, None] - xbar_c[:, :, None] * xbar_c[:, None, :]
+        ctype = self.covariance_type
+        diag = ctype in ("diag", "spherical")
+        if diag:
+            S = stats["xx_sum"] / safe[:, None] - xbar_c * xbar_c
+        elif ctype == "full":
+            S = stats["xx_sum"] / safe[:, None, None] - xbar_c[:, :, None] * xbar_c[:, None, :]
         m0_c = priors["means"] - c[None, :]
         b0 = priors["beta"]
         new = {}
@@ -456,7 +476,19 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         if lc:
             d = xbar_c - m0_c
             if diag:  # the diagonal of the full update, one Gamma per dimension
-                new["scale"] = priors["scale"] + N[:, None] * S + (b0 * N / (b0 + N))[:, None] * d * d
+                inc = N[:, None] * S + (b0 * N / (b0 + N))[:, None] * d * d  # (K, D)
+                if ctype == "spherical":  # one Gamma per state: D observations per row
+                    new["scale"] = priors["scale"] + np.sum(inc, axis=1)
+                    new["dof"] = priors["dof"] + N * S.shape[1]
+                    return new
+                new["scale"] = priors["scale"] + inc
+            elif ctype == "tied":  # one Wishart: the scatter of every state about its mean
+                dd = (b0 * N / (b0 + N))[:, None, None] * d[:, :, None] * d[:, None, :]
+                scale = (priors["scale"] + stats["xx_sum"]
+                         - np.einsum("k,ki,kj->ij", N, xbar_c, xbar_c) + np.sum(dd, axis=0))
+                new["scale"] = 0.5 * (scale + scale.T)
+                new["dof"] = priors["dof"] + np.sum(N)
+                return new
             else:
                 scale = priors["scale"] + N[:, None, None] * S + \
                     (b0 * N / (b0 + N))[:, None, None] * d[:, :, None] * d[:, None, :]
@@ -466,8 +498,10 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
 
     def _vb_kl(self, post, priors):
         """sum_k KL(NW(m, beta, W, nu) || NW(m0, beta0, W0, nu0))."""
-        if self.covariance_type == "diag":
+        if self.covariance_type in ("diag", "spherical"):
             return self._vb_kl_diag(post, priors)
+        tied = self.covariance_type == "tied"
+        post, priors = self._as_full(post), self._as_full(priors)
         D = post["scale"].shape[-1]
         b, b0, nu, nu0 = post["beta"], priors["beta"], post["dof"], priors["dof"]
         S, S0 = post["scale"], priors["scale"]
@@ -486,21 +520,40 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         e_log_det = self._expected_log_det(nu, S)
         wishart_kl = (log_b(S, nu) - log_b(S0, nu0) + 0.5 * (nu - nu0) * e_log_det
                       - 0.5 * nu * D + 0.5 * nu * np.einsum("kij,kji->k", S0, W))
+        if tied:  # one Wishart, shared by the states
+            return float(np.sum(gauss_kl) + wishart_kl[0])
         return float(np.sum(gauss_kl + wishart_kl))
 
+    def _as_full(self, post):
+        """Tied posteriors broadcast to one Wishart per state (the same for all)."""
+        if self.covariance_type != "tied":
+            return post
+        K = post["means"].shape[0]
+        out = dict(post)
+        out["scale"] = np.broadcast_to(post["scale"], (K,) + post["scale"].shape[-2:])
+        out["dof"] = np.broadcast_to(post["dof"], (K,))
+        return out
+
     def _vb_point(self, post, ref):
-        dof = post["dof"][:, None] if self.covariance_type == "diag" else post["dof"][:, None, None]
+        dof = {"diag": lambda v: v[:, None], "full": lambda v: v[:, None, None],
+               "spherical": lambda v: v, "tied": lambda v: v}[self.covariance_type](post["dof"])
         return {"means": post["means"], "covars": post["scale"] / dof}
 
     # diagonal: a Normal-Gamma per state and dimension,
-    #   lambda_kd ~ Gamma(nu_k / 2, s_kd / 2) (rate), mu_kd | lambda_kd ~ N(m_kd, 1 / (beta_k lambda_kd))
+    #   lambda_kd ~ Gamma(nu_k / 2, s_kd / 2) (rate), mu_kd | lambda_kd ~ N(m_kd, 1 / (beta_k lambda_kd));
+    # spherical: one lambda_k ~ Gamma(nu_k / 2, s_k / 2) shared by the D dimensions
+
+    def _per_dim_scale(self, scale, D):
+        """s_kd: the diagonal scales, or the spherical s_k repeated over the D dimensions."""
+        return scale if scale.ndim == 2 else np.repeat(scale[:, None], D, axis=1)
 
     def _vb_frame_diag(self, data, post):
         """sum_d [ (psi(nu/2) - log(s_d/2) - log 2 pi) / 2 - 1/(2 beta) - nu (x_d - m_d)^2 / (2 s_d) ]."""
         xp = data["xp"]
         like = data["like"]
-        nu, s, beta = post["dof"], post["scale"], post["beta"]
-        D = s.shape[1]
+        nu, beta = post["dof"], post["beta"]
+        D = post["means"].shape[1]
+        s = self._per_dim_scale(post["scale"], D)
         m_c = asarray(post["means"], like=like) - data["shift"][None, :]  # (K, D)
         prec = asarray(nu[:, None] / s, like=like)  # E[lambda] (K, D)
         quad = (xp.matmul(data["X_c2"], prec.T) - 2.0 * xp.matmul(data["X_c"], (prec * m_c).T)
@@ -516,9 +569,12 @@ class VariationalGaussianHMM(_VariationalFit, GaussianHMM):
         + a0 (log b - log b0) + a (b0 - b) / b."""
         b, b0 = post["beta"][:, None], priors["beta"][:, None]
         a, a0 = post["dof"][:, None] / 2.0, priors["dof"][:, None] / 2.0
-        r, r0 = post["scale"] / 2.0, priors["scale"] / 2.0
+        r, r0 = post["scale"] / 2.0, priors["scale"] / 2.0  # (K, D) diag, (K,) spherical
+        if r.ndim == 1:
+            r, r0 = r[:, None], r0[:, None]
         d = post["means"] - priors["means"]
-        normal = 0.5 * (b0 / b - 1.0 + np.log(b / b0) + b0 * (a / r) * d * d)
+        normal = 0.5 * (b0 / b - 1.0 + np.log(b / b0) + b0 * (a / r) * d * d)  # (K, D)
+        # one Gamma per state and dimension (diag) or per state (spherical)
         gamma = ((a - a0) * digamma(a) - lgamma(a) + lgamma(a0) + a0 * (np.log(r) - np.log(r0))
                  + a * (r0 - r) / r)
-        return float(np.sum(normal + np.broadcast_to(gamma, normal.shape)))
+        return float(np.sum(normal) + np.sum(np.broadcast_to(gamma, r.shape)))
