@@ -65,6 +65,7 @@ meaning.
 from __future__ import annotations
 
 import os
+import types
 
 # numba's OpenMP workers wait passively between parallel regions unless the
 # user chose otherwise: spinning workers steal the cores from the NumPy work
@@ -80,6 +81,31 @@ __all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scali
            "affine_rows", "weighted_sums"]
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+# Inputs with at most this many T x K cells run the serial twin of each
+# parallel kernel: a parallel pass over a few thousand cells saves nothing,
+# and compiling a ``parallel=True`` kernel costs 2-3x the serial one, which a
+# new user pays on the first fit (the twin keeps that first fit short).
+SERIAL_MAX_CELLS = 1 << 16
+
+
+def _serial_twin(kernel, fastmath=FASTMATH):
+    """The same Python function compiled without ``parallel=True`` (``prange``
+    is then ``range``), under its own name ``<name>_serial`` so that numba
+    caches the two apart."""
+    f = kernel.py_func
+    name = f.__name__ + "_serial"
+    code = f.__code__.replace(co_name=name, co_qualname=name)
+    twin = types.FunctionType(code, f.__globals__, name, f.__defaults__, f.__closure__)
+    twin.__qualname__ = name
+    twin.__module__ = f.__module__
+    twin.__doc__ = f.__doc__
+    return njit(fastmath=fastmath)(twin)
+
+
+def _pick(kernel, twin, cells, n_chunks):
+    """``twin`` (serial) for small inputs or a single chunk, else ``kernel``."""
+    return twin if (n_chunks <= 1 or cells <= SERIAL_MAX_CELLS) else kernel
 
 
 def _sequence_bounds(lengths):
@@ -244,6 +270,9 @@ def _shift_exp_rows(log_frameprob, n_chunks, frame, shift):
     return frame, shift
 
 
+_shift_exp_rows_serial = _serial_twin(_shift_exp_rows, {"contract"})
+
+
 def _buffer(work, name, shape):
     """A float64 work array of ``shape`` reused across calls through the dict
     ``work`` (fresh multi-MB arrays cost page faults at every EM iteration)."""
@@ -262,7 +291,8 @@ def _scaled_frame(log_frameprob, work=None):
     n_chunks = max(1, min(T // 256, 4 * numba.get_num_threads()))
     frame = _buffer(work, "frame", (T, K))
     shift = _buffer(work, "shift", (T,))
-    _shift_exp_rows(log_frameprob, n_chunks, frame, shift)
+    _pick(_shift_exp_rows, _shift_exp_rows_serial, T * K, n_chunks)(
+        log_frameprob, n_chunks, frame, shift)
     return frame, shift
 
 
@@ -298,13 +328,16 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
     w_{t+1} = b_{t+1} beta_{t+1} / c_{t+1}.
     """
     K = A.shape[0]
-    beta = np.ones(K)
+    beta = np.empty(K)
     w = np.empty(K)
     a_buf = np.empty((_XI_BLOCK, K))
     w_buf = np.empty((_XI_BLOCK, K))
     q = 0
     for k in range(K):
         gamma[end - 1, k] = alpha[end - 1, k]
+        # beta_T = 1, and 0 for states no path reaches (alpha = 0): an unreachable
+        # state whose emission dwarfs the reachable ones would give w = b / c = inf
+        beta[k] = 1.0 if alpha[end - 1, k] > 0.0 else 0.0
     for t in range(end - 2, start - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
@@ -314,7 +347,10 @@ def _backward_scaled(A, frame, alpha, gamma, c, start, end, xi_acc):
         _matvec(A, w, beta)  # beta_t = A w_{t+1}
         total = 0.0
         for i in range(K):
-            g = a_buf[q, i] * beta[i]
+            a = a_buf[q, i]
+            b_i = beta[i] if a > 0.0 else 0.0  # no path through state i at t: beta_t(i) = 0
+            beta[i] = b_i
+            g = a * b_i
             gamma[t, i] = g
             total += g
         inv_total = 1.0 / total
@@ -346,6 +382,9 @@ def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n
         for s in range(s_lo, s_hi):
             lo = starts[s]
             hi = ends[s]
+            if hi == lo:  # an empty sequence: p = 1, no rows, no statistics
+                log_prob[s] = 0.0
+                continue
             lp = _forward_scaled(pi, AT, log_frameprob, frame, shift, gamma, c, lo, hi)
             log_prob[s] = lp
             if lp > -np.inf:
@@ -366,6 +405,9 @@ def _forward_backward_chunks(pi, A, log_frameprob, frame, shift, starts, ends, n
     return log_prob, gamma, start_sum, xi_acc
 
 
+_forward_backward_chunks_serial = _serial_twin(_forward_backward_chunks)
+
+
 @njit(parallel=True, fastmath=FASTMATH)
 def _forward_chunks(pi, AT, log_frameprob, frame, shift, starts, ends, n_chunks):
     T, K = frame.shape
@@ -378,11 +420,17 @@ def _forward_chunks(pi, AT, log_frameprob, frame, shift, starts, ends, n_chunks)
             lo = starts[s]
             hi = ends[s]
             n = hi - lo
+            if n == 0:
+                log_prob[s] = 0.0
+                continue
             alpha = np.empty((n, K))
             c = np.empty(n)
             log_prob[s] = _forward_scaled(pi, AT, log_frameprob[lo:hi], frame[lo:hi], shift[lo:hi],
                                           alpha, c, 0, n)
     return log_prob
+
+
+_forward_chunks_serial = _serial_twin(_forward_chunks)
 
 
 @njit(parallel=True, fastmath=FASTMATH)
@@ -400,6 +448,9 @@ def _viterbi_chunks(log_pi, log_A, log_frameprob, starts, ends, n_chunks):
         for s in range(s_lo, s_hi):
             lo = starts[s]
             hi = ends[s]
+            if hi == lo:
+                log_prob[s] = 0.0
+                continue
             for k in range(K):
                 delta[k] = log_pi[k] + log_frameprob[lo, k]
             for t in range(lo + 1, hi):
@@ -427,6 +478,9 @@ def _viterbi_chunks(log_pi, log_A, log_frameprob, starts, ends, n_chunks):
                 arg = back[t, arg]
                 path[t - 1] = arg
     return log_prob, path
+
+
+_viterbi_chunks_serial = _serial_twin(_viterbi_chunks)
 
 
 def _check_inputs(log_startprob, log_transmat, log_frameprob, lengths):
@@ -501,8 +555,10 @@ def _forward_backward_sequential(log_startprob, log_transmat, log_frameprob, len
     frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
     gamma = _buffer(work, "gamma", (T, K))
     c = _buffer(work, "c", (T,))
-    log_prob, posteriors, start_sum, xi_acc = _forward_backward_chunks(
-        pi, A, log_frameprob, frame, shift, starts, ends, _n_chunks(starts.shape[0]), gamma, c)
+    n_chunks = _n_chunks(starts.shape[0])
+    kernel = _pick(_forward_backward_chunks, _forward_backward_chunks_serial, T * K, n_chunks)
+    log_prob, posteriors, start_sum, xi_acc = kernel(
+        pi, A, log_frameprob, frame, shift, starts, ends, n_chunks, gamma, c)
     return log_prob, posteriors, start_sum, A * xi_acc
 
 
@@ -512,8 +568,10 @@ def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None):
     log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
         log_startprob, log_transmat, log_frameprob, lengths)
     frame, shift = _scaled_frame(log_frameprob)  # (T, K), (T,)
-    return _forward_chunks(np.exp(log_startprob), np.ascontiguousarray(np.exp(log_transmat).T),
-                           log_frameprob, frame, shift, starts, ends, _n_chunks(starts.shape[0]))
+    n_chunks = _n_chunks(starts.shape[0])
+    kernel = _pick(_forward_chunks, _forward_chunks_serial, log_frameprob.size, n_chunks)
+    return kernel(np.exp(log_startprob), np.ascontiguousarray(np.exp(log_transmat).T),
+                  log_frameprob, frame, shift, starts, ends, n_chunks)
 
 
 def forward_log_scaling(log_startprob, log_transmat, log_frameprob):
@@ -543,8 +601,9 @@ def viterbi(log_startprob, log_transmat, log_frameprob, lengths=None):
     """
     log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
         log_startprob, log_transmat, log_frameprob, lengths)
-    return _viterbi_chunks(log_startprob, log_transmat, log_frameprob, starts, ends,
-                           _n_chunks(starts.shape[0]))
+    n_chunks = _n_chunks(starts.shape[0])
+    kernel = _pick(_viterbi_chunks, _viterbi_chunks_serial, log_frameprob.size, n_chunks)
+    return kernel(log_startprob, log_transmat, log_frameprob, starts, ends, n_chunks)
 
 
 @njit
@@ -589,15 +648,19 @@ def _affine_rows(Z, W, const, n_chunks, out):
     return out
 
 
+_affine_rows_serial = _serial_twin(_affine_rows)
+
+
 def affine_rows(Z, W, const, work=None):
     """out = Z W + const (T, K) for Z (T, P), W (P, K), const (K,): a product
     with a small inner size P, in the numba thread pool (no BLAS threads, so
     the EM loop never alternates two spinning thread pools)."""
     Z = np.ascontiguousarray(Z, dtype=np.float64)
     out = _buffer(work, "affine", (Z.shape[0], W.shape[1]))
-    return _affine_rows(Z, np.ascontiguousarray(W, dtype=np.float64),
-                        np.ascontiguousarray(const, dtype=np.float64), _row_chunks(Z.shape[0]),
-                        out)
+    n_chunks = _row_chunks(Z.shape[0])
+    kernel = _pick(_affine_rows, _affine_rows_serial, out.size, n_chunks)
+    return kernel(Z, np.ascontiguousarray(W, dtype=np.float64),
+                  np.ascontiguousarray(const, dtype=np.float64), n_chunks, out)
 
 
 @njit(parallel=True, fastmath=FASTMATH)
@@ -627,9 +690,13 @@ def _weighted_sums(gamma, Z, n_chunks):
     return post, out
 
 
+_weighted_sums_serial = _serial_twin(_weighted_sums)
+
+
 def weighted_sums(gamma, Z):
     """(sum_t gamma_t (K,), gamma^T Z (K, P)) in one parallel pass over T
     (the Gaussian statistics post, obs and obs2 with Z = [X_c, X_c^2])."""
     gamma = np.ascontiguousarray(gamma, dtype=np.float64)
-    return _weighted_sums(gamma, np.ascontiguousarray(Z, dtype=np.float64),
-                          _row_chunks(gamma.shape[0]))
+    n_chunks = _row_chunks(gamma.shape[0])
+    kernel = _pick(_weighted_sums, _weighted_sums_serial, gamma.size, n_chunks)
+    return kernel(gamma, np.ascontiguousarray(Z, dtype=np.float64), n_chunks)

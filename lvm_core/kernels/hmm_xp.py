@@ -133,7 +133,7 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
     log_prob = xp.sum(xp.where(valid, log_c_all + m, xp.zeros_like(m)), axis=1)  # (S,)
     possible = xp.isfinite(log_prob)  # (S,)
     c_all = xp.exp(log_c_all)
-    beta = xp.ones((S, K), dtype=b.dtype, device=device_of(b))
+    beta = xp.ones((S, K), dtype=b.dtype, device=device_of(b))  # beta_T = 1
     gammas = [None] * T_max
     xi_acc = xp.zeros((K, K), dtype=b.dtype, device=device_of(b))
     for t in range(T_max - 1, -1, -1):
@@ -144,6 +144,11 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
             w = xp.where((v & possible)[:, None], w, xp.zeros_like(w))
             xi_acc = xi_acc + xp.matmul(alphas[t].T, w)
             beta = xp.where(v[:, None], xp.matmul(w, A.T), xp.ones_like(beta))
+        else:
+            beta = xp.ones_like(beta)
+        # beta_t(i) = 0 where no path reaches state i (alpha_t(i) = 0): an unreachable
+        # state whose emission dwarfs the reachable ones would otherwise give inf * 0
+        beta = xp.where(alphas[t] > 0, beta, xp.zeros_like(beta))
         g = alphas[t] * beta
         total = xp.sum(g, axis=1)
         total = xp.where(total > 0, total, xp.ones_like(total))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import asarray, device_of, get_namespace, is_numpy_namespace, namespace_name, to_numpy
-from ...validation import NotFittedError, check_choice, check_positive_int
+from ...validation import NotFittedError, check_array, check_choice, check_positive_int
 
 _LEARN_HELP = "a tuple of parameter names such as ('startprob', 'transmat')"
 
@@ -27,6 +27,41 @@ class HMMChecks:
     @property
     def _param_names_all(self):
         return ("startprob", "transmat") + tuple(self._emission_names)
+
+    def _current(self, name, fitting=False):
+        """The value of parameter ``name`` (without '_') that fit or inference will
+        use: None when unset, or, with ``fitting``, when fit draws it afresh."""
+        value = getattr(self, name + "_", None)
+        if fitting and value is not None and name in self._init_names():
+            return None
+        return value
+
+    def _set_by_hand(self, name):
+        """True when ``name_`` holds a value that no fit of this estimator produced.
+
+        ``fit`` / ``partial_fit`` remember the objects they assign; assigning
+        a new object (``model.means_ = ...``) makes the parameter "set by hand"
+        again.  (A fitted array changed in place still counts as fitted.)
+        """
+        value = getattr(self, name + "_", None)
+        if value is None:
+            return False
+        return value is not getattr(self, "_fit_objects", {}).get(name)
+
+    def _init_names(self, warm=None):
+        """Names drawn afresh by the next fit.
+
+        * ``warm`` (default: ``warm_start`` after a fit): only the unset ones;
+        * ``init="auto"``: every parameter not set by hand;
+        * ``init=(names...)``: those names (the others start as they are).
+        """
+        if warm is None:
+            warm = bool(getattr(self, "warm_start", False)) and bool(getattr(self, "_fit_objects", None))
+        if warm:
+            return tuple(n for n in self._param_names_all if getattr(self, n + "_", None) is None)
+        if isinstance(self.init, str) and self.init == "auto":
+            return tuple(n for n in self._param_names_all if not self._set_by_hand(n))
+        return self._check_names(self.init, "init")
 
     def _check_names(self, names, arg):
         if isinstance(names, str):
@@ -80,6 +115,18 @@ class HMMChecks:
             )
         return value
 
+    @staticmethod
+    def _prior(value, like):
+        """A prior hyper-parameter (number, list or array of any real dtype) as a
+        float64 value of ``like``'s namespace (numbers stay Python floats)."""
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            return float(value)
+        xp = get_namespace(like)
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            get_namespace(value, like)
+            return xp.astype(value, xp.float64)
+        return asarray(np.asarray(value, dtype=np.float64), like=like)
+
     def _check_stochastic(self, name, p):
         xp = get_namespace(p)
         if bool(xp.any(p < 0)) or bool(xp.any(xp.isnan(p))):
@@ -101,6 +148,11 @@ class HMMChecks:
         self._check_stochastic("transmat_", out["transmat"])
         out.update(self._check_emission(values, like))
         return out
+
+    def _checked_transmat(self, like):
+        A = self._param("transmat_", self.transmat_, like, (self.n_components, self.n_components))
+        self._check_stochastic("transmat_", A)
+        return A
 
     def _fitted_params(self, like):
         """The estimator's parameters, validated (NotFittedError when missing)."""
@@ -143,24 +195,42 @@ class HMMChecks:
         return all_nan
 
     def _as_2d_float(self, X, name="X"):
-        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-            if X is None or isinstance(X, (str, bytes)):
-                raise TypeError(f"{name} must be an array; got {type(X).__name__}.")
-            X = np.asarray(X)
+        """X as (T, D) float64 after :func:`lvm_core.validation.check_array` (which
+        refuses sparse, complex, object/string, 0-row and 0-feature data with
+        messages naming the fix); NaN/inf are checked by the caller."""
+        X = check_array(X, name, ndim=2, allow_nan=True, allow_inf=True)
         xp = get_namespace(X)
-        if X.ndim == 1:
-            raise ValueError(
-                f"{name} must be 2-D (T, D); got {describe(X)}. Reshape a single feature "
-                f"with X.reshape(-1, 1)."
-            )
-        if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (T, D); got {describe(X)}.")
-        if X.shape[0] == 0:
-            raise ValueError(f"{name} is empty (0 rows); pass at least one observation.")
         if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral")
                 or X.dtype == xp.bool):
             raise TypeError(f"{name} must be numeric; got {describe(X)}.")
         return xp.astype(X, xp.float64)
+
+    def _validate_counts(self, X, n_known, what):
+        """(T, D) non-negative integer counts as float64 (all-NaN rows zeroed and
+        flagged with allow_missing), bounded by 2**53 (exact in float64)."""
+        X = self._as_2d_float(X)
+        xp = get_namespace(X)
+        missing = self._missing_rows(X)
+        X0 = X if missing is None else xp.where(missing[:, None], xp.zeros_like(X), X)
+        if bool(xp.any(xp.isinf(X0))):
+            raise ValueError("X contains infinite values; pass finite counts.")
+        if bool(xp.any(X0 < 0)):
+            raise ValueError(
+                f"X must hold non-negative counts for a {what}; got a minimum of "
+                f"{float(xp.min(X0)):g}."
+            )
+        if bool(xp.any(X0 != xp.round(X0))):
+            raise ValueError(f"X must hold integer counts for a {what}; got non-integer values. "
+                             "Round them or use a model for real-valued data.")
+        if bool(xp.any(X0 > 2.0 ** 53)):
+            raise ValueError(
+                f"X holds counts up to {float(xp.max(X0)):g}, above 2**53 where float64 no "
+                "longer represents every integer; rescale or cap the counts."
+            )
+        if n_known is not None and X.shape[1] != n_known:
+            raise ValueError(
+                f"X must have {n_known} features (columns) to match the model; got {describe(X)}.")
+        return X0, missing
 
     def _check_states(self, states, T, like):
         """(T, K) bool mask of allowed states, or None (no labels)."""

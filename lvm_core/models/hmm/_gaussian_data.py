@@ -26,7 +26,7 @@ class GaussianData:
             X = xp.where(missing[:, None], xp.zeros_like(X), X)
         elif bool(xp.any(xp.isinf(X))):
             raise ValueError("X contains infinite values; pass finite observations.")
-        n_feat = self._n_features_known()
+        n_feat = self._n_features_known(fitting=not fitted)
         if n_feat is not None and X.shape[1] != n_feat:
             raise ValueError(
                 f"X must have {n_feat} features (columns) to match the model; got {describe(X)}."

@@ -40,6 +40,13 @@ Conventions:
 * missing observations (``allow_missing=True``): rows of X that are all NaN
   have log p(x_t | z_t = k) = 0 and add nothing to the emission statistics.
 
+Starting point: every ``fit`` starts from the initialisation (parameters in
+``init`` drawn afresh, the others as they are; ``init="auto"`` draws all but
+the parameters set by hand), so refitting, also on data of another width,
+never depends on an earlier fit; ``warm_start=True`` continues from the
+previous fit instead.  Inference (score, predict, decode, sample, ...) never
+changes the estimator.
+
 Convergence: EM stops after ``n_iter`` iterations or once an iteration
 changes log p(X) by at most ``tol * |log p(X)|`` (relative).
 """
@@ -55,7 +62,7 @@ from ...em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, d
                    stepwise_update, take_rows)
 from ...families._common import init_rows, safe_log
 from ...random import as_generator
-from ...validation import check_choice, check_lengths, check_positive_int
+from ...validation import check_choice, check_lengths, check_not_sparse, check_positive_int
 from ..base import ParamsMixin
 from ._checks import HMMChecks
 
@@ -182,14 +189,14 @@ class BaseHMM(HMMChecks, ParamsMixin):
         new = dict(params)
         if "startprob" in learn:
             pi = params["startprob"]
-            counts = xp.maximum(stats["start"] + (self.startprob_prior - 1.0), xp.zeros_like(pi))
+            counts = xp.maximum(stats["start"] + (self._prior(self.startprob_prior, pi) - 1.0), xp.zeros_like(pi))
             counts = xp.where(pi == 0, xp.zeros_like(counts), counts)
             total = xp.sum(counts)
             if float(total) > 0:
                 new["startprob"] = counts / total
         if "transmat" in learn:
             A = params["transmat"]
-            counts = xp.maximum(stats["trans"] + (self.transmat_prior - 1.0), xp.zeros_like(A))
+            counts = xp.maximum(stats["trans"] + (self._prior(self.transmat_prior, A) - 1.0), xp.zeros_like(A))
             counts = xp.where(A == 0, xp.zeros_like(counts), counts)
             total = xp.sum(counts, axis=1, keepdims=True)
             ok = total > 0
@@ -199,19 +206,14 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
     # ------------------------------------------------------------------ init
 
-    def _init_names(self):
-        if isinstance(self.init, str) and self.init == "auto":
-            return tuple(n for n in self._param_names_all if getattr(self, n + "_", None) is None)
-        return self._check_names(self.init, "init")
-
-    def _initial_params(self, init, rng):
+    def _initial_params(self, init, rng, warm=None):
         """Starting parameters: the names in ``init`` drawn afresh, the others as set.
 
         ``init`` holds ``like`` (an array of the data's namespace), ``summary``
         (:meth:`_reference` of all data) and ``rows(rng)`` (a random subset of
         at most INIT_MAX_ROWS observed rows, host NumPy).
         """
-        names = self._init_names()
+        names = self._init_names(warm)
         K = self.n_components
         like = init["like"]
         values = {n: getattr(self, n + "_", None) for n in self._param_names_all}
@@ -225,8 +227,10 @@ class BaseHMM(HMMChecks, ParamsMixin):
         return self._checked_params(values, like)
 
     def _set_params(self, params):
+        """Store fitted parameters and remember them as the fit's (not set by hand)."""
         for name, value in params.items():
             setattr(self, name + "_", value)
+        self._fit_objects = dict(params)
 
     # ------------------------------------------------------------------- fit
 
@@ -249,9 +253,11 @@ class BaseHMM(HMMChecks, ParamsMixin):
             Run the E-steps on this cluster's workers (the default client for
             a dask array).  Same result as in process up to round-off.
 
-        Returns self.
+        Starts from the initialisation every time (see the module docstring;
+        ``warm_start=True``: from the previous fit).  Returns self.
         """
         self._check_hyper()
+        check_not_sparse(X, "X")
         learn = self._check_names(self.learn, "learn")
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
@@ -323,15 +329,27 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
         def rows(r):
             picked = init_rows(T, INIT_MAX_ROWS, r)
-            return self._validate(take_rows(X, picked, bounds))[0]
+            return self._sorted_rows(to_numpy(self._validate(take_rows(X, picked, bounds))[0]))
 
         return source, T, dict(like=like, ref=ref, rows=rows), ref
 
     @staticmethod
     def _init_sample(X_host, rng, max_rows=INIT_MAX_ROWS):
-        """A random subset of rows for initialisation (keeps k-means++ cheap)."""
-        picked = init_rows(X_host.shape[0], max_rows, rng)
-        return X_host if picked is None else X_host[picked]
+        """The rows an initialisation sees: all rows in lexicographic order, or
+        ``max_rows`` of them drawn at random from that order (keeping k-means++
+        cheap), so that the start (and hence the fit, up to round-off) does not
+        depend on the order of the sequences."""
+        rows = BaseHMM._sorted_rows(X_host)
+        picked = init_rows(rows.shape[0], max_rows, rng)
+        return rows if picked is None else rows[np.sort(picked)]
+
+    @staticmethod
+    def _sorted_rows(rows):
+        """Rows in lexicographic order (2-D host arrays; others unchanged)."""
+        rows = np.asarray(rows)
+        if rows.ndim == 2 and rows.shape[0] > 1:
+            rows = rows[np.lexsort(rows.T[::-1])]
+        return rows
 
     def _observed_host(self, data):
         X = to_numpy(data["X"])
@@ -351,17 +369,17 @@ class BaseHMM(HMMChecks, ParamsMixin):
         """
         self._check_hyper()
         learn = self._check_names(self.learn, "learn")
-        X_valid, missing = self._validate(X)
+        first = getattr(self, "online_steps_", None) is None
+        X_valid, missing = self._validate(X, fitted=True)
         T = X_valid.shape[0]
         lengths = check_lengths(lengths, T)
-        first = getattr(self, "online_steps_", None) is None
         ref = self._reference([self._summary(X_valid, missing)]) if first else self.online_ref_
         data = self._features(X_valid, lengths, ref, missing=missing)
         clamp = self._check_states(states, T, data["like"])
         if first:
             init = dict(like=data["like"], ref=ref,
                         rows=lambda r: self._init_sample(self._observed_host(data), r))
-            params = self._initial_params(init, as_generator(self.random_state))
+            params = self._initial_params(init, as_generator(self.random_state), warm=True)
             self.online_ref_, self.online_stats_, self.online_steps_ = ref, None, 0
         else:
             params = self._fitted_params(data["like"])
@@ -452,6 +470,27 @@ class BaseHMM(HMMChecks, ParamsMixin):
         X = self._sample_emission(host, states, rng)
         return asarray(X, like=like), asarray(states, like=like, dtype="int64")
 
+    def get_stationary_distribution(self):
+        """The stationary distribution pi_inf of the chain: pi_inf A = pi_inf,
+        sum_k pi_inf_k = 1 (the left eigenvector of A for eigenvalue 1).
+
+        Solved as the least-squares system [A^T - I; 1^T] pi = [0; 1] on the
+        host (for a reducible chain, whose stationary distributions form a
+        set, this is the one of least norm); returned as (K,) float64 in the
+        namespace of ``transmat_`` (NumPy when it was set as a list).
+        """
+        self._is_fitted()
+        A_set = self.transmat_
+        like = A_set if hasattr(A_set, "shape") and hasattr(A_set, "dtype") else np.zeros(1)
+        A = to_numpy(self._checked_transmat(like))
+        K = A.shape[0]
+        system = np.vstack([A.T - np.eye(K), np.ones((1, K))])
+        rhs = np.zeros(K + 1)
+        rhs[-1] = 1.0
+        pi = np.linalg.lstsq(system, rhs, rcond=None)[0]
+        pi = np.maximum(pi, 0.0)
+        return asarray(pi / pi.sum(), like=like)
+
     def _n_fit_scalars(self):
         K = self.n_components
         return K - 1 + K * (K - 1) + self._n_emission_scalars()
@@ -462,8 +501,9 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
     def bic(self, X, lengths=None):
         """BIC = -2 log p(X) + n_params log T (hmmlearn's parameter count)."""
+        log_p = self.score(X, lengths)  # validates X first
         T = X.shape[0] if hasattr(X, "shape") else len(X)
-        return -2.0 * self.score(X, lengths) + self._n_fit_scalars() * math.log(T)
+        return -2.0 * log_p + self._n_fit_scalars() * math.log(T)
 
     def _base_data(self, X, lengths):
         return {"xp": get_namespace(X), "T": X.shape[0], "like": X, "lengths": lengths}

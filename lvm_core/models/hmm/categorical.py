@@ -13,10 +13,13 @@ import numpy as np
 
 from ...backend import asarray, get_namespace, is_numpy_namespace
 from ...families import categorical as cat
+from ...validation import check_array, check_positive_int
 from ._checks import describe
 from .base import BaseHMM
 
-__all__ = ["CategoricalHMM"]
+__all__ = ["CategoricalHMM", "MAX_EMISSION_ENTRIES"]
+
+MAX_EMISSION_ENTRIES = 2 ** 26  # K x F emission probabilities (512 MiB in float64)
 
 
 class CategoricalHMM(BaseHMM):
@@ -47,13 +50,17 @@ class CategoricalHMM(BaseHMM):
     learn : tuple of str
         Parameters updated by the M-step ("startprob", "transmat", "emissionprob").
     init : "auto" or tuple of str
-        Parameters drawn afresh by ``fit`` ("auto": those not set by hand).
+        Parameters drawn afresh by every ``fit`` ("auto": all but those set by
+        hand; a tuple: those names, the others start as they are).
     init_method : {"random", "kmeans++"}
         Emission start (categorical emissions always start at random rows).
     allow_missing : bool
         Accept NaN symbols (a float X) as missing observations.
     implementation : {"auto", "numba", "xp"}
         Forward-backward kernels: numba for NumPy, array-API otherwise.
+    warm_start : bool
+        After a first fit, start the next ``fit`` from the current parameters
+        (drawing only the unset ones) instead of from the initialisation.
 
     X: (T, 1) or (T,) integer symbols in 0..F-1.  Fitted: ``startprob_`` (K,),
     ``transmat_`` (K, K), ``emissionprob_`` (K, F).
@@ -64,7 +71,8 @@ class CategoricalHMM(BaseHMM):
     def __init__(self, n_components=1, n_features=None, startprob_prior=1.0, transmat_prior=1.0,
                  emissionprob_prior=1.0, algorithm="viterbi", random_state=None, n_iter=10,
                  tol=1e-6, verbose=False, learn=("startprob", "transmat", "emissionprob"),
-                 init="auto", init_method="random", allow_missing=False, implementation="auto"):
+                 init="auto", init_method="random", allow_missing=False, implementation="auto",
+                 warm_start=False):
         self.n_components = n_components
         self.n_features = n_features
         self.startprob_prior = startprob_prior
@@ -80,9 +88,16 @@ class CategoricalHMM(BaseHMM):
         self.init_method = init_method
         self.allow_missing = allow_missing
         self.implementation = implementation
+        self.warm_start = warm_start
 
-    def _n_symbols(self):
-        em_p = getattr(self, "emissionprob_", None)
+    def _check_hyper(self):
+        super()._check_hyper()
+        if self.n_features is not None:
+            check_positive_int(self.n_features, "n_features")
+            self._check_alphabet(int(self.n_features), "n_features asks for ")
+
+    def _n_symbols(self, fitting=False):
+        em_p = self._current("emissionprob", fitting)
         if em_p is not None:
             return int(em_p.shape[1]) if hasattr(em_p, "shape") else len(em_p[0])
         if self.n_features is not None:
@@ -90,10 +105,7 @@ class CategoricalHMM(BaseHMM):
         return None
 
     def _validate(self, X, fitted=False):
-        if not hasattr(X, "shape") or not hasattr(X, "dtype"):
-            if X is None or isinstance(X, (str, bytes)):
-                raise TypeError(f"X must be an array of integer symbols; got {type(X).__name__}.")
-            X = np.asarray(X)
+        X = check_array(X, "X", ndim=(1, 2), allow_nan=True, allow_inf=True)
         xp = get_namespace(X)
         if X.ndim == 2 and X.shape[1] == 1:
             X = xp.reshape(X, (X.shape[0],))
@@ -124,8 +136,24 @@ class CategoricalHMM(BaseHMM):
             raise ValueError(f"X must hold integer symbols; got {describe(X)}.")
         if bool(xp.any(X < 0)):
             raise ValueError(f"X must hold non-negative symbols; got a minimum of {int(xp.min(X))}.")
-        self._check_largest(int(xp.max(X)), self._n_symbols())
+        largest = int(xp.max(X))
+        n_sym = self._n_symbols(fitting=not fitted)
+        self._check_largest(largest, n_sym)
+        if n_sym is None:
+            self._check_alphabet(largest + 1, "X holds the symbol "
+                                 f"{largest}, so the model would need ")
         return X, missing
+
+    def _check_alphabet(self, F, what):
+        """ValueError when K x F emission probabilities exceed MAX_EMISSION_ENTRIES."""
+        K = int(self.n_components)
+        if K * F > MAX_EMISSION_ENTRIES:
+            raise ValueError(
+                f"{what}{F} symbols: emissionprob_ would have {K} x {F} entries "
+                f"({K * F * 8 / 2 ** 30:.1f} GiB), more than the {MAX_EMISSION_ENTRIES} "
+                "this model allows. Encode the symbols as 0..F-1 with F the number of "
+                "distinct symbols, e.g. codes = np.unique(X, return_inverse=True)[1]."
+            )
 
     @staticmethod
     def _check_largest(largest, n_sym):
@@ -176,7 +204,8 @@ class CategoricalHMM(BaseHMM):
     def _emission_m_step(self, stats, params, learn, ref):
         if "emissionprob" not in learn:
             return {}
-        return {"emissionprob": cat.map_m_step(stats["counts"], self.emissionprob_prior,
+        return {"emissionprob": cat.map_m_step(stats["counts"],
+                                               self._prior(self.emissionprob_prior, stats["counts"]),
                                                params["emissionprob"])}
 
     def _n_emission_scalars(self):

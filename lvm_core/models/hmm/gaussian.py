@@ -55,13 +55,17 @@ class GaussianHMM(GaussianData, BaseHMM):
     learn : tuple of str
         Parameters updated by the M-step ("startprob", "transmat", "means", "covars").
     init : "auto" or tuple of str
-        Parameters drawn afresh by ``fit`` ("auto": those not set by hand).
+        Parameters drawn afresh by every ``fit`` ("auto": all but those set by
+        hand; a tuple: those names, the others start as they are).
     init_method : {"kmeans++", "random"}
         Means start at k-means centres (k-means++ seeding) or at random rows.
     allow_missing : bool
         Marginalise rows of X that are entirely NaN.
     implementation : {"auto", "numba", "xp"}
         Forward-backward kernels: numba for NumPy, array-API otherwise.
+    warm_start : bool
+        After a first fit, start the next ``fit`` from the current parameters
+        (drawing only the unset ones) instead of from the initialisation.
 
     ``covars_`` is compact (as in scikit-learn's GaussianMixture);
     ``full_covars_`` is (K, D, D).
@@ -74,7 +78,8 @@ class GaussianHMM(GaussianData, BaseHMM):
                  covars_prior=1e-2, covars_weight=1, algorithm="viterbi", random_state=None,
                  n_iter=10, tol=1e-6, verbose=False,
                  learn=("startprob", "transmat", "means", "covars"), init="auto",
-                 init_method="kmeans++", allow_missing=False, implementation="auto"):
+                 init_method="kmeans++", allow_missing=False, implementation="auto",
+                 warm_start=False):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.min_covar = min_covar
@@ -94,13 +99,14 @@ class GaussianHMM(GaussianData, BaseHMM):
         self.init_method = init_method
         self.allow_missing = allow_missing
         self.implementation = implementation
+        self.warm_start = warm_start
 
     def _check_hyper(self):
         super()._check_hyper()
         check_choice(self.covariance_type, "covariance_type", gauss.COVARIANCE_TYPES)
 
-    def _n_features_known(self):
-        means = getattr(self, "means_", None)
+    def _n_features_known(self, fitting=False):
+        means = self._current("means", fitting)
         if means is None:
             return None
         return int(means.shape[1]) if hasattr(means, "shape") else len(means[0])
@@ -187,13 +193,13 @@ class GaussianHMM(GaussianData, BaseHMM):
         learn_means, learn_covars = "means" in learn, "covars" in learn
         if not (learn_means or learn_covars):
             return {}
-        mp = self.means_prior
-        if hasattr(mp, "shape"):
-            get_namespace(mp, params["means"])
+        like = params["means"]
+        mp = self._prior(self.means_prior, like)
         mu_c, covars = gauss.map_m_step(
             stats, params["means"] - ref[None, :], params["covars"], self.covariance_type,
-            means_prior=mp - ref[None, :], means_weight=self.means_weight,
-            covars_prior=self.covars_prior, covars_weight=self.covars_weight,
+            means_prior=mp - ref[None, :], means_weight=self._prior(self.means_weight, like),
+            covars_prior=self._prior(self.covars_prior, like),
+            covars_weight=self._prior(self.covars_weight, like),
             min_covar=self.min_covar, learn_means=learn_means, learn_covars=learn_covars)
         out = {"covars": covars}
         if learn_means:  # (no round trip through the reference point for fixed means)

@@ -28,6 +28,8 @@ from .base import BaseHMM
 
 __all__ = ["GMMHMM"]
 
+MIN_COMPONENT_MASS = 1e-8  # expected observations below which a component keeps its parameters
+
 
 def default_covars_prior(covariance_type, n_mix, n_features):
     """hmmlearn 0.3's defaults for GMMHMM (covars_prior, covars_weight) when None."""
@@ -95,13 +97,17 @@ class GMMHMM(GaussianData, BaseHMM):
         Parameters updated by the M-step ("startprob", "transmat", "weights",
         "means", "covars").
     init : "auto" or tuple of str
-        Parameters drawn afresh by ``fit`` ("auto": those not set by hand).
+        Parameters drawn afresh by every ``fit`` ("auto": all but those set by
+        hand; a tuple: those names, the others start as they are).
     init_method : {"kmeans++", "random"}
         The K * M means start at k-means centres or at random rows.
     allow_missing : bool
         Marginalise rows of X that are entirely NaN.
     implementation : {"auto", "numba", "xp"}
         Forward-backward kernels: numba for NumPy, array-API otherwise.
+    warm_start : bool
+        After a first fit, start the next ``fit`` from the current parameters
+        (drawing only the unset ones) instead of from the initialisation.
 
     Fitted ``weights_`` (K, M), ``means_`` (K, M, D), ``covars_`` (compact).
     """
@@ -113,7 +119,8 @@ class GMMHMM(GaussianData, BaseHMM):
                  means_weight=0.0, covars_prior=None, covars_weight=None, algorithm="viterbi",
                  random_state=None, n_iter=10, tol=1e-6, verbose=False,
                  learn=("startprob", "transmat", "weights", "means", "covars"), init="auto",
-                 init_method="kmeans++", allow_missing=False, implementation="auto"):
+                 init_method="kmeans++", allow_missing=False, implementation="auto",
+                 warm_start=False):
         self.n_components = n_components
         self.n_mix = n_mix
         self.covariance_type = covariance_type
@@ -135,14 +142,15 @@ class GMMHMM(GaussianData, BaseHMM):
         self.init_method = init_method
         self.allow_missing = allow_missing
         self.implementation = implementation
+        self.warm_start = warm_start
 
     def _check_hyper(self):
         super()._check_hyper()
         check_positive_int(self.n_mix, "n_mix")
         check_choice(self.covariance_type, "covariance_type", gauss.COVARIANCE_TYPES)
 
-    def _n_features_known(self):
-        means = getattr(self, "means_", None)
+    def _n_features_known(self, fitting=False):
+        means = self._current("means", fitting)
         if means is None:
             return None
         return int(means.shape[2]) if hasattr(means, "shape") else len(means[0][0])
@@ -194,21 +202,52 @@ class GMMHMM(GaussianData, BaseHMM):
                     means_weight=b(self.means_weight, (K, M)),
                     covars_prior=b(cp, cp_shape), covars_weight=b(cw, cw_shape))
 
+    def _state_partition(self, init, rng):
+        """Rows of the initialisation sample split among the K states: k-means
+        with K clusters on the rows (cached in ``init`` so that means and
+        covariances start from the same split)."""
+        if "state_rows" not in init:
+            X_host = init["rows"](rng)
+            K = self.n_components
+            if self.init_method == "kmeans++" and X_host.shape[0] >= K:
+                labels = np.asarray(kmeans(X_host, K, rng, max_iter=10)[1])
+            else:
+                labels = rng.integers(0, K, X_host.shape[0])
+            init["state_rows"] = (X_host, [X_host[labels == k] for k in range(K)])
+        return init["state_rows"]
+
+    def _state_means(self, X_host, rows, rng):
+        """M starting means of one state from that state's rows: k-means centres
+        (k-means++ seeding) or random rows; a state with fewer than M rows
+        completes them with the rows of all data nearest to its centre."""
+        M = self.n_mix
+        if rows.shape[0] < M:
+            centre = rows.mean(axis=0) if rows.shape[0] else X_host[rng.integers(X_host.shape[0])]
+            order = np.argsort(np.sum((X_host - centre) ** 2, axis=1), kind="stable")
+            rows = np.concatenate([rows, X_host[order[:M - rows.shape[0]]]])
+        if self.init_method == "kmeans++":
+            return np.asarray(kmeans(rows, M, rng, max_iter=10)[0])
+        return rows[rng.choice(rows.shape[0], M, replace=False)]
+
     def _init_emission(self, name, init, rng):
-        X_host = init["rows"](rng)
+        """Each state's mixture starts from that state's data (the rows k-means
+        assigns to it): uniform weights, k-means centres of its rows as means,
+        its rows' covariance + min_covar I (all data's when it has < 2 rows)."""
         K, M = self.n_components, self.n_mix
-        D = X_host.shape[1]
         like = init["like"]
         if name == "weights":
             return {"weights": asarray(np.full((K, M), 1.0 / M), like=like)}
+        X_host, state_rows = self._state_partition(init, rng)
         if name == "means":
-            if self.init_method == "kmeans++":
-                centres = np.asarray(kmeans(X_host, K * M, rng, max_iter=10)[0])
-            else:
-                centres = X_host[rng.choice(X_host.shape[0], K * M, replace=X_host.shape[0] < K * M)]
-            return {"means": asarray(centres.reshape(K, M, D), like=like)}
-        cov = gauss.initial_covariances(X_host, self.covariance_type, K, self.min_covar,
-                                        leading=(M,))
+            means = np.stack([self._state_means(X_host, rows, rng) for rows in state_rows])
+            return {"means": asarray(means, like=like)}
+        cov = np.concatenate([
+            gauss.initial_covariances(rows if rows.shape[0] > 1 else X_host, self.covariance_type,
+                                      1, self.min_covar, leading=(M,))
+            if self.covariance_type != "tied" else
+            gauss.initial_covariances(rows if rows.shape[0] > 1 else X_host, "full", 1,
+                                      self.min_covar)
+            for rows in state_rows])
         return {"covars": asarray(cov, like=like)}
 
     def _emission_log_prob(self, data, params):
@@ -262,8 +301,10 @@ class GMMHMM(GaussianData, BaseHMM):
             tied:  Sigma_k = (Psi^T + sum_m lambda d d^T + c_k) / (n_k + M + nu + D + 1)
 
         (alpha/Psi = covars_prior, beta/nu = covars_weight, d = mu - m0).  A
-        state without posterior mass keeps its parameters; collapsed
-        covariances are floored at min_covar.
+        state without posterior mass keeps its parameters, and so do the mean
+        and covariance of a component whose mass n_km fell to at most
+        MIN_COMPONENT_MASS (its weight goes to ~0: it never becomes NaN);
+        collapsed covariances are floored at min_covar.
         """
         lw_, lm, lc = "weights" in learn, "means" in learn, "covars" in learn
         if not (lw_ or lm or lc):
@@ -277,6 +318,7 @@ class GMMHMM(GaussianData, BaseHMM):
         lam = pri["means_weight"]
         n_km, n_k = stats["post_mix_sum"], stats["post_sum"]
         has_mass = n_k > 0  # (K,)
+        alive = n_km > MIN_COMPONENT_MASS  # (K, M): components that keep posterior mass
         if lw_:
             a1 = pri["weights_prior"] - 1.0
             w_d = (n_k + xp.sum(a1, axis=1))[:, None]
@@ -287,35 +329,39 @@ class GMMHMM(GaussianData, BaseHMM):
             m_d = n_km + lam
             m_d = xp.where(m_d != 0, m_d, xp.ones_like(m_d))
             new_mu = (lam[:, :, None] * m0 + stats["m_n"]) / m_d[:, :, None]
-            mu = xp.where(has_mass[:, None, None], new_mu, mu_old)
+            mu = xp.where(alive[:, :, None], new_mu, mu_old)
         out = {"weights": weights}
         if lm:
             out["means"] = mu + ref[None, None, :]
         if not lc:
             return out
         c_n = self._scatter(stats, mu_old)
+
+        def keep(den, mask):  # denominators of entries that keep their values: 1 (no 0/0)
+            return xp.where(mask, den, xp.ones_like(den))
+
         diff = mu - m0
         cp, cw, ctype = pri["covars_prior"], pri["covars_weight"], self.covariance_type
         if ctype == "diag":
             new = (lam[:, :, None] * diff * diff + 2.0 * cw + c_n) / \
-                (n_km[:, :, None] + 1.0 + 2.0 * (cp + 1.0))
-            new = xp.where(has_mass[:, None, None], gauss.floor_variances(new, self.min_covar), covars)
+                keep(n_km[:, :, None] + 1.0 + 2.0 * (cp + 1.0), alive[:, :, None])
+            new = xp.where(alive[:, :, None], gauss.floor_variances(new, self.min_covar), covars)
         elif ctype == "spherical":
             new = (lam * xp.sum(diff * diff, axis=2) + 2.0 * cw + c_n) / \
-                (D * (n_km + 1.0) + 2.0 * (cp + 1.0))
-            new = xp.where(has_mass[:, None], gauss.floor_variances(new, self.min_covar), covars)
+                keep(D * (n_km + 1.0) + 2.0 * (cp + 1.0), alive)
+            new = xp.where(alive, gauss.floor_variances(new, self.min_covar), covars)
         elif ctype == "full":
             dd = diff[..., :, None] * diff[..., None, :]  # (K, M, D, D)
             new = (xp.matrix_transpose(cp) + lam[:, :, None, None] * dd + c_n) / \
-                (n_km + 1.0 + cw + D + 1.0)[:, :, None, None]
+                keep(n_km + 1.0 + cw + D + 1.0, alive)[:, :, None, None]
+            new = xp.where(alive[:, :, None, None], new, covars)  # (no NaN reaches the floor)
             new = gauss.floor_covariances(0.5 * (new + xp.matrix_transpose(new)), self.min_covar)
-            new = xp.where(has_mass[:, None, None, None], new, covars)
         else:
             dd = diff[..., :, None] * diff[..., None, :]
             new = (xp.sum(lam[:, :, None, None] * dd, axis=1) + xp.matrix_transpose(cp) + c_n) / \
-                (n_k + M + cw + D + 1.0)[:, None, None]
-            new = gauss.floor_covariances(0.5 * (new + xp.matrix_transpose(new)), self.min_covar)
+                keep(n_k + M + cw + D + 1.0, has_mass)[:, None, None]
             new = xp.where(has_mass[:, None, None], new, covars)
+            new = gauss.floor_covariances(0.5 * (new + xp.matrix_transpose(new)), self.min_covar)
         out["covars"] = new
         return out
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ...backend import asarray, get_namespace
 from ...families import poisson as pois
-from ._checks import describe
 from .base import BaseHMM
 
 __all__ = ["PoissonHMM"]
@@ -42,13 +41,17 @@ class PoissonHMM(BaseHMM):
     learn : tuple of str
         Parameters updated by the M-step ("startprob", "transmat", "lambdas").
     init : "auto" or tuple of str
-        Parameters drawn afresh by ``fit`` ("auto": those not set by hand).
+        Parameters drawn afresh by every ``fit`` ("auto": all but those set by
+        hand; a tuple: those names, the others start as they are).
     init_method : {"kmeans++", "random"}
         Rates start from k-means centres or random rows (mixed with the data mean).
     allow_missing : bool
         Marginalise rows of X that are entirely NaN.
     implementation : {"auto", "numba", "xp"}
         Forward-backward kernels: numba for NumPy, array-API otherwise.
+    warm_start : bool
+        After a first fit, start the next ``fit`` from the current parameters
+        (drawing only the unset ones) instead of from the initialisation.
 
     X: (T, D) non-negative integer counts.  Fitted ``lambdas_`` (K, D).
     """
@@ -59,7 +62,7 @@ class PoissonHMM(BaseHMM):
                  lambdas_prior=0.0, lambdas_weight=0.0, algorithm="viterbi", random_state=None,
                  n_iter=10, tol=1e-6, verbose=False, learn=("startprob", "transmat", "lambdas"),
                  init="auto", init_method="kmeans++", allow_missing=False,
-                 implementation="auto"):
+                 implementation="auto", warm_start=False):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
@@ -75,33 +78,21 @@ class PoissonHMM(BaseHMM):
         self.init_method = init_method
         self.allow_missing = allow_missing
         self.implementation = implementation
+        self.warm_start = warm_start
 
     @property
     def n_features(self):
-        lam = getattr(self, "lambdas_", None)
+        """D, from the rates (None before fit)."""
+        return self._n_features_known()
+
+    def _n_features_known(self, fitting=False):
+        lam = self._current("lambdas", fitting)
         if lam is None:
             return None
         return int(lam.shape[1]) if hasattr(lam, "shape") else len(lam[0])
 
     def _validate(self, X, fitted=False):
-        X = self._as_2d_float(X)
-        xp = get_namespace(X)
-        missing = self._missing_rows(X)
-        X0 = X if missing is None else xp.where(missing[:, None], xp.zeros_like(X), X)
-        if bool(xp.any(xp.isinf(X0))):
-            raise ValueError("X contains infinite values; pass finite counts.")
-        if bool(xp.any(X0 < 0)):
-            raise ValueError(
-                f"X must hold non-negative counts for a PoissonHMM; got a minimum of "
-                f"{float(xp.min(X0)):g}."
-            )
-        if bool(xp.any(X0 != xp.round(X0))):
-            raise ValueError("X must hold integer counts for a PoissonHMM; got non-integer values.")
-        D = self.n_features
-        if D is not None and X.shape[1] != D:
-            raise ValueError(
-                f"X must have {D} features (columns) to match the model; got {describe(X)}.")
-        return X0, missing
+        return self._validate_counts(X, self._n_features_known(fitting=not fitted), "PoissonHMM")
 
     def _summary(self, X, missing):
         return None
@@ -137,8 +128,9 @@ class PoissonHMM(BaseHMM):
     def _emission_m_step(self, stats, params, learn, ref):
         if "lambdas" not in learn:
             return {}
-        return {"lambdas": pois.map_m_step(stats, params["lambdas"], self.lambdas_prior,
-                                           self.lambdas_weight)}
+        return {"lambdas": pois.map_m_step(
+            stats, params["lambdas"], self._prior(self.lambdas_prior, params["lambdas"]),
+            self._prior(self.lambdas_weight, params["lambdas"]))}
 
     def _n_emission_scalars(self):
         return self.n_components * self.n_features
