@@ -153,3 +153,31 @@ def test_inference_never_changes_the_fitted_model(name):
         _call(model, method, X)
         _assert_unchanged(before, _snapshot(model), f"{name}.{method}")
     np.testing.assert_array_equal(X, X_before)
+
+
+# --------------------------------------------------------------------------- CVAE and VRNN
+def _same(a, b):
+    return set(a) == set(b) and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+def test_cvae_and_vrnn_refit_start_again_and_warm_start_continues():
+    from lvm_core.models.cvae import CVAE
+    from lvm_core.models.vrnn import VRNN
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((48, 6)) > 0.5).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    S = (rng.random((24, 4, 3)) > 0.5).astype(np.float32)
+    cases = [(lambda **kw: CVAE(6, 3, n_latent=2, hidden=(8,), random_state=0, **kw), (X, y)),
+             (lambda **kw: VRNN(3, n_latent=2, n_hidden=5, phi_x=(4,), phi_z=(4,),
+                                encoder=(4,), decoder=(4,), prior=(4,), random_state=0, **kw),
+              (S,))]
+    for make, data in cases:
+        fit_kw = dict(epochs=1, batch_size=16, random_state=1, progress=False)
+        model = make().fit(*data, **fit_kw)
+        first = {k: np.array(v) for k, v in model.params.items()}
+        model.fit(*data, **fit_kw)
+        assert _same(first, model.params)  # a second fit starts again from the initialisation
+        warm = make(warm_start=True).fit(*data, **fit_kw)
+        warm.fit(*data, **fit_kw)
+        assert not _same(first, warm.params)  # warm_start continues

@@ -34,7 +34,8 @@ import sys
 
 import numpy as np
 
-__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin", "is_in_memory_input"]
+__all__ = ["ParamsMixin", "ClusterMixin", "TransformerMixin", "is_in_memory_input",
+           "continues_fit"]
 
 
 class ParamsMixin:
@@ -216,6 +217,25 @@ def _as_parameter_array(value, name, owner):
         + (f" of dtype {value.dtype}" if hasattr(value, "dtype") else "")
         + ". Set it to e.g. numpy.asarray(values, dtype=float)."
     )
+
+
+def continues_fit(model):
+    """True when ``fit`` should continue from ``model.params`` rather than start again
+    from the initialisation: ``model.warm_start`` is set and the current parameters
+    have the names and shapes a fresh ``model.initialize()`` gives (so a refit
+    after changing the architecture starts again).  Gradient models call this at the
+    top of ``fit``, as scikit-learn's estimators treat ``warm_start``.
+    """
+    params = getattr(model, "params", None)
+    if not getattr(model, "warm_start", False) or params is None:
+        return False
+    saved = params
+    try:
+        model.initialize()
+        fresh = {k: tuple(v.shape) for k, v in model.params.items()}
+    finally:
+        model.params = saved
+    return fresh == {k: tuple(v.shape) for k, v in saved.items()}
 
 
 def is_in_memory_input(X):

@@ -54,6 +54,7 @@ from ..backend import asarray, device_of, get_namespace, item
 from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
 from ..random import as_generator, normal, uniform
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
+from .base import continues_fit
 from .vae import _ACTIVATIONS, VAE
 
 __all__ = ["CVAE"]
@@ -80,6 +81,10 @@ class CVAE(VAE):
     activation, decoder, decoder_var, gaussian_var, objective, n_samples, init, dtype,
     random_state
         As in :class:`lvm_core.models.vae.VAE`.
+    warm_start : bool
+        False (default): every :meth:`fit` starts again from the initialisation;
+        True: a fit continues from the current parameters when they fit the
+        architecture.
 
     Attributes
     ----------
@@ -98,7 +103,7 @@ class CVAE(VAE):
     def __init__(self, n_features, n_classes, n_latent=20, hidden=(400,), prior_hidden=(),
                  activation="relu", decoder="bernoulli", decoder_var="fixed", gaussian_var=1.0,
                  objective="elbo", n_samples=1, init="torch", dtype="float32",
-                 random_state=None):
+                 random_state=None, warm_start=False):
         self.n_features = n_features
         self.n_classes = n_classes
         self.n_latent = n_latent
@@ -113,6 +118,7 @@ class CVAE(VAE):
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
+        self.warm_start = warm_start
         self._validate_hyperparameters()
         self.params = None
 
@@ -556,6 +562,8 @@ class CVAE(VAE):
         from ..train import fit_minibatch
 
         _, XY = self._prepare(X, y)
+        if not continues_fit(self):  # a new fit starts again unless warm_start=True
+            self.initialize(like=None if isinstance(XY, np.ndarray) else XY)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError(

@@ -69,7 +69,7 @@ from ..nn import (Dense, GaussianHead, GRUCell, LSTMCell, stack_backward, stack_
                   store_grad)
 from ..random import as_generator, normal, uniform
 from ..validation import check_array, check_choice, check_positive_int
-from .base import ParamsMixin
+from .base import ParamsMixin, continues_fit
 
 __all__ = ["VRNN", "lengths_to_mask"]
 
@@ -131,6 +131,10 @@ class VRNN(ParamsMixin):
     dtype : {"float32", "float64"}
     random_state : None, int or Generator
         Initial weights (phi_x, phi_z, prior, encoder, decoder, cell, in that order).
+    warm_start : bool
+        False (default): every :meth:`fit` starts again from the initialisation;
+        True: a fit continues from the current parameters when they fit the
+        architecture.
 
     Attributes
     ----------
@@ -151,7 +155,7 @@ class VRNN(ParamsMixin):
     def __init__(self, n_features, n_latent=16, n_hidden=128, cell="gru", phi_x=(64,),
                  phi_z=(64,), encoder=(64,), decoder=(64,), prior=(64,), activation="relu",
                  emission="bernoulli", log_var_min=-10.0, init="torch", dtype="float32",
-                 random_state=None):
+                 random_state=None, warm_start=False):
         self.n_features = n_features
         self.n_latent = n_latent
         self.n_hidden = n_hidden
@@ -167,6 +171,7 @@ class VRNN(ParamsMixin):
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
+        self.warm_start = warm_start
         self._validate_hyperparameters()
         self.params = None
 
@@ -688,6 +693,8 @@ class VRNN(ParamsMixin):
         xp, X = self._prepare(X)
         if validation_data is not None:
             _, validation_data = self._prepare(validation_data, name="validation_data")
+        if not continues_fit(self):  # a new fit starts again unless warm_start=True
+            self.initialize(like=None if isinstance(X, np.ndarray) else X)
         target = self
         if lengths is not None:
             N, T, _ = X.shape
