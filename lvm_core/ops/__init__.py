@@ -34,9 +34,10 @@ from .latent import kl_std_normal, reparameterize, reparameterize_backward
 from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernoulli_loglik,
                          gaussian_loglik)
 from .optim import adam_, sgd_
+from . import score_function
 from .workspace import Workspace, scratch
 
 __all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation", "matmul",
            "bias_act", "bias_act_backward", "bernoulli_loglik", "continuous_bernoulli_loglik",
            "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
-           "kl_std_normal", "adam_", "sgd_"]
+           "kl_std_normal", "adam_", "sgd_", "score_function"]
