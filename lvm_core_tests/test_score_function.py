@@ -134,6 +134,8 @@ def test_bernoulli_log_prob_and_kl_by_enumeration():
     np.testing.assert_allclose(np.exp(log_q), np.prod(np.where(zs > 0, q, 1 - q), axis=1),
                                rtol=1e-12)
     log_p = sf.bernoulli_log_prob(b, zs)
+    np.testing.assert_allclose(np.exp(log_p), np.prod(np.where(zs > 0, p, 1 - p), axis=1),
+                               rtol=1e-12)
     kl_enum = np.sum(np.exp(log_q) * (log_q - log_p))
     np.testing.assert_allclose(sf.bernoulli_kl(a, b)[0], [kl_enum], rtol=1e-12)
     assert sf.bernoulli_kl(a, a[0])[0][0] == pytest.approx(0.0, abs=1e-15)
