@@ -325,7 +325,7 @@ def _torch_loss(torch, model, p, X, u, c=None, v=None):
     nh = len(model.hidden)
     a = net(X, "enc_", nh)  # (N, L)
     nu = torch.log(u) - torch.log1p(-u)
-    R, N = u.shape[0], X.shape[0]
+    R = u.shape[0]
     bern = torch.distributions.Bernoulli
     est = model.estimator
     if est in ("gumbel", "straight_through"):
