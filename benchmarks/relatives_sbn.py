@@ -1,0 +1,336 @@
+"""VAE with 200 Bernoulli latents (sigmoid belief net posterior and prior) trained
+with NVIL: lvm_core vs a PyTorch twin on dynamically binarised Fashion-MNIST.
+
+Configuration (one module of ``benchmarks/vae_relatives_vs_torch.py``; also runs
+on its own: ``python benchmarks/relatives_sbn.py [--quick] [--epochs E]``):
+
+- data: Fashion-MNIST 60k train / 10k test, pixels / 255 in float32; every
+  training batch is binarised afresh, x_b = 1[v < x] with v ~ U[0, 1) (dynamic
+  binarisation); the test set is binarised once with a fixed seed (the same
+  binary test images for both sides);
+- model: ``SBNVAE(784, n_latent=200, hidden=(200,), activation="tanh")``:
+  q(z|x) logits from 784-200-200 (tanh), p(x|z) logits from 200-200-784 (tanh),
+  p(z) factorised Bernoulli with learned logits (Mnih & Gregor 2014's SBN
+  with one deterministic hidden layer in each network);
+- estimator: NVIL (Mnih & Gregor 2014): learning signal f = log p(x, z) -
+  log q(z|x), input-dependent baseline b(x) from a 784-100-1 tanh network
+  trained by regression on f - c, running mean c and variance v of f - b(x)
+  (decay 0.9), signal (f - c - b(x)) / max(1, sqrt v); one z per image;
+- Adam lr 1e-3 (default betas/eps) on every parameter (baseline network
+  included), batch 128, shuffled each epoch, 3 epochs (``--quick``: 1 epoch on
+  1280 images, 500 test images);
+- initial weights drawn once with PyTorch's nn.Linear scheme (lvm_core's
+  ``init="torch"``) and copied into the twin; prior logits start at 0;
+- float32 on both sides; threads: 2 for NumPy's BLAS (set before NumPy is
+  imported by the driver) and ``torch.set_num_threads(2)``.
+
+Same randomness on both sides: the twin draws from a NumPy Generator with the
+same seed, in the order ``SBNVAE.fit`` draws (per epoch a permutation of the
+rows; per step the binarisation v (B, 784) then u (1, B, 200) float32), and
+computes z = 1[a + log u - log(1 - u) > 0] with u clipped as lvm_core clips
+it.  Before anything is timed, one batch's loss and gradients (at a fixed
+running state c, v) are compared with torch autograd of the NVIL surrogate,
+and a 2-step fit with the twin replaying the same draws.
+
+lvm_core trains through its public API: ``fit(X, epochs=e, checkpoint=path,
+resume=True, dynamic_binarization=True)`` continues the run one epoch further
+each time (params, Adam state, generator and the running state c, v are in the
+checkpoint); its seconds per epoch are ``history_.seconds_per_epoch``.  The two
+sides alternate epoch by epoch in this one process.
+
+Test bounds, with the same fixed draws on both sides: the ELBO with one z per
+test image (u from seed 123) and the importance-weighted bound with k = 10
+(u (10, rows, 200) per chunk of 1000 images from seed 456); ``bound_*`` is the
+k = 10 bound (mean nats per image; higher is better).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":  # run on its own: cap BLAS threads before NumPy is imported
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "2")
+
+import math  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_tools.mnist import load_mnist_like  # noqa: E402
+from lvm_core.models.sbn import SBNVAE  # noqa: E402
+
+DATA = "/usr/share/datasets/fashion-mnist"
+D, L, H, H_BL = 784, 200, 200, 100
+BATCH, LR, DECAY, EPOCHS = 128, 1e-3, 0.9, 3
+QUICK_TRAIN, QUICK_TEST = 1280, 500
+K_IWAE, CHUNK = 10, 1000
+
+
+def load(quick):
+    """(X_train, X_test) float32 grey levels in [0, 1] (--quick: the first rows)."""
+    if os.path.isdir(DATA):
+        X_train, _, _ = load_mnist_like("fashion-mnist", "train", path=DATA, normalize=True,
+                                        dtype="float32", verbose=False, download=False)
+        X_test, _, _ = load_mnist_like("fashion-mnist", "test", path=DATA, normalize=True,
+                                       dtype="float32", verbose=False, download=False)
+    elif quick:
+        X, _, _ = load_mnist_like("fashion-mnist", "test", normalize=True, dtype="float32",
+                                  verbose=False, download=False)
+        X_train, X_test = X[:QUICK_TRAIN], X[-QUICK_TEST:]
+    else:
+        raise SystemExit(f"the full Fashion-MNIST is needed in {DATA} (or run with --quick)")
+    if quick:
+        X_train, X_test = X_train[:QUICK_TRAIN], X_test[:QUICK_TEST]
+    return np.ascontiguousarray(X_train), np.ascontiguousarray(X_test)
+
+
+def make_ours(seed):
+    return SBNVAE(D, n_latent=L, hidden=(H,), activation="tanh", estimator="nvil",
+                  n_samples=1, baseline_decay=DECAY, baseline_hidden=(H_BL,), init="torch",
+                  dtype="float32", random_state=seed).initialize()
+
+
+# ------------------------------------------------------------------ PyTorch twin
+def make_torch(torch, params):
+    nn = torch.nn
+
+    class TorchSBN(nn.Module):
+        """q(z|x), p(x|z), p(z) and the NVIL baseline b(x), written from the equations."""
+
+        def __init__(self):
+            super().__init__()
+            self.enc0, self.enc_out = nn.Linear(D, H), nn.Linear(H, L)
+            self.dec0, self.dec_out = nn.Linear(L, H), nn.Linear(H, D)
+            self.bl0, self.bl_out = nn.Linear(D, H_BL), nn.Linear(H_BL, 1)
+            self.prior_logits = nn.Parameter(torch.zeros(L))
+            self.state = None  # running (c, v) of f - b(x)
+
+        def q_logits(self, x):
+            return self.enc_out(torch.tanh(self.enc0(x)))
+
+        def log_weights(self, x, u):
+            """f = log p(x|z) + log p(z) - log q(z|x) (R, N) with z = 1[a + nu > 0], and
+            the pieces of the surrogate."""
+            a = self.q_logits(x)  # (N, L)
+            fi = torch.finfo(u.dtype)
+            u = u.clamp(min=fi.smallest_normal, max=1.0 - fi.eps / 2)
+            z = (a + (torch.log(u) - torch.log1p(-u)) > 0).to(x.dtype)  # (R, N, L)
+            logits = self.dec_out(torch.tanh(self.dec0(z)))
+            log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, x.expand(z.shape[0], -1, -1), reduction="none").sum(-1)
+            sp = torch.nn.functional.softplus
+            b = self.prior_logits
+            log_pz = (z * b - sp(b)).sum(-1)
+            log_q = (z * a - sp(a)).sum(-1)
+            return log_px + log_pz - log_q, log_px + log_pz, log_q
+
+        def surrogate(self, x, u, update=True):
+            """NVIL: -mean log p(x, z) - mean A log q(z|x) + 1/2 mean (f - c - b(x))^2."""
+            f, log_pxz, log_q = self.log_weights(x, u)
+            f = f.detach()
+            bx = self.bl_out(torch.tanh(self.bl0(x)))[:, 0]
+            resid = f - bx.detach()
+            m, v = resid.mean(), resid.var(unbiased=False)
+            if self.state is None:
+                state = (m, v)
+                new = state
+            else:
+                state = self.state
+                new = (DECAY * state[0] + (1 - DECAY) * m, DECAY * state[1] + (1 - DECAY) * v)
+            if update:
+                self.state = new
+            c, var = state
+            A = (resid - c) / torch.clamp(torch.sqrt(var), min=1.0)
+            loss = -log_pxz.mean() - (A * log_q).mean() + 0.5 * ((f - c - bx) ** 2).mean()
+            return loss, -f.mean()
+
+    model = TorchSBN()
+    with torch.no_grad():
+        for name, key in TORCH_KEYS.items():
+            layer = getattr(model, name)
+            layer.weight.copy_(torch.from_numpy(params[key.format("W")].T.copy()))
+            layer.bias.copy_(torch.from_numpy(params[key.format("b")].copy()))
+        model.prior_logits.copy_(torch.from_numpy(params["prior_logits"].copy()))
+    return model
+
+
+TORCH_KEYS = {"enc0": "enc_{}0", "enc_out": "enc_{}_out", "dec0": "dec_{}0",
+              "dec_out": "dec_{}_out", "bl0": "bl_{}0", "bl_out": "bl_{}_out"}
+
+
+def torch_grads(model):
+    """The twin's gradients under lvm_core's names and layouts."""
+    g = {"prior_logits": model.prior_logits.grad.numpy().copy()}
+    for name, key in TORCH_KEYS.items():
+        layer = getattr(model, name)
+        g[key.format("W")] = layer.weight.grad.numpy().T.copy()
+        g[key.format("b")] = layer.bias.grad.numpy().copy()
+    return g
+
+
+def torch_epoch(torch, model, opt, X, rng, batch_size=BATCH):
+    """One epoch with fit's draws from ``rng``; returns (seconds, mean training -ELBO)."""
+    start = time.perf_counter()
+    N = X.shape[0]
+    perm = rng.permutation(N)
+    total = 0.0
+    for s in range(0, N, batch_size):
+        xb = X[perm[s:s + batch_size]]
+        v = rng.random(xb.shape, dtype=np.float32)
+        xb_t = torch.from_numpy((v < xb).astype(np.float32))
+        u = torch.from_numpy(rng.random((1, xb.shape[0], L), dtype=np.float32))
+        loss, nelbo = model.surrogate(xb_t, u)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(nelbo) * xb.shape[0]
+    return time.perf_counter() - start, total / N
+
+
+def bounds_torch(torch, model, X_bin, u_elbo, iwae_draws):
+    with torch.no_grad():
+        x = torch.from_numpy(X_bin)
+        elbo = float(model.log_weights(x, torch.from_numpy(u_elbo))[0].mean())
+        parts = []
+        for s, u in iwae_draws:
+            f = model.log_weights(x[s:s + u.shape[1]], torch.from_numpy(u))[0]
+            parts.append(torch.logsumexp(f, 0) - math.log(u.shape[0]))
+        return elbo, float(torch.cat(parts).mean())
+
+
+def bounds_ours(model, X_bin, u_elbo, iwae_draws):
+    elbo = float(np.mean(model.elbo(X_bin, u=u_elbo)))
+    parts = [model.log_marginal(X_bin[s:s + u.shape[1]], u=u) for s, u in iwae_draws]
+    return elbo, float(np.mean(np.concatenate(parts)))
+
+
+def max_rel_diff(ours, peer):
+    """max over keys of max|ours - peer| / max|peer|, and the key."""
+    worst, where = 0.0, None
+    for k, ref in peer.items():
+        ref = np.asarray(ref, np.float64)
+        scale = float(np.max(np.abs(ref))) or 1.0
+        d = float(np.max(np.abs(np.asarray(ours[k], np.float64) - ref))) / scale
+        if d > worst:
+            worst, where = d, k
+    return worst, where
+
+
+def check_twins(torch, X_train, seed, tol=1e-4):
+    """One batch's loss and gradients at a fixed (c, v), and a 2-step fit, ours vs torch."""
+    ours = make_ours(seed)
+    twin = make_torch(torch, ours.params)
+    rng = np.random.default_rng(99)
+    xb = (rng.random((BATCH, D), dtype=np.float32) < X_train[:BATCH]).astype(np.float32)
+    u = rng.random((1, BATCH, L), dtype=np.float32)
+    c, v = np.float32(-400.0), np.float32(900.0)
+    ours.baseline_state_ = {"mean": c, "var": v}
+    loss_o, g_o = ours.loss_and_grads(xb, u=u, update_baseline=False)
+    twin.state = (torch.tensor(c), torch.tensor(v))
+    surrogate, nelbo_t = twin.surrogate(torch.from_numpy(xb), torch.from_numpy(u), update=False)
+    surrogate.backward()
+    g_t = torch_grads(twin)
+    rows = [("first batch -ELBO, ours vs torch", abs(float(loss_o) - float(nelbo_t))
+             / abs(float(nelbo_t)), ""),
+            ("first batch gradients (NVIL surrogate), ours vs torch",) + max_rel_diff(g_o, g_t)]
+    n2 = min(2 * BATCH, X_train.shape[0])
+    probe = make_ours(seed)
+    probe.fit(X_train[:n2], epochs=1, batch_size=BATCH, lr=LR, random_state=seed,
+              progress=False, dynamic_binarization=True)
+    twin = make_torch(torch, make_ours(seed).params)
+    _, loss_t2 = torch_epoch(torch, twin, torch.optim.Adam(twin.parameters(), lr=LR),
+                             X_train[:n2], np.random.default_rng(seed))
+    loss_f = probe.history_.train_loss[0]
+    rows.append((f"fit on {n2} rows (2 Adam steps), training -ELBO, ours vs torch",
+                 abs(loss_f - loss_t2) / abs(loss_t2), ""))
+    print("twin checks (float32; relative differences, gradients max|diff| / max|torch| per "
+          "parameter, worst shown):")
+    bad = False
+    for what, rel, where in rows:
+        bad |= rel > tol
+        print(f"  {what:<62} {rel:9.2e} {where or '':>12} {'ok' if rel <= tol else 'MISMATCH'}")
+    if bad:
+        raise SystemExit(f"twin check failed (tolerance {tol:g}): the twin does not compute "
+                         "the same thing as lvm_core; no timing is meaningful")
+    return rows
+
+
+def run(epochs=None, quick=False, seed=0):
+    import torch
+
+    epochs = (1 if quick else EPOCHS) if epochs is None else int(epochs)
+    X_train, X_test = load(quick)
+    N_test = X_test.shape[0]
+    print(f"SBN VAE, {L} Bernoulli latents, q: {D}-{H}-{L} tanh, p: {L}-{H}-{D} tanh, "
+          f"factorised Bernoulli prior; NVIL (baseline {D}-{H_BL}-1 tanh, decay {DECAY}), "
+          f"1 z per image; Adam {LR:g}, batch {BATCH}, {epochs} epoch(s), dynamic "
+          f"binarisation; {X_train.shape[0]} train / {N_test} test")
+    print(f"threads: torch {torch.get_num_threads()} (torch {torch.__version__}); "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    # warm-up (numba compilation, torch first calls), not timed
+    make_ours(1).fit(X_train[:512], epochs=1, progress=False, random_state=1,
+                     dynamic_binarization=True)
+    warm = make_torch(torch, make_ours(1).params)
+    torch_epoch(torch, warm, torch.optim.Adam(warm.parameters(), lr=LR), X_train[:512],
+                np.random.default_rng(1))
+    check_twins(torch, X_train, seed)
+
+    rng_bin = np.random.default_rng(321)
+    X_test_bin = (rng_bin.random(X_test.shape, dtype=np.float32) < X_test).astype(np.float32)
+    u_elbo = np.random.default_rng(123).random((1, N_test, L), dtype=np.float32)
+    rng_iw = np.random.default_rng(456)
+    iwae_draws = [(s, rng_iw.random((K_IWAE, min(CHUNK, N_test - s), L), dtype=np.float32))
+                  for s in range(0, N_test, CHUNK)]
+
+    ours = make_ours(seed)
+    theirs = make_torch(torch, ours.params)
+    opt = torch.optim.Adam(theirs.parameters(), lr=LR)
+    rng_t = np.random.default_rng(seed)
+    times = {"ours": [], "torch": []}
+    print(f"{'epoch':>5} | {'ours s':>7} {'torch s':>8} {'ratio':>6} | train -ELBO ours torch | "
+          f"test ELBO ours torch | test IWAE-{K_IWAE} ours torch")
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = os.path.join(tmp, "sbn_ckpt.h5")
+        for epoch in range(1, epochs + 1):
+            ours.fit(X_train, epochs=epoch, batch_size=BATCH, lr=LR, random_state=seed,
+                     progress=False, checkpoint=ckpt, resume=True, dynamic_binarization=True)
+            times["ours"].append(ours.history_.seconds_per_epoch[-1])
+            sec, train_t = torch_epoch(torch, theirs, opt, X_train, rng_t)
+            times["torch"].append(sec)
+            elbo_o, iwae_o = bounds_ours(ours, X_test_bin, u_elbo, iwae_draws)
+            elbo_t, iwae_t = bounds_torch(torch, theirs, X_test_bin, u_elbo, iwae_draws)
+            print(f"{epoch:>5} | {times['ours'][-1]:7.3f} {sec:8.3f} "
+                  f"{sec / times['ours'][-1]:6.2f} | {ours.history_.train_loss[-1]:9.3f} "
+                  f"{train_t:9.3f} | {elbo_o:9.3f} {elbo_t:9.3f} | {iwae_o:9.3f} {iwae_t:9.3f}",
+                  flush=True)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    ratio = med["torch"] / med["ours"]
+    print(f"median s/epoch: ours {med['ours']:.3f}, torch {med['torch']:.3f}; ratio (torch / "
+          f"ours) {ratio:.2f}; test IWAE-{K_IWAE} bound ours {iwae_o:.3f}, torch {iwae_t:.3f} "
+          f"(diff {iwae_o - iwae_t:+.3f} nats)")
+    return dict(ratio=ratio, bound_ours=iwae_o, bound_torch=iwae_t, bound_diff=iwae_o - iwae_t,
+                elbo_ours=elbo_o, elbo_torch=elbo_t, elbo_diff=elbo_o - elbo_t,
+                s_epoch_ours=med["ours"], s_epoch_torch=med["torch"], estimator="nvil",
+                epochs=epochs)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    res = run(epochs=args.epochs, quick=args.quick, seed=args.seed)
+    print("RESULT sbn " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in res.items()), flush=True)
