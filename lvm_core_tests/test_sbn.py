@@ -27,7 +27,7 @@ from lvm_core.ops import score_function as sf
 from .conftest import require
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
-SCORE = ("reinforce", "moving_average", "nvil", "loo")
+SCORE = ("reinforce", "moving_average", "nvil", "loo", "vimco")
 SMOOTH = ("tanh", "sigmoid", "softplus", "identity")
 
 
@@ -41,17 +41,28 @@ def _set_state(model, c, v):
 
 
 def _signal(model, X, u, f):
-    """A (R, N) written from the module docstring's table (state held fixed)."""
+    """(A (R, N), scale): the encoder gradient is scale * sum A grad log q(z|x), written
+    from the module docstring (state held fixed)."""
     est = model.estimator
+    R = f.shape[0]
+    scale = -1.0 / (R * X.shape[0])
     if est == "reinforce":
-        return f
+        return f, scale
     if est == "loo":
-        k = f.shape[0]
-        return f - (f.sum(axis=0) - f) / (k - 1)
+        return f - (f.sum(axis=0) - f) / (R - 1), scale
+    if est == "vimco":
+        lse = np.logaddexp.reduce(f, axis=0)
+        w = np.exp(f - lse)
+        L_minus = np.empty_like(f)
+        for r in range(R):
+            g = f.copy()
+            g[r] = np.delete(f, r, axis=0).mean(axis=0)
+            L_minus[r] = np.logaddexp.reduce(g, axis=0) - math.log(R)
+        return lse - math.log(R) - L_minus - w, -1.0 / X.shape[0]
     c, v = float(model.baseline_state_["mean"]), float(model.baseline_state_["var"])
     if est == "moving_average":
-        return f - c
-    return (f - c - model.baseline(X)) / max(1.0, math.sqrt(v))
+        return f - c, scale
+    return (f - c - model.baseline(X)) / max(1.0, math.sqrt(v)), scale
 
 
 def _keys(model, prefix):
@@ -79,9 +90,10 @@ def _check(f, params, grads, keys):
 def test_score_function_gradients_match_central_differences(hidden, L, R, estimator, activation,
                                                             c, v, seed):
     """Decoder and prior: the gradient of the loss for fixed z.  Encoder: the gradient of
-    the surrogate -1/(R N) sum A log q(z|x) with A held fixed.  NVIL baseline network: the
+    the surrogate -1/(R N) sum A log q(z|x) with A held fixed (VIMCO: -1/N sum
+    (L - L_{-r} - w~_r) log q(z_r|x)).  NVIL baseline network: the
     gradient of its regression loss 1/2 mean (f - c - b(x))^2."""
-    if estimator == "loo":
+    if estimator in ("loo", "vimco"):
         R = max(R, 2)
     rng = np.random.default_rng(seed)
     N, D = 3, 5
@@ -103,10 +115,10 @@ def test_score_function_gradients_match_central_differences(hidden, L, R, estima
     _check(loss_of, model.params, grads, _keys(model, "dec_") + ["prior_logits"])
     z = sf.bernoulli_sample(a, u)
     f = model.log_weights(X, z=z)
-    A = _signal(model, X, u, f)
+    A, scale = _signal(model, X, u, f)
 
     def surrogate(p):
-        return float(-np.sum(A * sf.bernoulli_log_prob(model.encode(X, params=p), z)) / (R * N))
+        return float(scale * np.sum(A * sf.bernoulli_log_prob(model.encode(X, params=p), z)))
 
     _check(surrogate, model.params, grads, _keys(model, "enc_"))
     if estimator == "nvil":
@@ -245,6 +257,37 @@ def test_score_function_estimators_are_unbiased(three_latents, estimator, R):
         assert np.all(se[np.abs(g) > 1e-8] > 0), k  # a random estimate wherever it matters
 
 
+def test_vimco_is_unbiased_for_the_gradient_of_the_expected_bound(three_latents):
+    """k = 2: E[grad] == grad E_{z1, z2 ~ q}[log (w1 + w2)/2], the expectation summed over
+    the 8 x 8 pairs of configurations, within 4 standard errors."""
+    X, base, _, _ = three_latents
+    model = _like(base, "vimco", 2)
+    C = np.array(list(itertools.product([0.0, 1.0], repeat=3)))  # (8, 3)
+    Z = np.broadcast_to(C[:, None, :], (8, X.shape[0], 3))
+
+    def neg_expected_bound(p):
+        f = model.log_weights(X, z=Z, params=p)  # (8, N)
+        log_q = sf.bernoulli_log_prob(model.encode(X, params=p), Z)  # (8, N)
+        pair = np.logaddexp(f[:, None, :], f[None, :, :]) - math.log(2)  # (8, 8, N)
+        weight = np.exp(log_q[:, None, :] + log_q[None, :, :])
+        return -float(np.mean(np.sum(weight * pair, axis=(0, 1))))
+
+    M = 2500
+    est = _draws(model, X, M, seed=14)
+    for k in model.params:
+        x0 = model.params[k]
+        exact = np.zeros_like(x0)
+        for i in np.ndindex(x0.shape):
+            hi, lo = dict(model.params), dict(model.params)
+            hi[k], lo[k] = x0.copy(), x0.copy()
+            hi[k][i] += 1e-5
+            lo[k][i] -= 1e-5
+            exact[i] = (neg_expected_bound(hi) - neg_expected_bound(lo)) / 2e-5
+        mean = est[k].mean(axis=0)
+        se = est[k].std(axis=0, ddof=1) / math.sqrt(M)
+        assert np.all(np.abs(mean - exact) <= 4 * se + 1e-12), (k, mean, exact, se)
+
+
 def test_baselines_reduce_the_measured_variance(three_latents):
     """Total variance of the encoder gradient: each baseline below plain REINFORCE with the
     same number of draws (c near the ELBO, v = 1: no rescaling)."""
@@ -341,6 +384,15 @@ def _torch_loss(torch, model, p, X, u, c=None, v=None):
     log_px = bern(logits=net(z, "dec_", nh)).log_prob(X.expand(R, -1, -1)).sum(-1)
     log_pz = bern(logits=p["prior_logits"].expand_as(z)).log_prob(z).sum(-1)
     log_q = bern(logits=a.expand_as(z)).log_prob(z).sum(-1)  # (R, N)
+    if est == "vimco":  # -mean L_k, pathwise through f, plus the score term with L - L_{-r}
+        f_full = log_px + log_pz - log_q
+        bound = torch.logsumexp(f_full, 0) - math.log(R)
+        fd = f_full.detach()
+        others = (fd.sum(0, keepdim=True) - fd) / (R - 1)
+        L_minus = torch.stack([torch.logsumexp(torch.cat([fd[:r], others[r:r + 1], fd[r + 1:]]),
+                                               0) for r in range(R)]) - math.log(R)
+        A = (bound.detach() - L_minus)
+        return -(bound + (A * log_q).sum(0)).mean()
     f = (log_px + log_pz - log_q).detach()
     reg = 0.0
     if est == "reinforce":
@@ -362,7 +414,7 @@ def _torch_loss(torch, model, p, X, u, c=None, v=None):
 def test_gradients_match_torch_autograd(estimator, hidden):
     torch = require("torch")
     rng = np.random.default_rng(4)
-    R = 3 if estimator == "loo" else 2
+    R = 3 if estimator in ("loo", "vimco") else 2
     model = _model(7, 5, hidden, estimator, R, seed=4, baseline_hidden=(3,), temperature=0.7)
     model.params["prior_logits"] = rng.normal(size=5)
     c, v = -4.0, 2.5
@@ -375,6 +427,10 @@ def test_gradients_match_torch_autograd(estimator, hidden):
     surrogate.backward()
     if estimator in ("gumbel", "straight_through"):
         assert float(loss) == pytest.approx(float(surrogate.detach()), rel=1e-12)
+    elif estimator == "vimco":
+        f = model.log_weights(X, u=u)
+        assert float(loss) == pytest.approx(-float(np.mean(np.logaddexp.reduce(f, axis=0)
+                                                           - math.log(R))), rel=1e-12)
     else:
         assert float(loss) == pytest.approx(-float(np.mean(model.log_weights(X, u=u))), rel=1e-12)
     for k in model.params:
@@ -384,7 +440,7 @@ def test_gradients_match_torch_autograd(estimator, hidden):
 # --------------------------------------------------------------------------
 # backends, training, io, errors
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("estimator", ["nvil", "loo", "gumbel"])
+@pytest.mark.parametrize("estimator", ["nvil", "loo", "vimco", "gumbel"])
 def test_loss_and_grads_keep_dtype_and_device(backend, estimator):
     rng = np.random.default_rng(5)
     R = 2
@@ -419,7 +475,8 @@ def test_fit_learns(estimator):
     protos = (rng.random((4, 24)) > 0.5).astype(np.float32)
     X = protos[rng.integers(0, 4, 256)]
     model = SBNVAE(24, n_latent=8, hidden=(16,), estimator=estimator,
-                   n_samples=2 if estimator == "loo" else 1, random_state=0).initialize()
+                   n_samples=2 if estimator in ("loo", "vimco") else 1,
+                   random_state=0).initialize()
     before = model.validation_loss(X)
     model.fit(X, epochs=6, batch_size=32, lr=1e-2, random_state=0, progress=False)
     after = model.validation_loss(X)
@@ -487,7 +544,8 @@ def test_save_load_round_trip(tmp_path):
 
 @pytest.mark.parametrize("kwargs, word", [
     (dict(estimator="vimco2"), "estimator"), (dict(n_samples=0), "n_samples"),
-    (dict(estimator="loo", n_samples=1), "n_samples >= 2"), (dict(temperature=0.0), "temperature"),
+    (dict(estimator="loo", n_samples=1), "n_samples >= 2"),
+    (dict(estimator="vimco", n_samples=1), "n_samples >= 2"), (dict(temperature=0.0), "temperature"),
     (dict(baseline_decay=1.0), "baseline_decay"), (dict(hidden="200"), "hidden"),
     (dict(activation="gelu"), "activation"), (dict(dtype="float16"), "dtype"),
     (dict(baseline_hidden=(0,)), "baseline_hidden"),

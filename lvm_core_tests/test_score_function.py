@@ -148,6 +148,19 @@ def test_leave_one_out_baseline_by_hand():
     np.testing.assert_allclose(f - b, 1.5 * (f - f.mean(axis=0)))
 
 
+def test_vimco_baseline_by_hand():
+    """k = 2: L_{-1} = log (exp f_2 + exp f_2) / 2 = f_2; and the general case by a loop."""
+    f = np.array([[1.0, -3.0], [4.0, 0.5]])
+    np.testing.assert_allclose(sf.vimco_baseline(f), f[::-1], rtol=1e-12)
+    f = np.random.default_rng(7).normal(scale=3.0, size=(4, 3))
+    ref = np.empty_like(f)
+    for r in range(4):
+        g = f.copy()
+        g[r] = np.delete(f, r, axis=0).mean(axis=0)
+        ref[r] = np.log(np.mean(np.exp(g), axis=0))
+    np.testing.assert_allclose(sf.vimco_baseline(f), ref, rtol=1e-12)
+
+
 def test_running_moments_by_hand():
     m, v = sf.running_moments(None, None, np.array([1.0, 3.0]), 0.9)
     assert (float(m), float(v)) == (2.0, 1.0)
@@ -212,7 +225,7 @@ def test_every_piece_runs_on_every_backend_and_keeps_dtype(backend):
     y, y_soft = sf.relaxed_bernoulli(a, u, 0.5, hard=True)
     da = sf.relaxed_bernoulli_backward(y_soft, y_soft, 0.5)
     lp = sf.bernoulli_log_prob(a, z)
-    A = lp - sf.leave_one_out_baseline(lp)
+    A = lp - sf.leave_one_out_baseline(lp) + sf.vimco_baseline(lp)
     g = sf.score_function_backward(A, z, a, scale=-0.5)
     m, v = sf.running_moments(None, None, lp, 0.9)
     m, v = sf.running_moments(m, v, lp, 0.9)
@@ -225,7 +238,8 @@ def test_every_piece_runs_on_every_backend_and_keeps_dtype(backend):
     z_h = backend.to_numpy(z).astype(np.float64)
     np.testing.assert_array_equal(z_h, sf.bernoulli_sample(a_h, u_h))
     lp_h = sf.bernoulli_log_prob(a_h, z_h)
-    g_h = sf.score_function_backward(lp_h - sf.leave_one_out_baseline(lp_h), z_h, a_h, scale=-0.5)
+    A_h = lp_h - sf.leave_one_out_baseline(lp_h) + sf.vimco_baseline(lp_h)
+    g_h = sf.score_function_backward(A_h, z_h, a_h, scale=-0.5)
     np.testing.assert_allclose(backend.to_numpy(g), g_h, rtol=backend.rtol * 100,
                                atol=backend.rtol * 100)
 

@@ -43,6 +43,16 @@ Gradients for fixed draws (loss = -1/(R N) sum_{r,n} ...):
   loo               f_r - 1/(R-1) sum_{j != r} f_j   (R = k >= 2 draws)
   ================  =====================================================
 
+
+* "vimco" (Mnih & Rezende 2016) maximises the multi-sample bound instead of the
+  ELBO, with k = R draws per example and self-normalised weights
+  w~_r = softmax_r(f_r)::
+
+      L_k(x) = log 1/k sum_r exp f(x, z_r)                   (loss = -mean L_k)
+      theta:  sum_r w~_r grad_theta log p(x, z_r)
+      phi:    sum_r (L_k - L_{-r} - w~_r) grad_phi log q(z_r|x)
+      L_{-r}  = L_k with f_r replaced by the mean of the other f_j (eq. 10)
+
   c and v enter a step with their values from before it (so they never
   depend on the step's own draws) and are then updated with the step's
   batch; the first step starts them from its batch.
@@ -83,7 +93,8 @@ from .base import ParamsMixin
 
 __all__ = ["SBNVAE", "ESTIMATORS"]
 
-ESTIMATORS = ("reinforce", "moving_average", "nvil", "loo", "gumbel", "straight_through")
+ESTIMATORS = ("reinforce", "moving_average", "nvil", "loo", "vimco", "gumbel",
+              "straight_through")
 _RELAXED = ("gumbel", "straight_through")
 _ACTIVATIONS = ("tanh", "relu", "sigmoid", "softplus", "leaky_relu", "elu", "identity")
 _MAX_ENUMERATE = 16
@@ -102,10 +113,10 @@ class SBNVAE(ParamsMixin):
         Hidden widths of the encoder (D -> hidden -> L logits); the decoder
         mirrors them (L -> reversed(hidden) -> D).  ``()``: linear maps.
     activation : {"tanh", "relu", "sigmoid", "softplus", "leaky_relu", "elu", "identity"}
-    estimator : {"reinforce", "moving_average", "nvil", "loo", "gumbel", "straight_through"}
+    estimator : {"reinforce", "moving_average", "nvil", "loo", "vimco", "gumbel", "straight_through"}
         How the encoder's gradient is estimated (module docstring).
     n_samples : int
-        R draws per example (k for "loo", which needs k >= 2).
+        R draws per example (k for "loo" and "vimco", which need k >= 2).
     temperature : float
         tau of the binary Concrete relaxation ("gumbel", "straight_through").
     baseline_decay : float
@@ -167,10 +178,10 @@ class SBNVAE(ParamsMixin):
         check_choice(self.init, "init", ("torch", "glorot", "he"))
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         check_positive_int(self.n_samples, "n_samples")
-        if self.estimator == "loo" and int(self.n_samples) < 2:
+        if self.estimator in ("loo", "vimco") and int(self.n_samples) < 2:
             raise ValueError(
-                f"estimator='loo' needs n_samples >= 2 (a leave-one-out baseline over k draws); "
-                f"got n_samples={self.n_samples}. Pass e.g. n_samples=4."
+                f"estimator={self.estimator!r} needs n_samples >= 2 (a leave-one-out baseline "
+                f"over k draws); got n_samples={self.n_samples}. Pass e.g. n_samples=4."
             )
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
@@ -346,8 +357,9 @@ class SBNVAE(ParamsMixin):
         X : (N, D) in [0, 1].  rng : seed or Generator for u ~ U(0, 1) of shape
         (R, N, L), R = ``n_samples``; or pass ``u`` (R, N, L) / (N, L) to fix
         the draws.  The loss is -1/(R N) sum f(x, z_r) (the ELBO estimate) for
-        the score-function estimators and the relaxed objective 1/(R N) sum
-        -log p(x|y_r) + mean KL for "gumbel" / "straight_through".  Gradients:
+        the score-function estimators, -mean L_k for "vimco", and the relaxed
+        objective 1/(R N) sum -log p(x|y_r) + mean KL for "gumbel" /
+        "straight_through".  Gradients:
         module docstring; for "nvil" the ``bl_*`` entries are the gradient of
         the baseline's regression loss.  ``update_baseline=False`` leaves
         ``baseline_state_`` as it is (for evaluating an estimator at a fixed
@@ -365,8 +377,9 @@ class SBNVAE(ParamsMixin):
         else:
             u = self._check_u(xp, u, N, X)
         R = u.shape[0]
-        if self.estimator == "loo" and R < 2:
-            raise ValueError(f"estimator='loo' needs u with R >= 2 draws; got {tuple(u.shape)}.")
+        if self.estimator in ("loo", "vimco") and R < 2:
+            raise ValueError(f"estimator={self.estimator!r} needs u with R >= 2 draws; got "
+                             f"{tuple(u.shape)}.")
         grads = {} if grads_out is None else grads_out
         layers = self._layers()
         a, enc_cache = self._encode(X, params, ws)  # (N, L)
@@ -384,6 +397,25 @@ class SBNVAE(ParamsMixin):
             da = sf.relaxed_bernoulli_backward(xp.reshape(dy, (R, N, Lz)), y_soft, tau) \
                 + dkl_da / float(N)
             store_grad(grads, "prior_logits", dkl_db / float(N))
+        elif self.estimator == "vimco":
+            z = sf.bernoulli_sample(a, u)
+            f, dout, dec_cache = self._log_weights(xp, X, z, a, params, ws, scale=1.0)
+            lse = F.logsumexp(f, axis=0)  # (N,)
+            w = xp.exp(f - lse)  # (R, N), sums to 1 over the draws
+            bound = lse - math.log(R)
+            loss = -xp.sum(bound) / float(N)
+            c = -w / float(N)  # d loss / d f_r through the pathwise term
+            c_col = xp.reshape(c, (R * N, 1))
+            if ws is not None and type(dout) is np.ndarray:  # a workspace buffer: in place
+                np.multiply(dout, c_col, out=dout)
+            else:
+                dout = c_col * dout
+            stack_backward(layers["dec"], params, dout, dec_cache, grads, ws, need_dx=False)
+            score_prior = z - F.sigmoid(prior)  # (R, N, L)
+            store_grad(grads, "prior_logits",
+                       xp.sum(xp.reshape(c, (R, N, 1)) * score_prior, axis=(0, 1)))
+            A = (bound - sf.vimco_baseline(f)) - w  # (R, N)
+            da = sf.score_function_backward(A, z, a, scale=-1.0 / float(N))
         else:
             z = sf.bernoulli_sample(a, u)
             f, dout, dec_cache = self._log_weights(xp, X, z, a, params, ws, scale=-s)

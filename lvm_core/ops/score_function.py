@@ -25,6 +25,9 @@ draws per row (shapes (R, N, L)), with u ~ U(0, 1) the noise of every draw:
     score-function     grad_phi E_q[f(z)] = E_q[(f(z) - b) grad_phi log q(z|x)]
                        for any baseline b that does not depend on z
     leave-one-out      b_r = 1/(k - 1) sum_{j != r} f_j         (k = R >= 2 draws)
+    VIMCO baseline     L_{-r} = log 1/k [sum_{j != r} exp f_j + exp(1/(k-1) sum_{j != r} f_j)]
+                       (the bound L = log 1/k sum_j exp f_j with f_r replaced by the
+                       mean of the others; Mnih & Rezende 2016, eq. 10)
     running moments    c <- alpha c + (1 - alpha) mean(f), v <- alpha v + (1 - alpha) var(f)
     regression         1/2 sum (f - b)^2, d/db = -(f - b)
     Bernoulli KL       KL(Ber(sigmoid(a)) || Ber(sigmoid(b))) = sum_l q (a - b) - softplus(a)
@@ -40,12 +43,13 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_namespace
+from ..backend import device_of, get_namespace
 from ..functional.activations import sigmoid, softplus
+from ..functional.reductions import logsumexp
 
 __all__ = ["logistic_noise", "bernoulli_sample", "relaxed_bernoulli",
            "relaxed_bernoulli_backward", "bernoulli_log_prob", "score_function_backward",
-           "leave_one_out_baseline", "running_moments", "baseline_regression", "bernoulli_kl"]
+           "leave_one_out_baseline", "vimco_baseline", "running_moments", "baseline_regression", "bernoulli_kl"]
 
 
 def _check_same(name_a, a, name_b, b):
@@ -182,6 +186,22 @@ def leave_one_out_baseline(f):
     xp = get_namespace(f)
     k = f.shape[0]
     return (xp.sum(f, axis=0, keepdims=True) - f) / float(k - 1)
+
+
+def vimco_baseline(f):
+    """L_{-r} = log 1/k [sum_{j != r} exp f_j + exp(mean_{j != r} f_j)] over the first axis.
+
+    f (k, N) log-weights (k >= 2) -> (k, N).  L_{-r} does not depend on draw r,
+    so L - L_{-r} (L = logsumexp_j f_j - log k) is an unbiased learning signal
+    for draw r (Mnih & Rezende 2016, eq. 10).
+    """
+    m = leave_one_out_baseline(f)  # (k, N): mean of the others
+    xp = get_namespace(f)
+    k, N = f.shape[0], f.shape[1]
+    eye = xp.eye(k, dtype=f.dtype, device=device_of(f)) > 0.5  # (k, k): row r replaces f_r
+    F = xp.where(xp.reshape(eye, (k, k, 1)), xp.reshape(m, (k, 1, N)),
+                 xp.reshape(f, (1, k, N)))  # (k, k, N)
+    return logsumexp(F, axis=1) - math.log(k)
 
 
 def running_moments(mean, var, values, decay):
