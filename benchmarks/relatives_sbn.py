@@ -43,7 +43,10 @@ twin's (measured on the full data after 3 epochs: 1.8 nats for NVIL on the
 IWAE-10 bound, 3.7 nats on the ELBO).  The relaxed estimator has a continuous
 forward pass, so round-off stays round-off and the bounds can be compared to
 a fraction of a nat: it carries the "within 0.5 nats" comparison; NVIL's
-difference is reported next to its floor.
+difference is reported next to its floor and, over 4 further seeds (new
+weights, batches and draws; untimed), as a mean with its standard error
+(``nvil_seeds_diff_mean``, ``nvil_seeds_diff_se``): a systematic difference
+would show there.
 
 Same randomness on both sides: the twin draws from a NumPy Generator with the
 same seed, in the order ``SBNVAE.fit`` draws (per epoch a permutation of the
@@ -93,6 +96,7 @@ QUICK_TRAIN, QUICK_TEST = 1280, 500
 K_IWAE, CHUNK = 10, 1000
 #: the first is the RESULT line's estimator (see the module docstring for why)
 ESTIMATORS_RUN = ("gumbel", "nvil")
+N_SEEDS = 4  # further NVIL seeds (untimed) for the spread of its bound difference
 
 
 def load(quick):
@@ -359,7 +363,28 @@ def run_estimator(torch, estimator, X_train, X_eval, epochs, seed):
     return out
 
 
-def run(epochs=None, quick=False, seed=0, estimators=ESTIMATORS_RUN):
+def seed_spread(torch, estimator, X_train, X_eval, epochs, seeds):
+    """IWAE-10 bound differences ours - twin over further seeds (new weights, batches and
+    draws per seed; untimed): is a difference systematic or the run-to-run spread?"""
+    X_test_bin, u_elbo, iwae_draws = X_eval
+    diffs = []
+    for sd in seeds:
+        ours = make_ours(sd, estimator)
+        twin = make_torch(torch, ours.params, estimator)
+        opt, rng = torch.optim.Adam(twin.parameters(), lr=LR), np.random.default_rng(sd)
+        ours.fit(X_train, epochs=epochs, batch_size=BATCH, lr=LR, random_state=sd,
+                 progress=False, dynamic_binarization=True)
+        for _ in range(epochs):
+            torch_epoch(torch, twin, opt, X_train, rng)
+        b_o = bounds_ours(ours, X_test_bin, u_elbo, iwae_draws)[1]
+        b_t = bounds_torch(torch, twin, X_test_bin, u_elbo, iwae_draws)[1]
+        diffs.append(b_o - b_t)
+        print(f"{estimator}: seed {sd}: test IWAE-{K_IWAE} ours {b_o:.3f}, torch {b_t:.3f}, "
+              f"diff {b_o - b_t:+.3f}", flush=True)
+    return diffs
+
+
+def run(epochs=None, quick=False, seed=0, estimators=ESTIMATORS_RUN, n_seeds=None):
     import torch
 
     epochs = (1 if quick else EPOCHS) if epochs is None else int(epochs)
@@ -386,14 +411,23 @@ def run(epochs=None, quick=False, seed=0, estimators=ESTIMATORS_RUN):
     rng_iw = np.random.default_rng(456)
     iwae_draws = [(s, rng_iw.random((K_IWAE, min(CHUNK, N_test - s), L), dtype=np.float32))
                   for s in range(0, N_test, CHUNK)]
-    res = {est: run_estimator(torch, est, X_train, (X_test_bin, u_elbo, iwae_draws), epochs,
-                              seed) for est in estimators}
+    X_eval = (X_test_bin, u_elbo, iwae_draws)
+    res = {est: run_estimator(torch, est, X_train, X_eval, epochs, seed) for est in estimators}
     main = res[estimators[0]]
     out = dict(main, estimator=estimators[0], epochs=epochs)
     for est in estimators[1:]:
         out.update({f"{est}_{k}": v for k, v in res[est].items()
                     if k in ("ratio", "bound_ours", "bound_torch", "bound_diff", "floor_diff",
                              "elbo_diff")})
+    n_seeds = (1 if quick else N_SEEDS) if n_seeds is None else int(n_seeds)
+    if "nvil" in estimators and n_seeds > 0:
+        diffs = [res["nvil"]["bound_diff"]] + seed_spread(
+            torch, "nvil", X_train, X_eval, epochs, range(seed + 1, seed + 1 + n_seeds))
+        mean = float(np.mean(diffs))
+        se = float(np.std(diffs, ddof=1) / math.sqrt(len(diffs)))
+        print(f"nvil: ours - torch test IWAE-{K_IWAE} over {len(diffs)} seeds: mean {mean:+.3f} "
+              f"nats, standard error {se:.3f}, per seed " + " ".join(f"{d:+.2f}" for d in diffs))
+        out.update(nvil_seeds=len(diffs), nvil_seeds_diff_mean=mean, nvil_seeds_diff_se=se)
     return out
 
 

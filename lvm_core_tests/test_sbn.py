@@ -567,3 +567,30 @@ def test_bad_data_is_named():
         SBNVAE(5, n_latent=20).exact_elbo(np.zeros((1, 5)))
     with pytest.raises(ValueError, match="nvil"):
         SBNVAE(5, estimator="loo", n_samples=2).baseline(np.zeros((1, 5)))
+
+
+@pytest.mark.oracle
+def test_benchmark_quick_run_matches_its_twin(tmp_path):
+    """``benchmarks/relatives_sbn.py --quick`` end to end, one thread: the twin checks pass
+    (the script exits 0) and after 10 steps of each estimator the test bounds of lvm_core and
+    the twin agree to float32 round-off (no timing is checked)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    require("torch")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "relatives_sbn.py"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(script), "--quick"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=600)
+    log = proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, log
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT sbn "))
+    vals = dict(re.findall(r"(\w+)=(\S+)", line))
+    for key in ("ratio", "bound_ours", "bound_torch", "bound_diff", "floor_diff",
+                "nvil_bound_diff", "nvil_floor_diff"):
+        assert key in vals, (key, line)
+    assert vals["estimator"] == "gumbel"
+    assert abs(float(vals["bound_diff"])) < 0.05 and abs(float(vals["nvil_bound_diff"])) < 0.05, line
