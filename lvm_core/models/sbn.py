@@ -43,7 +43,10 @@ Gradients for fixed draws (loss = -1/(R N) sum_{r,n} ...):
   loo               f_r - 1/(R-1) sum_{j != r} f_j   (R = k >= 2 draws)
   ================  =====================================================
 
-
+  c and v enter a step with their values from before it (so they do not
+  depend on the step's own draws) and are then updated with the step's
+  batch; the very first step starts them from its own batch (the one step
+  whose baseline sees its draws).
 * "vimco" (Mnih & Rezende 2016) maximises the multi-sample bound instead of the
   ELBO, with k = R draws per example and self-normalised weights
   w~_r = softmax_r(f_r)::
@@ -53,9 +56,6 @@ Gradients for fixed draws (loss = -1/(R N) sum_{r,n} ...):
       phi:    sum_r (L_k - L_{-r} - w~_r) grad_phi log q(z_r|x)
       L_{-r}  = L_k with f_r replaced by the mean of the other f_j (eq. 10)
 
-  c and v enter a step with their values from before it (so they never
-  depend on the step's own draws) and are then updated with the step's
-  batch; the first step starts them from its batch.
 * relaxations (``gumbel``, ``straight_through``), with the analytic KL of the
   factorised Bernoullis::
 
