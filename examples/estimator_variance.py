@@ -34,12 +34,13 @@ Figures in ``--out``: ``gradient_variance.png`` (bar chart, log scale) and
 10,000 test images (9,000 for training, 1,000 held out); the script says which.
 
 Measured here (2026-11-30, shared 2-core machine, 1 BLAS thread, full data,
-defaults: 10,000 training images, 5 epochs, 31 s): encoder-gradient variance
+defaults: 10,000 training images, 5 epochs, 27 s): encoder-gradient variance
 relative to REINFORCE: moving average 0.029, NVIL 0.028 (its baseline network
-after one epoch), REINFORCE k=4 0.25, leave-one-out k=4 1.1e-4, relaxed
-estimators ~1e-6; test -ELBO after 5 epochs: REINFORCE 354.5, moving average
-331.5, NVIL 324.8, leave-one-out k=4 303.2, Gumbel-softmax 300.3,
-straight-through 300.3 nats per image.
+after one epoch; normalisation undone), REINFORCE k=4 0.25, leave-one-out k=4
+1.1e-4, VIMCO k=4 1.9e-4, relaxed estimators ~1e-6; test -ELBO after 5
+epochs: REINFORCE 354.5, moving average 331.5, NVIL 324.8, leave-one-out k=4
+303.2, VIMCO k=4 310.4, Gumbel-softmax 300.3, straight-through 300.3 nats per
+image.
 """
 from __future__ import annotations
 
