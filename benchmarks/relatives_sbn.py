@@ -39,8 +39,8 @@ either sign.  Two float32 implementations of NVIL therefore drift apart the
 way two seeds do; so does the twin against itself.  Each run measures this
 floor: a second twin starts from the weights multiplied by (1 + 1e-7 e),
 e ~ N(0, 1), with the same draws, and ``floor_diff`` is its bound minus the
-twin's (measured on the full data after 3 epochs: 1.8 nats for NVIL on the
-IWAE-10 bound, 3.7 nats on the ELBO).  The relaxed estimator has a continuous
+twin's (on the full data after 3 epochs, NVIL: 1.9 nats on the IWAE-10
+bound, 2.6 on the ELBO).  The relaxed estimator has a continuous
 forward pass, so round-off stays round-off and the bounds can be compared to
 a fraction of a nat: it carries the "within 0.5 nats" comparison; NVIL's
 difference is reported next to its floor and, over 4 further seeds (new
@@ -67,6 +67,15 @@ draws on all sides: the ELBO with one z per test image (u from seed 123) and
 the importance-weighted bound with k = 10 (u (10, rows, 200) per chunk of 1000
 images from seed 456); ``bound_*`` is the k = 10 bound (mean nats per image;
 higher is better); ``ratio`` is twin s/epoch over ours (medians).
+
+Measured here (2026-11-30, 2 threads, machine quiet during the run, 3 epochs;
+``python benchmarks/vae_relatives_vs_torch.py --models sbn``): Gumbel-softmax 1.52 s/epoch ours, 2.00 s torch, ratio 1.32, test IWAE-10
+-264.504 both (diff +0.0005 nats, floor -0.0004); NVIL 1.65 s/epoch ours,
+2.24 s torch, ratio 1.36, test IWAE-10 -290.70 ours, -287.39 torch (diff
+-3.31 nats, floor +1.89), over 5 seeds a mean difference of -1.07 nats with
+standard error 1.07 (per seed -3.31, -0.43, -3.66, +2.05, -0.01).  On a busy
+machine two BLAS threads per side made single epochs 5-20x slower on both
+sides; the ratios of such runs mean nothing.
 """
 from __future__ import annotations
 
