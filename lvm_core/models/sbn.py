@@ -89,7 +89,7 @@ from ..nn import Dense, stack_backward, stack_forward, store_grad
 from ..ops import score_function as sf
 from ..random import as_generator, uniform
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from .base import ParamsMixin, continues_fit
 
 __all__ = ["SBNVAE", "ESTIMATORS"]
 
@@ -127,6 +127,10 @@ class SBNVAE(ParamsMixin):
     dtype : {"float32", "float64"}
     random_state : None, int or Generator
         Used for the initial weights.
+    warm_start : bool
+        False (default): every :meth:`fit` starts again from the initialisation;
+        True: a fit continues from the current parameters when they fit the
+        architecture.
 
     Attributes
     ----------
@@ -143,7 +147,8 @@ class SBNVAE(ParamsMixin):
 
     def __init__(self, n_features, n_latent=200, hidden=(), activation="tanh",
                  estimator="nvil", n_samples=1, temperature=0.5, baseline_decay=0.9,
-                 baseline_hidden=(100,), init="torch", dtype="float32", random_state=None):
+                 baseline_hidden=(100,), init="torch", dtype="float32", random_state=None,
+                 warm_start=False):
         self.n_features = n_features
         self.n_latent = n_latent
         self.hidden = hidden
@@ -156,6 +161,7 @@ class SBNVAE(ParamsMixin):
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
+        self.warm_start = warm_start
         self._validate_hyperparameters()
         self.params = None
         self.baseline_state_ = None
@@ -583,8 +589,10 @@ class SBNVAE(ParamsMixin):
         xp, X = self._prepare(X)
         if validation_data is not None:
             _, validation_data = self._prepare(validation_data, name="validation_data")
-        if not resume:
-            self.baseline_state_ = None
+        if not continues_fit(self):  # a new fit starts again unless warm_start=True
+            self.initialize(like=None if isinstance(X, np.ndarray) else X)
+            if not resume:
+                self.baseline_state_ = None
         self.history_ = fit_minibatch(
             self, X, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
             optimizer_kwargs=optimizer_kwargs, validation_data=validation_data,
