@@ -51,6 +51,7 @@ def _model(seed, D, K, L, depth, width, activation, decoder, objective, R, tau=0
               n_samples=R, temperature=tau, dtype="float64", random_state=seed)
     m.initialize()
     rng = np.random.default_rng(seed)
+    m.params["prior_mu"] = rng.standard_normal((K, L))  # components well apart
     m.params["prior_log_var"] = rng.uniform(-0.5, 0.5, (K, L))
     if decoder == "continuous_bernoulli":  # logits on both sides of the Taylor threshold
         m.params["dec_b_out"] = rng.uniform(-0.6, 0.6, size=D)
@@ -358,6 +359,7 @@ def test_gumbel_softmax_gradient_tends_to_the_exact_gradient_as_tau_falls():
     m = GMVAE(D, n_components=K, n_latent=L, hidden=(), objective="exact", dtype="float64",
               random_state=3).initialize()
     m.params["enc_b_y"] = np.array([0.5, -0.3, 0.1])
+    m.params["prior_mu"] = rng.standard_normal((K, L))
     x = rng.random((1, D))
     e = rng.standard_normal(L)
     _, g_exact = m.loss_and_grads(x, eps=np.broadcast_to(e, (1, 1, K, L)).copy())
@@ -375,7 +377,7 @@ def test_gumbel_softmax_gradient_tends_to_the_exact_gradient_as_tau_falls():
                                    temperature=tau)
         errors.append(relative_error(flat(g_gs), flat(g_exact)))
     assert errors == sorted(errors, reverse=True), errors
-    assert errors[0] > 0.1 and errors[-1] < min(0.02, errors[0] / 10), errors
+    assert errors[0] > 0.05 and errors[-1] < min(0.02, errors[0] / 10), errors
 
 
 # --------------------------------------------------------------------------

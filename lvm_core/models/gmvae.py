@@ -207,7 +207,10 @@ class GMVAE(ParamsMixin):
         Drawn in the order: trunk, q(y|x) logits, q(z|x,y) head (W_mu, b_mu,
         W_log_var, b_log_var, as nn.Linear on h), C_mu and C_log_var (the y-columns
         of that head, U(+-1/sqrt(H + K)) as nn.Linear on [h, onehot(y)]), prior means
-        mu_p ~ N(0, I) (K, L) (log_var_p = 0), decoder layers, output.
+        mu_p ~ N(0, 0.1^2 I) (K, L) (log_var_p = 0), decoder layers, output.  The prior
+        means start close together: drawn from N(0, I) in 20 dimensions, the component
+        whose mean lies nearest the encoder's output wins every x in the first steps and
+        the others are never used (component collapse; seen on Fashion-MNIST).
         """
         self._validate_hyperparameters()
         rng = as_generator(self.random_state if random_state is None else random_state)
@@ -221,7 +224,8 @@ class GMVAE(ParamsMixin):
         for name in ("enc_C_mu", "enc_C_log_var"):
             params[name] = asarray(rng.uniform(-bound, bound, (K, L)), like=like,
                                    dtype=self.dtype)
-        params["prior_mu"] = asarray(rng.standard_normal((K, L)), like=like, dtype=self.dtype)
+        params["prior_mu"] = asarray(0.1 * rng.standard_normal((K, L)), like=like,
+                                     dtype=self.dtype)
         params["prior_log_var"] = asarray(np.zeros((K, L)), like=like, dtype=self.dtype)
         for layer in [*layers["dec"], layers["out"]]:
             params.update(layer.init(rng, dtype=self.dtype, like=like))
