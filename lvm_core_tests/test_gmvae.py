@@ -262,6 +262,24 @@ def test_exact_bound_equals_brute_force_including_log_p_y():
 
 
 @pytest.mark.parametrize("objective", ["exact", "gumbel", "straight_through"])
+def test_reconstruction_gradient_reaches_the_encoder(objective):
+    """z is reparameterised (z = mu + exp(log_var/2) eps), so log p(x|z) sends a gradient
+    to the q(z|x, y) head: with the decoder's output weights zeroed (log p(x|z) no longer
+    depends on z) the head's gradient is the KL's alone and differs from the full one."""
+    rng = np.random.default_rng(15)
+    m = _model(15, 6, 3, 2, 1, 4, "tanh", "bernoulli", objective, 1)
+    X = rng.random((5, 6))
+    kw = _noise(rng, m, 5)
+    _, full = m.loss_and_grads(X, **kw)
+    full = {k: v.copy() for k, v in full.items()}
+    p = dict(m.params, dec_W_out=np.zeros_like(m.params["dec_W_out"]))
+    _, kl_only = m.loss_and_grads(X, params=p, **kw)
+    for key in ("enc_W_mu", "enc_b_mu", "enc_W_log_var", "enc_C_mu"):
+        diff = np.max(np.abs(full[key] - kl_only[key]))
+        assert diff > 1e-3 * np.max(np.abs(full[key])), key
+
+
+@pytest.mark.parametrize("objective", ["exact", "gumbel", "straight_through"])
 def test_one_component_equals_a_vae(objective):
     """K = 1, C = 0, p(z|y) = N(0, I): q(y|x) = 1, entropy 0, log p(y) = 0, and the
     loss and every shared gradient equal the VAE's; the logits get no gradient."""
