@@ -9,7 +9,7 @@ exact objective (Kingma et al. 2014, M2; Shu 2016): the sum over y with
 weights q(y|x), E_q[log p(y)] and the entropy of q(y|x) included, analytic
 Gaussian KL, one z per (x, component), so the decoder runs on 128 x 10 rows
 per step on both sides.  Adam lr 1e-3 (default betas/eps), batch 128,
-shuffled each epoch, 2 epochs by default.
+shuffled each epoch, 3 epochs by default.
 
 Both sides start from the same weights (lvm_core's ``init="torch"``: nn.Linear's
 U(+-1/sqrt(fan_in)), copied into the twin) and see the same batches and the
@@ -20,7 +20,10 @@ process; torch 2 threads, NumPy's BLAS 2 threads (set by the driver).
 Before timing: the loss and every gradient of one batch agree with torch
 autograd, and a 2-step fit's training loss agrees with the twin replaying it.
 
-Reported: seconds per epoch (medians; ratio = twin / ours), the exact test
+Reported: seconds per epoch (medians; ratio = twin / ours; also the ratio of
+the fastest epochs, and ``ratio_steps``: per-step times measured in
+alternating blocks of 20 steps, which a busy shared machine disturbs less
+than whole epochs of one side), the exact test
 ELBO after training with one fixed eps per (image, component) given to both
 sides (``bound_*``, nats, higher is better), our importance-sampled log p(x)
 (S = 20 per component, summing over y exactly) on 1000 test images, and the
@@ -46,7 +49,7 @@ from lvm_core.models.gmvae import GMVAE  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 D, H, K, L = 784, 400, 10, 20
-BATCH, LR, EPOCHS = 128, 1e-3, 2
+BATCH, LR, EPOCHS = 128, 1e-3, 3
 QUICK_TRAIN, QUICK_TEST = 1280, 500
 
 
@@ -211,6 +214,43 @@ def check_twin(torch, ours, theirs, X_train, seed, tol=1e-4):
         raise SystemExit(f"twin check failed (tolerance {tol:g}); no timing is meaningful")
 
 
+def step_timing(torch, X_train, seed, blocks=5, steps=20):
+    """Seconds per training step of each side, timed in alternating blocks of ``steps``
+    steps (fresh models, the same batches and eps): a figure that a busy, shared machine
+    disturbs less than whole epochs.  Returns (ours list, torch list)."""
+    from lvm_core import ops
+
+    rng = np.random.default_rng(seed)
+    ours = make_ours(seed + 1)
+    theirs = make_torch(torch, ours.params)
+    opt = torch.optim.Adam(theirs.parameters(), lr=LR)
+    grads = {k: np.zeros_like(v) for k, v in ours.params.items()}
+    state = [None]
+    starts = [(i * BATCH) % (X_train.shape[0] - BATCH + 1) for i in range(steps)]
+    batches = [np.ascontiguousarray(X_train[s:s + BATCH]) for s in starts]
+    eps = [rng.standard_normal((1, BATCH, K, L), dtype=np.float32) for _ in range(steps)]
+
+    def step_ours(i):  # the body of one fit step: loss_and_grads into buffers + in-place Adam
+        ours.loss_and_grads(batches[i], eps=eps[i], grads_out=grads, check_input=False)
+        state[0] = ops.adam_(ours.params, grads, state[0], lr=LR)
+
+    def step_torch(i):
+        loss = -theirs.elbo(torch.from_numpy(batches[i]), torch.from_numpy(eps[i])).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    times = {"ours": [], "torch": []}
+    for block in range(blocks + 1):
+        for name, fn in (("ours", step_ours), ("torch", step_torch)):
+            start = time.perf_counter()
+            for i in range(steps):
+                fn(i)
+            if block:  # block 0 warms up
+                times[name].append((time.perf_counter() - start) / steps)
+    return times["ours"], times["torch"]
+
+
 def run(epochs=None, quick=False, seed=0):
     import torch
 
@@ -250,12 +290,20 @@ def run(epochs=None, quick=False, seed=0):
                   f"{sec / times['ours'][-1]:6.2f} | {ours.history_.train_loss[-1]:.3f} "
                   f"{loss_t:.3f} | {-bound_o:.3f} {-bound_t:.3f}", flush=True)
     med_o, med_t = float(np.median(times["ours"])), float(np.median(times["torch"]))
+    fastest = min(times["torch"]) / min(times["ours"])
+    st_o, st_t = step_timing(torch, X_train, seed)
+    ratio_steps = float(np.median(st_t)) / float(np.median(st_o))
+    print(f"alternating blocks of 20 steps: ours {1e3 * np.median(st_o):.1f} ms/step, torch "
+          f"{1e3 * np.median(st_t):.1f} ms/step, ratio {ratio_steps:.2f} "
+          f"(blocks: ours {[round(1e3 * t, 1) for t in st_o]}, torch "
+          f"{[round(1e3 * t, 1) for t in st_t]})")
     acc_o = clustering_accuracy(y_test, ours.predict(X_test))
     acc_t = clustering_accuracy(y_test, pred_t)
     n_is = min(1000, X_test.shape[0])
     log_px = float(np.mean(ours.log_marginal(X_test[:n_is], n_importance=20, rng=7)))
     elbo_sub = float(np.mean(ours.elbo(X_test[:n_is], rng=123)))
-    print(f"median s/epoch: ours {med_o:.3f}, torch {med_t:.3f}, ratio {med_t / med_o:.2f}")
+    print(f"median s/epoch: ours {med_o:.3f}, torch {med_t:.3f}, ratio {med_t / med_o:.2f} "
+          f"(fastest epochs: {fastest:.2f})")
     print(f"test exact ELBO: ours {bound_o:.3f}, torch {bound_t:.3f}, diff {bound_o - bound_t:+.3f}")
     print(f"ours on {n_is} test images: exact ELBO {elbo_sub:.3f} <= importance-sampled log p(x) "
           f"(S=20 per component, sum over y) {log_px:.3f}")
@@ -263,4 +311,6 @@ def run(epochs=None, quick=False, seed=0):
           f"torch {acc_t:.4f}")
     return dict(ratio=med_t / med_o, bound_ours=bound_o, bound_torch=bound_t,
                 bound_diff=bound_o - bound_t, accuracy_ours=acc_o, accuracy_torch=acc_t,
-                log_px_ours=log_px, s_epoch_ours=med_o, s_epoch_torch=med_t, epochs=epochs)
+                log_px_ours=log_px, s_epoch_ours=med_o, s_epoch_torch=med_t,
+                ratio_fastest=fastest, ratio_steps=ratio_steps, epochs=epochs,
+                load_average=os.getloadavg()[0])
