@@ -16,6 +16,7 @@ ROOT = Path(lvm_core.__file__).resolve().parent
 
 RANK = {
     "backend": 0, "random": 0, "validation": 0, "gradcheck": 0, "_jit": 0,
+    "metrics": 0,
     "functional": 1, "families": 1,
     "ops": 2,
     "nn": 3,
