@@ -50,6 +50,22 @@ CASES = {
     "fa_em_vs_aevb.py": (
         ["fa_learning_curve.png", "fa_learning_curve_em.png", "fa_data.png"],
         [r"RESULT exp1_test_elbo="],
+    ),    "cvae_fashion.py": (
+        ["samples_per_class.png", "same_noise_across_classes.png", "learning_curve.png"],
+        [r"RESULT cvae_fashion "],
+    ),
+    "svi_gaps.py": (["gaps.png", "svi_trace.png"], [r"RESULT svi_gaps "]),
+    "gmvae_fashion.py": (
+        ["samples_per_component.png", "confusion_matrix.png"],
+        [r"test clustering accuracy", r"RESULT gmvae_fashion "],
+    ),
+    "vrnn_fashion_rows.py": (
+        ["vrnn_samples.png", "vrnn_rows.png", "vrnn_learning_curve.png"],
+        [r"RESULT vrnn_fashion_rows "],
+    ),
+    "estimator_variance.py": (
+        ["gradient_variance.png", "training_curves.png"],
+        [r"EMBEDDED DEFAULT", r"RESULT estimator_variance var_reinforce="],
     ),
 }
 

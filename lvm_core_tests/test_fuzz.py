@@ -33,8 +33,10 @@ from lvm_core.models.energy.deep import DBM, DBN
 from lvm_core.models.energy.rbm import RBM, GaussianBernoulliRBM
 from lvm_core.models.factor_analysis import PPCA, FactorAnalysis
 from lvm_core.models.gmm import GaussianMixture
+from lvm_core.models.gmvae import GMVAE
 from lvm_core.models.ica import FastICA
 from lvm_core.models.made import MADE
+from lvm_core.models.sbn import SBNVAE
 from lvm_core.models.sfa import SFA
 from lvm_core.models.sparse_coding import DictionaryLearning
 from lvm_core.models.vae import VAE
@@ -81,6 +83,10 @@ ESTIMATORS = {
               ["score_samples"]),
     "MADE": (lambda: MADE(D, hidden=(5,), random_state=0), "binary", _EPOCH,
              ["score_samples", "log_conditionals"]),
+    "GMVAE": (lambda: GMVAE(D, n_components=2, n_latent=2, hidden=(3,), random_state=0),
+              "binary", _EPOCH, ["elbo", "predict_proba", "predict", "validation_loss"]),
+    "SBNVAE": (lambda: SBNVAE(D, n_latent=3, baseline_hidden=(3,), random_state=0), "binary",
+               _EPOCH, ["elbo", "encode", "validation_loss"]),
 }
 
 

@@ -155,13 +155,14 @@ def test_inference_never_changes_the_fitted_model(name):
     np.testing.assert_array_equal(X, X_before)
 
 
-# --------------------------------------------------------------------------- CVAE, VRNN, SBN
+# --------------------------------------------------------------------------- CVAE, GMVAE, VRNN, SBN
 def _same(a, b):
     return set(a) == set(b) and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
 
 
-def test_cvae_vrnn_sbn_refit_start_again_and_warm_start_continues():
+def test_cvae_gmvae_vrnn_sbn_refit_start_again_and_warm_start_continues():
     from lvm_core.models.cvae import CVAE
+    from lvm_core.models.gmvae import GMVAE
     from lvm_core.models.sbn import SBNVAE
     from lvm_core.models.vrnn import VRNN
 
@@ -173,6 +174,8 @@ def test_cvae_vrnn_sbn_refit_start_again_and_warm_start_continues():
              (lambda **kw: VRNN(3, n_latent=2, n_hidden=5, phi_x=(4,), phi_z=(4,),
                                 encoder=(4,), decoder=(4,), prior=(4,), random_state=0, **kw),
               (S,)),
+             (lambda **kw: GMVAE(6, n_components=3, n_latent=2, hidden=(8,), random_state=0,
+                                 **kw), (X,)),
              (lambda **kw: SBNVAE(6, n_latent=3, baseline_hidden=(4,), random_state=0, **kw),
               (X,))]
     for make, data in cases:

@@ -71,7 +71,7 @@ from ..ops.gumbel import annealed_temperature, gumbel_softmax, gumbel_softmax_ba
 from ..ops.gumbel import sample_gumbel
 from ..random import as_generator, normal, uniform
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
-from .base import ParamsMixin
+from .base import ParamsMixin, continues_fit
 
 __all__ = ["GMVAE", "TemperatureAnnealing"]
 
@@ -119,6 +119,10 @@ class GMVAE(ParamsMixin):
     init : {"torch", "glorot", "he"}
     dtype : {"float32", "float64"}
     random_state : None, int or Generator
+    warm_start : bool
+        False (default): every :meth:`fit` starts again from the initialisation;
+        True: a fit continues from the current parameters when they fit the
+        architecture.
 
     Attributes
     ----------
@@ -137,7 +141,7 @@ class GMVAE(ParamsMixin):
     def __init__(self, n_features, n_components=10, n_latent=20, hidden=(400,),
                  activation="relu", decoder="bernoulli", gaussian_var=1.0, objective="exact",
                  n_samples=1, temperature=1.0, temperature_min=0.5, anneal_rate=3e-5,
-                 init="torch", dtype="float32", random_state=None):
+                 init="torch", dtype="float32", random_state=None, warm_start=False):
         self.n_features = n_features
         self.n_components = n_components
         self.n_latent = n_latent
@@ -153,6 +157,7 @@ class GMVAE(ParamsMixin):
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
+        self.warm_start = warm_start
         self._validate_hyperparameters()
         self.params = None
         self.temperature_ = float(temperature)
@@ -620,6 +625,8 @@ class GMVAE(ParamsMixin):
         if dynamic_binarization and self.decoder != "bernoulli":
             raise ValueError("dynamic_binarization=True needs decoder='bernoulli'; got "
                              f"decoder={self.decoder!r}.")
+        if not continues_fit(self):  # a new fit starts again unless warm_start=True
+            self.initialize(like=None if isinstance(X, np.ndarray) else X)
         callbacks = list(callbacks or [])
         if self.objective != "exact":
             schedule = TemperatureAnnealing(self.temperature, self.temperature_min,

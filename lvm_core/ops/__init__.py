@@ -37,7 +37,7 @@ from .latent import kl_normal, kl_std_normal, reparameterize, reparameterize_bac
 from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernoulli_loglik,
                          gaussian_loglik)
 from .optim import adam_, sgd_
-from . import score_function
+from . import gumbel, score_function
 from .recurrent import gru_gates, gru_gates_backward, lstm_gates, lstm_gates_backward
 from .workspace import Workspace, scratch
 
@@ -45,4 +45,4 @@ __all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation
            "bias_act", "bias_act_backward", "bernoulli_loglik", "continuous_bernoulli_loglik",
            "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
            "kl_std_normal", "kl_normal", "adam_", "sgd_", "gru_gates", "gru_gates_backward",
-           "lstm_gates", "lstm_gates_backward", "score_function"]
+           "lstm_gates", "lstm_gates_backward", "gumbel", "score_function"]
