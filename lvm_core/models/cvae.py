@@ -402,31 +402,7 @@ class CVAE(VAE):
         Returns (loss as a 0-d array, grads with the keys, shapes and dtypes of params).
         """
         xp, XY = self._prepare(X, y, validate=check_input)
-        params = self.params if params is None else params
-        N = XY.shape[0]
-        if getattr(self, "_ws", None) is None:
-            self._ws = ops.Workspace()
-        ws = self._ws
-        if eps is None:
-            eps = self._draw_eps(rng, int(self.n_samples), N, XY, ws)
-        else:
-            eps = self._check_eps(xp, eps, N, XY)
-        R = eps.shape[0]
-        grads = {} if grads_out is None else grads_out
-        if self.objective == "elbo":
-            f = self._forward(xp, XY, eps, params, ws, scale=-1.0 / (R * N))
-            kl = self._backward(xp, f, params, grads, ws)
-            loss = (xp.sum(kl) - xp.sum(f["log_px"]) / float(R)) / float(N)
-        else:
-            f = self._forward(xp, XY, eps, params, ws)
-            log_w = f["log_px"] + self._log_pz_minus_log_qz(xp, f)  # (R, N)
-            lse = F.logsumexp(log_w, axis=0)  # (N,)
-            w_tilde = xp.exp(log_w - lse)  # (R, N)
-            loss = -xp.mean(lse - math.log(R))
-            self._backward(xp, f, params, grads, ws, c=-w_tilde / float(N))
-        if grads_out is None:
-            return loss, {k: grads[k] for k in params}
-        return loss, grads
+        return self._prepared_loss_and_grads(xp, XY, rng, eps, params, grads_out)
 
     def elbo(self, X, y=None, rng=None, n_samples=1):
         """Per-example ELBO of log p(x|y) (N,): 1/R sum_r log p(x|z_r, y) - KL(q || p(z|y))."""

@@ -417,6 +417,11 @@ class VAE(ParamsMixin):
         Returns (loss as a 0-d array, grads with the keys, shapes and dtypes of params).
         """
         xp, X = self._prepare(X, validate=check_input)
+        return self._prepared_loss_and_grads(xp, X, rng, eps, params, grads_out)
+
+    def _prepared_loss_and_grads(self, xp, X, rng, eps, params, grads_out):
+        """:meth:`loss_and_grads` for data already checked by :meth:`_prepare` (the
+        rows :meth:`_forward` reads: X, or a CVAE's packed [X | Y])."""
         params = self.params if params is None else params
         N = X.shape[0]
         if getattr(self, "_ws", None) is None:
