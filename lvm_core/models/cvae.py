@@ -264,22 +264,7 @@ class CVAE(VAE):
                 )
         else:
             XY = X
-        if self.params is None:
-            self.initialize(like=None if isinstance(XY, np.ndarray) else XY)
-        xp = get_namespace(XY, self.params["enc_W_mu"])
-        dt = self.params["enc_W_mu"].dtype
-        if XY.dtype != dt:
-            XY = xp.astype(XY, dt)
-        if validate and self.decoder in ("bernoulli", "continuous_bernoulli"):
-            X = XY[:, :D]
-            lo, hi = item(xp.min(X)), item(xp.max(X))
-            if lo < 0.0 or hi > 1.0:
-                raise ValueError(
-                    f"{name} must lie in [0, 1] for decoder={self.decoder!r}; got values in "
-                    f"[{lo:g}, {hi:g}]. Scale the data (e.g. pixels / 255) or use "
-                    "decoder='gaussian'."
-                )
-        return xp, XY
+        return self._on_params(XY, name, validate, D)
 
     # ------------------------------------------------------- the networks
     def _prior(self, Y, params, ws=None):

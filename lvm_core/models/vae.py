@@ -237,6 +237,12 @@ class VAE(ParamsMixin):
         """
         if validate:
             X = check_array(X, name, ndim=2, n_features=self._width())
+        return self._on_params(X, name, validate)
+
+    def _on_params(self, X, name, validate, D=None):
+        """X on the parameters' namespace and dtype (initialising them on first use);
+        with ``validate``, a Bernoulli-type decoder's targets X[:, :D] (all columns
+        when D is None) must lie in [0, 1].  Returns (xp, X)."""
         if self.params is None:
             self.initialize(like=None if isinstance(X, np.ndarray) else X)
         xp = get_namespace(X, self.params["enc_W_mu"])
@@ -244,7 +250,8 @@ class VAE(ParamsMixin):
         if X.dtype != dt:
             X = xp.astype(X, dt)
         if validate and self.decoder in ("bernoulli", "continuous_bernoulli"):
-            lo, hi = item(xp.min(X)), item(xp.max(X))
+            V = X if D is None else X[:, :D]
+            lo, hi = item(xp.min(V)), item(xp.max(V))
             if lo < 0.0 or hi > 1.0:
                 raise ValueError(
                     f"{name} must lie in [0, 1] for decoder={self.decoder!r}; got values in "
