@@ -392,10 +392,7 @@ class CVAE(VAE):
     def elbo(self, X, y=None, rng=None, n_samples=1):
         """Per-example ELBO of log p(x|y) (N,): 1/R sum_r log p(x|z_r, y) - KL(q || p(z|y))."""
         xp, XY = self._prepare(X, y)
-        check_positive_int(n_samples, "n_samples")
-        eps = self._draw_eps(rng, int(n_samples), XY.shape[0], XY)
-        f = self._forward(xp, XY, eps, self.params)
-        return xp.sum(f["log_px"], axis=0) / float(n_samples) - self._kl(f)
+        return self._prepared_elbo(xp, XY, rng, n_samples)
 
     def log_marginal(self, X, y=None, n_importance=100, rng=None, batch_size=None):
         """Importance-sampled log p(x|y) (N,) with q(z|x, y) as the proposal (the IWAE-k bound).
@@ -404,20 +401,7 @@ class CVAE(VAE):
         k = n_importance; rows in chunks of ``batch_size`` (default about 2^14 / k).
         """
         xp, XY = self._prepare(X, y)
-        check_positive_int(n_importance, "n_importance")
-        k = int(n_importance)
-        if batch_size is None:
-            batch_size = max(1, 16384 // k)
-        check_positive_int(batch_size, "batch_size")
-        rng = as_generator(rng)
-        parts = []
-        for start in range(0, XY.shape[0], int(batch_size)):
-            XYb = XY[start:min(start + int(batch_size), XY.shape[0]), :]
-            eps = self._draw_eps(rng, k, XYb.shape[0], XYb)
-            f = self._forward(xp, XYb, eps, self.params)
-            log_w = f["log_px"] + self._log_pz_minus_log_qz(xp, f)  # (k, n)
-            parts.append(F.logsumexp(log_w, axis=0) - math.log(k))
-        return xp.concat(parts) if len(parts) > 1 else parts[0]
+        return self._prepared_log_marginal(xp, XY, n_importance, rng, batch_size)
 
     def validation_loss(self, X, y=None, rng=0):
         """Mean -ELBO with one z per example (fixed seed ``rng``)."""
@@ -451,11 +435,7 @@ class CVAE(VAE):
             z = xp.astype(z, W.dtype)
         Y = self._one_hot(y, z.shape[0], z)
         out, _, _ = self._decode(xp, xp.concat([z, Y], axis=1), self.params)
-        if self.decoder == "bernoulli":
-            return F.sigmoid(out)
-        if self.decoder == "continuous_bernoulli":
-            return F.continuous_bernoulli_mean(out)
-        return out
+        return self._output_mean(out)
 
     def reconstruct(self, X, y=None):
         """decode(mu(x, y), y): the mean of p(x|z, y) at the posterior mean, (N, D)."""

@@ -458,6 +458,10 @@ class VAE(ParamsMixin):
     def elbo(self, X, rng=None, n_samples=1):
         """Per-example ELBO (N,): 1/R sum_i log p(x|z_i) - KL(q(z|x) || p(z)), R = n_samples."""
         xp, X = self._prepare(X)
+        return self._prepared_elbo(xp, X, rng, n_samples)
+
+    def _prepared_elbo(self, xp, X, rng, n_samples):
+        """:meth:`elbo` of rows already checked by :meth:`_prepare`."""
         check_positive_int(n_samples, "n_samples")
         eps = self._draw_eps(rng, int(n_samples), X.shape[0], X)
         f = self._forward(xp, X, eps, self.params)
@@ -471,6 +475,10 @@ class VAE(ParamsMixin):
         ``batch_size`` (default: about 2^14 / k rows) so memory stays O(batch_size k D).
         """
         xp, X = self._prepare(X)
+        return self._prepared_log_marginal(xp, X, n_importance, rng, batch_size)
+
+    def _prepared_log_marginal(self, xp, X, n_importance, rng, batch_size):
+        """:meth:`log_marginal` of rows already checked by :meth:`_prepare`."""
         check_positive_int(n_importance, "n_importance")
         k = int(n_importance)
         if batch_size is None:
@@ -511,6 +519,11 @@ class VAE(ParamsMixin):
         if z.dtype != dt:
             z = xp.astype(z, dt)
         out, _, _ = self._decode(xp, z, self.params)
+        return self._output_mean(out)
+
+    def _output_mean(self, out):
+        """The mean of p(x|z) from the decoder output: sigmoid(logits), the continuous
+        Bernoulli mean, or the Gaussian mean itself."""
         if self.decoder == "bernoulli":
             return F.sigmoid(out)
         if self.decoder == "continuous_bernoulli":
