@@ -51,7 +51,7 @@ import numpy as np
 from .. import functional as F
 from .. import ops
 from ..backend import asarray, device_of, get_namespace, item
-from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
+from ..nn import Dense, GaussianHead, stack_backward, stack_forward
 from ..random import as_generator, normal, uniform
 from ..validation import check_array, check_choice, check_is_fitted, check_positive_int
 from .base import continues_fit
@@ -328,24 +328,7 @@ class CVAE(VAE):
         """
         R, N, L = f["eps"].shape
         layers = self._layers()
-        dout, dlog_var_x = f["dll_dout"], f["dll_dlog_var_x"]
-        if c is not None:
-            c_col = xp.reshape(c, (R * N, 1))
-            if ws is not None and type(dout) is np.ndarray:
-                np.multiply(dout, c_col, out=dout)
-                if dlog_var_x is not None:
-                    np.multiply(dlog_var_x, c_col, out=dlog_var_x)
-            else:
-                dout = c_col * dout
-                dlog_var_x = None if dlog_var_x is None else c_col * dlog_var_x
-        trunk, head = f["dec_cache"]
-        if self.decoder == "gaussian" and self.decoder_var == "output":
-            dh = layers["out"].backward(params, (dout, dlog_var_x), head, grads, ws)
-        else:
-            dh = layers["out"].backward(params, dout, head, grads, ws)
-            if self.decoder == "gaussian" and self.decoder_var == "learned":
-                store_grad(grads, "dec_log_var", xp.sum(dlog_var_x, axis=0))
-        dzy = stack_backward(layers["dec"], params, dh, trunk, grads, ws)  # (R N, L + C)
+        dzy = self._decoder_input_grad(xp, f, params, grads, ws, c)  # (R N, L + C)
         dz = xp.reshape(dzy[:, :L], (R, N, L))
         kl = None
         if c is None:

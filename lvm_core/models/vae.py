@@ -341,16 +341,11 @@ class VAE(ParamsMixin):
         kl, _, _ = ops.kl_std_normal(f["mu"], f["log_var"], f["std"], float(self.prior_var))
         return kl
 
-    def _backward(self, xp, f, params, grads, ws=None, c=None):
-        """Gradients of loss = -mean objective, for fixed eps, into ``grads``; returns
-        the KL per row (N,) for the ELBO (computed with its gradient), None for IWAE.
-
-        ELBO (c None): the likelihood gradients already carry -1/(R N);
-        dmu = sum_i dz_i + dKL/dmu / N; dlog_var = 1/2 std sum_i dz_i eps_i + dKL/dlog_var / N.
-        IWAE (c = -w~/N, (R, N)): dout = c dll/dout; dz gains -c z / s^2 (from log p(z));
-        dlog_var gains 1/2 sum_i c_i (from -log q).
-        """
-        R, N, L = f["eps"].shape
+    def _decoder_input_grad(self, xp, f, params, grads, ws, c):
+        """d loss/d (decoder input) (R N, width): the decoder's backward from the
+        log-likelihood gradients in ``f``, scaled per row by c (R, N) when given
+        (IWAE); writes the decoder's parameter gradients into ``grads``."""
+        R, N = f["eps"].shape[:2]
         layers = self._layers()
         dout, dlog_var_x = f["dll_dout"], f["dll_dlog_var_x"]
         if c is not None:
@@ -369,8 +364,20 @@ class VAE(ParamsMixin):
             dh = layers["out"].backward(params, dout, head, grads, ws)
             if self.decoder == "gaussian" and self.decoder_var == "learned":
                 store_grad(grads, "dec_log_var", xp.sum(dlog_var_x, axis=0))
-        dz = stack_backward(layers["dec"], params, dh, trunk, grads, ws)
-        dz = xp.reshape(dz, (R, N, L))
+        return stack_backward(layers["dec"], params, dh, trunk, grads, ws)
+
+    def _backward(self, xp, f, params, grads, ws=None, c=None):
+        """Gradients of loss = -mean objective, for fixed eps, into ``grads``; returns
+        the KL per row (N,) for the ELBO (computed with its gradient), None for IWAE.
+
+        ELBO (c None): the likelihood gradients already carry -1/(R N);
+        dmu = sum_i dz_i + dKL/dmu / N; dlog_var = 1/2 std sum_i dz_i eps_i + dKL/dlog_var / N.
+        IWAE (c = -w~/N, (R, N)): dout = c dll/dout; dz gains -c z / s^2 (from log p(z));
+        dlog_var gains 1/2 sum_i c_i (from -log q).
+        """
+        R, N, L = f["eps"].shape
+        layers = self._layers()
+        dz = xp.reshape(self._decoder_input_grad(xp, f, params, grads, ws, c), (R, N, L))
         if c is not None:
             dz = dz - xp.reshape(c, (R, N, 1)) * f["z"] / float(self.prior_var)
         dmu, dlog_var = ops.reparameterize_backward(dz, f["eps"], f["std"], ws=ws)
