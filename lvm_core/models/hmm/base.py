@@ -65,28 +65,11 @@ from ...random import as_generator
 from ...validation import check_choice, check_lengths, check_not_sparse, check_positive_int
 from ..base import ParamsMixin
 from ._checks import HMMChecks
+from ._workers import _chunk_e_step, _chunk_summary
 
 __all__ = ["BaseHMM"]
 
 INIT_MAX_ROWS = 20000  # k-means and covariance starts use at most this many random rows
-
-
-def _chunk_e_step(chunk, extra, params, model, ref):
-    """E-step of one block of whole sequences (in process, streamed, or on a dask worker)."""
-    lengths, states = extra
-    if not is_in_memory_array(chunk):
-        chunk = np.asarray(chunk)
-    X, missing = model._validate(chunk)
-    data = model._features(X, lengths, ref, missing=missing)
-    clamp = model._check_states(states, data["T"], data["like"])
-    return model._e_step(data, params, clamp)
-
-
-def _chunk_summary(chunk, extra, params, model):
-    """What the model needs to know about a block before EM (e.g. sums for the mean)."""
-    if not is_in_memory_array(chunk):
-        chunk = np.asarray(chunk)
-    return model._summary(*model._validate(chunk))
 
 
 class BaseHMM(HMMChecks, ParamsMixin):
