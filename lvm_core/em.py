@@ -333,6 +333,46 @@ class DaskRows:
         self.client.cancel(futures)
 
 
+def is_dask_bag(X):
+    """True for a ``dask.bag.Bag`` (checked without importing dask)."""
+    return type(X).__name__ == "Bag" and type(X).__module__.startswith("dask.bag")
+
+
+def _concat_sequences(part):
+    import numpy as np
+
+    part = [np.asarray(x) for x in part]
+    return np.concatenate(part, axis=0) if part else None
+
+
+def sequences_from_bag(bag, name="X"):
+    """A dask Bag of sequences (each a (T_i, ...) array) as the dask array of all of
+    them concatenated, one block per partition, and the lengths (T_1, ..., T_S) in
+    bag order: the form the HMMs' dask fit takes.  Computes the lengths (one pass
+    on the cluster); the sequences themselves stay on the workers."""
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    parts = bag.map_partitions(lambda seqs: [[len(s) for s in seqs]]).compute()
+    lengths_per_part = [list(p) for p in parts]
+    lengths = np.asarray([t for p in lengths_per_part for t in p], dtype=np.int64)
+    if lengths.size == 0 or np.any(lengths < 1):
+        raise ValueError(f"{name}: a dask Bag of sequences must hold at least one sequence, "
+                         "each with at least one step; got lengths "
+                         f"{lengths[:8].tolist()}{'...' if lengths.size > 8 else ''}.")
+    first = np.asarray(bag.take(1, npartitions=-1)[0])
+    tail, dtype = first.shape[1:], first.dtype
+    blocks = []
+    for delayed_part, part_lengths in zip(bag.to_delayed(), lengths_per_part):
+        if not part_lengths:
+            continue
+        block = dask.delayed(_concat_sequences)(delayed_part)
+        blocks.append(da.from_delayed(block, shape=(int(sum(part_lengths)), *tail),
+                                      dtype=dtype))
+    return da.concatenate(blocks, axis=0), lengths
+
+
 def default_client(client, X):
     """The dask client to use: ``client`` if given, else the current one for a
     dask collection ``X``, else None (no cluster)."""

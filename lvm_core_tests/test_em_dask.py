@@ -103,3 +103,22 @@ def test_factor_models_and_bernoulli_mixture_on_dask(client):
     got = BernoulliMixture(**kwargs).fit(B, client=client, chunk_size=150)
     close(got.lower_bounds_, ref.lower_bounds_)
     close(got.probs_, ref.probs_)
+
+
+def test_hmm_on_a_dask_bag_of_sequences_equals_in_process(client):
+    """A dask Bag whose elements are whole sequences: the lengths come from the Bag."""
+    db = require("dask.bag")
+    from lvm_core.models.hmm import GaussianHMM
+
+    rng = np.random.default_rng(4)
+    lengths = np.array([120, 80, 150, 60, 90])
+    seqs = [rng.normal(size=(t, 2)) + (i % 2) * 3.0 for i, t in enumerate(lengths)]
+    X = np.concatenate(seqs)
+    kwargs = dict(n_components=2, random_state=0, n_iter=4, tol=0.0)
+    ref = GaussianHMM(**kwargs).fit(X, lengths)
+    got = GaussianHMM(**kwargs).fit(db.from_sequence(seqs, npartitions=3))
+    close(got.monitor_.history, ref.monitor_.history)
+    for name in ("startprob_", "transmat_", "means_", "covars_"):
+        close(getattr(got, name), getattr(ref, name))
+    with pytest.raises(ValueError, match="lengths must be None"):
+        GaussianHMM(**kwargs).fit(db.from_sequence(seqs, npartitions=2), lengths)

@@ -58,8 +58,8 @@ import numpy as np
 
 from ...backend import asarray, get_namespace, is_numpy_namespace, namespace_name, to_numpy
 from ...em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, default_client,
-                   is_in_memory_array, make_source, run_em, sequence_bounds, step_size_schedule,
-                   stepwise_update, take_rows)
+                   is_dask_bag, is_in_memory_array, make_source, run_em, sequence_bounds,
+                   sequences_from_bag, step_size_schedule, stepwise_update, take_rows)
 from ...families._common import init_rows, safe_log
 from ...random import as_generator
 from ...validation import check_choice, check_lengths, check_not_sparse, check_positive_int
@@ -222,9 +222,12 @@ class BaseHMM(HMMChecks, ParamsMixin):
 
         Parameters
         ----------
-        X : array (T, ...), array-like with ``shape`` and row slicing, or dask array
+        X : array (T, ...), array-like with ``shape`` and row slicing, dask array,
+            or dask Bag of sequences
             Observations of all sequences concatenated.  An ``h5py.Dataset``
-            (or any such array-like) is streamed in blocks of whole sequences.
+            (or any such array-like) is streamed in blocks of whole sequences; a
+            Bag of sequences ((T_i, ...) arrays) runs on its cluster, lengths
+            taken from the Bag.
         lengths : (S,) ints, optional
             Sequence lengths (None: one sequence).
         states : (T,) ints, optional
@@ -241,6 +244,11 @@ class BaseHMM(HMMChecks, ParamsMixin):
         """
         self._check_hyper()
         check_not_sparse(X, "X")
+        if is_dask_bag(X):  # a dask collection of sequences
+            if lengths is not None:
+                raise ValueError("lengths must be None when X is a dask Bag of sequences (the "
+                                 "lengths are those of its elements); got lengths as well.")
+            X, lengths = sequences_from_bag(X)
         learn = self._check_names(self.learn, "learn")
         chunk_size = check_chunk_size(chunk_size)
         client = default_client(client, X)
