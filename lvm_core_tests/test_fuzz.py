@@ -293,6 +293,74 @@ def test_inference_on_fuzzed_data_is_clean_and_never_changes_the_model(name, met
 
 
 # ---------------------------------------------------------------------------
+# models whose data are not one (N, D) array: CVAE (X with labels y), VRNN
+# (sequences (N, T, D))
+# ---------------------------------------------------------------------------
+
+def _cvae():
+    from lvm_core.models.cvae import CVAE
+
+    return CVAE(D, 3, n_latent=2, hidden=(3,), random_state=0)
+
+
+def _vrnn():
+    from lvm_core.models.vrnn import VRNN
+
+    return VRNN(D, n_latent=2, n_hidden=3, phi_x=(3,), phi_z=(3,), encoder=(3,), decoder=(3,),
+                prior=(3,), random_state=0)
+
+
+def _as_sequences(X):
+    """A fuzzed (N, D) array as N sequences of one step (other inputs as they are)."""
+    return X[:, None, :] if isinstance(X, np.ndarray) and X.ndim == 2 else X
+
+
+@pytest.mark.parametrize("name", ["CVAE", "VRNN"])
+@FUZZ
+@given(data=st.data())
+def test_cvae_and_vrnn_fit_and_inference_on_fuzzed_data(name, data):
+    how, X = data.draw(fuzzed("binary"), label="X")
+    if name == "VRNN":
+        X = _as_sequences(X)
+    before = _copy(X)
+    labels = np.arange(len(X) if hasattr(X, "__len__") and not isinstance(X, str) else 1) % 3
+    fit_args = (X, labels) if name == "CVAE" else (X,)
+    CASES["fit"] += 1
+    model = _cvae() if name == "CVAE" else _vrnn()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(*fit_args, **_EPOCH)
+    except NonFiniteLossError:
+        assert how in ("scale", "dtype"), how
+    except CLEAN as err:
+        _check_clean(err)
+    else:
+        assert how not in ("nan", "inf", "rows"), how
+    _assert_unmodified(X, before)
+    # inference of a model fitted on good data
+    good = _good("binary")
+    fitted = _cvae().fit(good, np.arange(len(good)) % 3, **_EPOCH) if name == "CVAE" \
+        else _vrnn().fit(good[:, None, :], **_EPOCH)
+    state = _state(fitted)
+    CASES["inference"] += 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = fitted.elbo(*fit_args)
+    except CLEAN as err:
+        _check_clean(err)
+    else:
+        assert how not in ("nan", "inf", "rows", "cols"), how
+        for arr in _outputs(out):
+            assert not np.any(np.isnan(arr)), (how, name)
+    _assert_unmodified(X, before)
+    after = _state(fitted)
+    for key in state:
+        np.testing.assert_array_equal(after[key], state[key], err_msg=str(key))
+
+
+# ---------------------------------------------------------------------------
 # parameters set by hand
 # ---------------------------------------------------------------------------
 
