@@ -125,3 +125,27 @@ def test_unreachable_state_that_fits_far_better_gives_no_nan():
         # scaled recursions drop states below ~1e-308 times the best one, the
         # documented limitation, and the two kernels drop slightly different ones)
     assert seen > 250
+
+
+def test_both_exp_paths_of_the_scaled_frame_agree():
+    """The NumPy-exp path (vectorised exp on AVX-512) and the polynomial pass give
+    the same b_t = exp(l_t - m_t) to 1e-15 relative, 0 below e^-708, and the same m_t
+    (all--inf rows included), whichever this CPU uses."""
+    from lvm_core.kernels import hmm_numba
+
+    rng = np.random.default_rng(0)
+    L = rng.normal(size=(3000, 5)) * 30.0
+    L[5] = -np.inf
+    L[7, 2] = -np.inf
+    L[9, :] = [0.0, -800.0, -706.5, -709.0, 1.0]  # shifted: -707.5 kept, -710 flushed
+    got, shift_a = hmm_numba._scaled_frame(L, numpy_exp=True)
+    got = got.copy()
+    want, shift_b = hmm_numba._scaled_frame(L, numpy_exp=False)
+    np.testing.assert_array_equal(shift_a, shift_b)
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0.0)
+    assert np.all((got == 0) == (want == 0))
+    np.testing.assert_array_equal(got[5], 0.0)
+    m = L.max(axis=1, where=np.isfinite(L), initial=-np.inf)
+    ref = np.exp(L - np.where(np.isfinite(m), m, 0.0)[:, None])
+    ref[ref < np.exp(-708.0)] = 0.0
+    np.testing.assert_allclose(got, ref, rtol=1e-15, atol=0.0)
