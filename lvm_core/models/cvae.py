@@ -48,7 +48,6 @@ import math
 
 import numpy as np
 
-from .. import functional as F
 from .. import ops
 from ..backend import asarray, device_of, get_namespace, item
 from ..nn import Dense, GaussianHead, stack_backward, stack_forward
@@ -446,23 +445,8 @@ class CVAE(VAE):
         z = mu_p + xp.exp(0.5 * log_var_p) * normal(rng, (n, int(self.n_latent)), like=W)
         out, log_var_x, _ = self._decode(xp, xp.concat([z, Y], axis=1), self.params)
         if mean:
-            if self.decoder == "bernoulli":
-                return F.sigmoid(out)
-            if self.decoder == "continuous_bernoulli":
-                return F.continuous_bernoulli_mean(out)
-            return out
-        u = uniform(rng, tuple(out.shape), like=W)
-        if self.decoder == "bernoulli":
-            return xp.astype(u < F.sigmoid(out), W.dtype)
-        if self.decoder == "continuous_bernoulli":
-            small = xp.abs(out) < 1e-3
-            l_safe = xp.where(small, 1.0, out)
-            x = xp.log1p(u * xp.expm1(l_safe)) / l_safe
-            return xp.clip(xp.where(small, u, x), min=0.0, max=1.0)
-        eps = normal(rng, tuple(out.shape), like=W)
-        if isinstance(log_var_x, float):
-            return out + math.exp(0.5 * log_var_x) * eps
-        return out + xp.exp(0.5 * log_var_x) * eps
+            return self._output_mean(out)
+        return self._draw_x(xp, out, log_var_x, rng, W)
 
     # ------------------------------------------------------------- training
     def binarize(self, XY_batch, rng):

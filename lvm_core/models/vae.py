@@ -556,15 +556,19 @@ class VAE(ParamsMixin):
         xp = get_namespace(W)
         z = normal(rng, (int(n), int(self.n_latent)), like=W) * math.sqrt(float(self.prior_var))
         out, log_var_x, _ = self._decode(xp, z, self.params)
-        u = uniform(rng, tuple(out.shape), like=W)
+        return self._draw_x(xp, out, log_var_x, rng, W)
+
+    def _draw_x(self, xp, out, log_var_x, rng, like):
+        """One draw x ~ p(x|z) per row of the decoder output ``out`` (see :meth:`sample`)."""
+        u = uniform(rng, tuple(out.shape), like=like)
         if self.decoder == "bernoulli":
-            return xp.astype(u < F.sigmoid(out), W.dtype)
+            return xp.astype(u < F.sigmoid(out), like.dtype)
         if self.decoder == "continuous_bernoulli":
             small = xp.abs(out) < 1e-3
             l_safe = xp.where(small, 1.0, out)
             x = xp.log1p(u * xp.expm1(l_safe)) / l_safe
             return xp.clip(xp.where(small, u, x), min=0.0, max=1.0)
-        eps = normal(rng, tuple(out.shape), like=W)
+        eps = normal(rng, tuple(out.shape), like=like)
         if isinstance(log_var_x, float):
             return out + math.exp(0.5 * log_var_x) * eps
         return out + xp.exp(0.5 * log_var_x) * eps
