@@ -323,7 +323,9 @@ def test_cvae_and_vrnn_fit_and_inference_on_fuzzed_data(name, data):
     if name == "VRNN":
         X = _as_sequences(X)
     before = _copy(X)
-    labels = np.arange(len(X) if hasattr(X, "__len__") and not isinstance(X, str) else 1) % 3
+    shape = getattr(X, "shape", None)
+    n = shape[0] if shape else len(X) if isinstance(X, (list, tuple)) else 1
+    labels = np.arange(n) % 3
     fit_args = (X, labels) if name == "CVAE" else (X,)
     CASES["fit"] += 1
     model = _cvae() if name == "CVAE" else _vrnn()
