@@ -467,7 +467,6 @@ class CVAE(VAE):
         :func:`lvm_core.train.fit_minibatch`.  Other arguments as in
         :meth:`VAE.fit`.  Returns self; the record is in ``history_``.
         """
-        from ..train import fit_minibatch
 
         _, XY = self._prepare(X, y)
         if not continues_fit(self):  # a new fit starts again unless warm_start=True
@@ -480,18 +479,8 @@ class CVAE(VAE):
                 )
             _, validation_data = self._prepare(validation_data[0], validation_data[1],
                                                name="validation_data")
-        if dynamic_binarization and self.decoder != "bernoulli":
-            raise ValueError(
-                "dynamic_binarization=True needs decoder='bernoulli'; got "
-                f"decoder={self.decoder!r}. "
-                "Use decoder='bernoulli' or leave dynamic_binarization=False."
-            )
-        self.history_ = fit_minibatch(
-            self, XY, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-            optimizer_kwargs=optimizer_kwargs, validation_data=validation_data,
-            random_state=random_state, progress=progress, checkpoint=checkpoint,
-            resume=resume, early_stopping_patience=early_stopping_patience,
-            transform_batch=self.binarize if dynamic_binarization else None,
-            callbacks=callbacks,
-        )
-        return self
+        return self._train(XY, validation_data, dynamic_binarization, epochs=epochs,
+                           batch_size=batch_size, optimizer=optimizer, lr=lr,
+                           optimizer_kwargs=optimizer_kwargs, random_state=random_state,
+                           progress=progress, checkpoint=checkpoint, resume=resume,
+                           early_stopping_patience=early_stopping_patience, callbacks=callbacks)

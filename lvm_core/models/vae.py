@@ -54,7 +54,7 @@ from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
 from ..random import as_generator, normal, uniform
 from ..validation import (check_array, check_choice, check_is_fitted, check_magnitude,
                           check_positive_int)
-from .base import ParamsMixin
+from .base import ParamsMixin, continues_fit
 
 __all__ = ["VAE"]
 
@@ -574,29 +574,6 @@ class VAE(ParamsMixin):
         return out + xp.exp(0.5 * log_var_x) * eps
 
     # ------------------------------------------------------------- training
-    def _can_continue(self, X):
-        """``warm_start`` and current params of this architecture, on X's namespace."""
-        if not self.warm_start or self.params is None:
-            return False
-        expected = self._param_shapes()
-        return set(self.params) == set(expected) and all(
-            tuple(self.params[k].shape) == shape for k, shape in expected.items())
-
-    def _param_shapes(self):
-        """{name: shape} of the parameters of this architecture."""
-        layers = self._layers()
-        dense = []
-        for layer in [*layers["enc"], layers["q"], *layers["dec"], layers["out"]]:
-            dense += [layer.mu, layer.log_var] if hasattr(layer, "mu") else [layer]
-        shapes = {}
-        for layer in dense:
-            shapes[layer.W_key] = tuple(layer._W_shape)
-            if layer.bias:
-                shapes[layer.b_key] = (layer.d_out,)
-        if self.decoder == "gaussian" and self.decoder_var == "learned":
-            shapes["dec_log_var"] = (self._width(),)
-        return shapes
-
     def binarize(self, X_batch, rng):
         """Dynamic binarisation: x_b ~ Bernoulli(x) elementwise (grey levels as probabilities)."""
         xp = get_namespace(X_batch)
@@ -606,14 +583,14 @@ class VAE(ParamsMixin):
     def fit(self, X, epochs=10, batch_size=128, lr=1e-3, optimizer="adam",
             optimizer_kwargs=None, validation_data=None, random_state=None, progress=True,
             checkpoint=None, resume=False, early_stopping_patience=None,
-            dynamic_binarization=False):
+            dynamic_binarization=False, callbacks=None):
         """Train with minibatch gradient steps (:func:`lvm_core.train.fit_minibatch`).
 
         ``dynamic_binarization=True`` resamples Bernoulli targets x_b ~ Bernoulli(x)
-        from grey levels each time a batch is drawn.  Returns self; the
-        training record is in ``history_``.
+        from grey levels each time a batch is drawn; ``callbacks`` as in
+        :func:`lvm_core.train.fit_minibatch`.  Returns self; the training record
+        is in ``history_``.
         """
-        from ..train import fit_minibatch
 
         self._validate_hyperparameters()
         X = check_array(X, "X", ndim=2)
@@ -627,11 +604,22 @@ class VAE(ParamsMixin):
                 "the data."
             )
         self.n_features_in_ = width
-        if not self._can_continue(X):
+        if not continues_fit(self):  # a new fit starts again unless warm_start=True
             self.initialize(like=None if isinstance(X, np.ndarray) else X)
         xp, X = self._prepare(X)
         if validation_data is not None:
             _, validation_data = self._prepare(validation_data, name="validation_data")
+        return self._train(X, validation_data, dynamic_binarization, epochs=epochs,
+                           batch_size=batch_size, optimizer=optimizer, lr=lr,
+                           optimizer_kwargs=optimizer_kwargs, random_state=random_state,
+                           progress=progress, checkpoint=checkpoint, resume=resume,
+                           early_stopping_patience=early_stopping_patience, callbacks=callbacks)
+
+    def _train(self, data, validation_data, dynamic_binarization, **fit_kwargs):
+        """:func:`lvm_core.train.fit_minibatch` on prepared rows (X, or a CVAE's packed
+        [X | Y]), with dynamic binarisation of the targets when asked.  Returns self."""
+        from ..train import fit_minibatch
+
         if dynamic_binarization and self.decoder != "bernoulli":
             raise ValueError(
                 "dynamic_binarization=True needs decoder='bernoulli'; got "
@@ -639,10 +627,6 @@ class VAE(ParamsMixin):
                 "Use decoder='bernoulli' or leave dynamic_binarization=False."
             )
         self.history_ = fit_minibatch(
-            self, X, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-            optimizer_kwargs=optimizer_kwargs, validation_data=validation_data,
-            random_state=random_state, progress=progress, checkpoint=checkpoint,
-            resume=resume, early_stopping_patience=early_stopping_patience,
-            transform_batch=self.binarize if dynamic_binarization else None,
-        )
+            self, data, validation_data=validation_data,
+            transform_batch=self.binarize if dynamic_binarization else None, **fit_kwargs)
         return self
