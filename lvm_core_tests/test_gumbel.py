@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvm_core.backend import to_numpy
-from lvm_core.gradcheck import check_gradient, relative_error
+from lvm_core.gradcheck import check_grads_resolvable, relative_error
 from lvm_core.ops.gumbel import (annealed_temperature, gumbel_softmax, gumbel_softmax_backward,
                                  one_hot_argmax, sample_gumbel)
 
@@ -43,7 +43,10 @@ def test_backward_matches_central_differences(N, K, R, tau, seed):
     if K == 1:  # softmax of one entry is constant 1: the gradient is exactly zero
         assert np.all(grad == 0.0)
         return
-    check_gradient(f, logits, grad, h=1e-6, rtol=1e-6)
+    # a saturated draw leaves gradients at the level of the differences' round-off:
+    # the suite's check filters on the numeric gradient (a wrong zero still fails)
+    check_grads_resolvable(lambda p: f(p["logits"]), {"logits": logits}, {"logits": grad},
+                           f(logits), h=1e-5, rtol=1e-6)
 
 
 @pytest.mark.oracle
