@@ -225,6 +225,73 @@ def test_bias_act_backward_is_the_gradient(N, Hd, act, seed):
 
 
 @settings(max_examples=25)
+@given(N=dims, D=dims, R=st.integers(1, 3), repeat=st.integers(1, 3), dtype=dtypes, seed=seeds,
+       per_row=st.booleans(), kind=st.sampled_from(["bernoulli", "continuous_bernoulli"]))
+def test_bernoulli_likelihoods_row_map_equal_repeated_rows(N, D, R, repeat, dtype, seed, per_row,
+                                                           kind):
+    """x (N, D) paired with logits row m as x_((m // repeat) % N), and per-row scales:
+    the same values as the reference on the materialised copy of x and scale."""
+    rng = np.random.default_rng(seed)
+    M = R * N * repeat
+    logits = (4 * rng.standard_normal((M, D))).astype(dtype)
+    x = rng.random((N, D)).astype(dtype)
+    x_copy = x.copy()
+    scale = (rng.standard_normal(M).astype(dtype) if per_row else -0.5)
+    rows = (np.arange(M) // repeat) % N
+    fused = getattr(ops, kind + "_loglik")
+    ll, dl = fused(logits, x, scale, ws=ops.Workspace(), repeat=repeat)
+    ll_r, dl_r = getattr(ref, kind + "_loglik")(
+        logits, x[rows], scale[:, None] if per_row else scale)
+    assert ll.dtype == dl.dtype == dtype and ll.shape == (M,) and dl.shape == (M, D)
+    _close(ll, ll_r, dtype, scale=10 * D)
+    _close(dl, dl_r, dtype, scale=10)
+    np.testing.assert_array_equal(x, x_copy)
+
+
+@settings(max_examples=25)
+@given(N=dims, D=dims, repeat=st.integers(1, 3), seed=seeds,
+       kind=st.sampled_from(["bernoulli", "continuous_bernoulli"]))
+def test_likelihood_row_map_gradient_is_the_gradient(N, D, repeat, seed, kind):
+    """dl = d/dl sum_m scale_m ll_m with per-row scales and repeated rows of x."""
+    rng = np.random.default_rng(seed)
+    M = 2 * N * repeat
+    logits = 3 * rng.standard_normal((M, D))
+    x = rng.random((N, D))
+    c = rng.standard_normal(M)
+    fn = getattr(ops, kind + "_loglik")
+    _, dl = fn(logits, x, c, repeat=repeat)
+    assert np.max(np.abs(dl)) > 0
+    assert check_gradient(lambda t: np.sum(c * fn(t, x, repeat=repeat)[0]), logits, dl,
+                          h=H) < RTOL
+
+
+def test_likelihood_row_map_on_every_backend(backend):
+    rng = np.random.default_rng(3)
+    dt = np.float32 if backend.dtype_name == "float32" else np.float64
+    logits, x = (3 * rng.standard_normal((12, 5))).astype(dt), rng.random((2, 5)).astype(dt)
+    c = rng.standard_normal(12).astype(dt)
+    rows = (np.arange(12) // 3) % 2
+    tol = dict(rtol=2e-5, atol=1e-5) if dt == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for kind in ("bernoulli", "continuous_bernoulli"):
+        ll, dl = getattr(ops, kind + "_loglik")(backend.asarray(logits), backend.asarray(x),
+                                                 backend.asarray(c), repeat=3)
+        ll_r, dl_r = getattr(ref, kind + "_loglik")(logits, x[rows], c[:, None])
+        assert ll.dtype == backend.dtype
+        np.testing.assert_allclose(backend.to_numpy(ll), ll_r, **tol)
+        np.testing.assert_allclose(backend.to_numpy(dl), dl_r, **tol)
+
+
+def test_likelihood_row_map_bad_input():
+    logits, x = np.zeros((6, 4)), np.zeros((4, 4))
+    with pytest.raises(ValueError, match="x must have shape"):
+        ops.bernoulli_loglik(logits, x)  # 6 rows are not a multiple of 4
+    with pytest.raises(ValueError, match="x must have shape"):
+        ops.bernoulli_loglik(logits, np.zeros((2, 3)), repeat=3)  # wrong D
+    with pytest.raises(ValueError, match="scale must be"):
+        ops.continuous_bernoulli_loglik(logits, np.zeros((2, 4)), np.ones(5), repeat=3)
+
+
+@settings(max_examples=25)
 @given(M=dims, D=dims, seed=seeds, kind=st.sampled_from(["bernoulli", "continuous_bernoulli"]))
 def test_likelihood_gradients_are_the_gradient(M, D, seed, kind):
     rng = np.random.default_rng(seed)

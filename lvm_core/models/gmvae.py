@@ -64,7 +64,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import ops
-from ..backend import asarray, get_namespace, item, to_numpy
+from ..backend import asarray, device_of, get_namespace, item, to_numpy
 from ..metrics import clustering_accuracy
 from ..nn import Dense, GaussianHead, stack_backward, stack_forward, store_grad
 from ..ops.gumbel import annealed_temperature, gumbel_softmax, gumbel_softmax_backward
@@ -291,32 +291,27 @@ class GMVAE(ParamsMixin):
         dh = layers["out"].backward(params, dout, head, grads, ws)
         return stack_backward(layers["dec"], params, dh, trunk, grads, ws)
 
-    def _log_px(self, X_rep, out, scale, ws=None):
-        """log p(x|z) per row (M,) and scale * dll/dout (M, D)."""
+    def _log_px(self, xp, X, out, scale, repeat, ws=None):
+        """log p(x|z) per row (M,) and scale * dll/dout (M, D); row m of ``out`` pairs
+        with X_((m // repeat) % N); ``scale`` a number or one factor per row (M,)."""
         if self.decoder == "bernoulli":
-            return ops.bernoulli_loglik(out, X_rep, scale, ws=ws)
+            return ops.bernoulli_loglik(out, X, scale, ws=ws, repeat=repeat)
         if self.decoder == "continuous_bernoulli":
-            return ops.continuous_bernoulli_loglik(out, X_rep, scale, ws=ws)
-        ll, dout, _ = ops.gaussian_loglik(X_rep, out, math.log(float(self.gaussian_var)), scale,
-                                          ws=ws)
+            return ops.continuous_bernoulli_loglik(out, X, scale, ws=ws, repeat=repeat)
+        M, N = out.shape[0], X.shape[0]
+        X_rep = X if M == N else xp.take(
+            X, (xp.arange(M, device=device_of(X)) // repeat) % N, axis=0)
+        per_row = getattr(scale, "ndim", 0) != 0
+        ll, dout, _ = ops.gaussian_loglik(X_rep, out, math.log(float(self.gaussian_var)),
+                                          1.0 if per_row else scale, ws=ws)
+        if per_row:
+            dout = xp.reshape(scale, (M, 1)) * dout
         return ll, dout
-
-    def _repeat_rows(self, xp, X, M, ws, name):
-        """X (N, D) repeated as (M, N, D) -> (M N, D) (rows m N + n)."""
-        N, D = X.shape
-        if M == 1:
-            return X
-        if type(X) is np.ndarray and ws is not None:
-            out = ws.empty(name, (M * N, D), X)
-            out.reshape(M, N, D)[...] = X
-            return out
-        return xp.reshape(xp.broadcast_to(X, (M, N, D)), (M * N, D))
 
     # ---------------------------------------------------------- exact bound
     def _exact_forward(self, xp, X, eps, params, ws=None):
         """All terms of the exact bound for eps (R, N, K, L)."""
         R, N, K, L = eps.shape
-        D = X.shape[1]
         logits, mu_h, log_var_h, enc_cache = self._encode(X, params, ws)
         log_pi = F.log_softmax(logits, axis=1)  # (N, K)
         pi = xp.exp(log_pi)
@@ -326,14 +321,12 @@ class GMVAE(ParamsMixin):
         z, std = ops.reparameterize(mu2, log_var2, xp.reshape(eps, (R, N * K, L)), ws,
                                     name="gmvae.z")  # (R, N K, L), (N K, L)
         out, dec_cache = self._decode(xp.reshape(z, (R * N * K, L)), params, ws)
-        # rows (r, n, k): X repeated K times per row, then R times
-        if type(X) is np.ndarray and ws is not None:
-            X_rep = ws.empty("gmvae.X_rep", (R * N * K, D), X)
-            X_rep.reshape(R, N, K, D)[...] = X[None, :, None, :]
-        else:
-            X_rep = xp.reshape(xp.broadcast_to(xp.reshape(X, (1, N, 1, D)), (R, N, K, D)),
-                               (R * N * K, D))
-        ll, dll_dout = self._log_px(X_rep, out, 1.0, ws)
+        # rows (r, n, k) of out pair with x_n; the loss -mean_n sum_k pi_nk mean_r log p(x_n|z)
+        # gives row (r, n, k) the gradient factor -pi_nk / (R N)
+        c = xp.reshape(pi, (N * K,)) * (-1.0 / float(R * N))
+        if R > 1:
+            c = xp.reshape(xp.broadcast_to(xp.reshape(c, (1, N * K)), (R, N * K)), (R * N * K,))
+        ll, dout = self._log_px(xp, X, out, c, K, ws)
         log_px = xp.mean(xp.reshape(ll, (R, N, K)), axis=0)  # (N, K)
         mu_p = xp.broadcast_to(params["prior_mu"], (N, K, L))
         log_var_p = xp.broadcast_to(params["prior_log_var"], (N, K, L))
@@ -343,7 +336,7 @@ class GMVAE(ParamsMixin):
         f = log_px - kl + log_py - log_pi  # (N, K)
         elbo = xp.sum(pi * f, axis=1)  # (N,)
         return dict(logits=logits, log_pi=log_pi, pi=pi, f=f, elbo=elbo, log_px=log_px, ll=ll,
-                    kl=kl, std=std, eps=eps, z=z, mu=mu, log_var=log_var, dll_dout=dll_dout,
+                    kl=kl, std=std, eps=eps, z=z, mu=mu, log_var=log_var, dout=dout,
                     dkl=(dkl_dmu, dkl_dlog_var, dkl_dmu_p, dkl_dlog_var_p),
                     enc_cache=enc_cache, dec_cache=dec_cache)
 
@@ -351,14 +344,8 @@ class GMVAE(ParamsMixin):
         """Gradients of loss = -mean_n ELBO(x_n) into ``grads``."""
         R, N, K, L = f["eps"].shape
         pi = f["pi"]
-        # decoder: d loss/d out_(r,n,k) = -pi_nk / (R N) dll/dout
-        c = xp.reshape(xp.broadcast_to(xp.reshape(-pi / float(R * N), (1, N * K)), (R, N * K)),
-                       (R * N * K, 1))
-        dout = f["dll_dout"]
-        if ws is not None and type(dout) is np.ndarray:
-            np.multiply(dout, c, out=dout)
-        else:
-            dout = c * dout
+        # decoder: d loss/d out_(r,n,k) = -pi_nk / (R N) dll/dout, scaled in the forward pass
+        dout = f["dout"]
         dz = self._decoder_backward(params, dout, f["dec_cache"], grads, ws)
         dmu, dlog_var = ops.reparameterize_backward(xp.reshape(dz, (R, N * K, L)),
                                                     xp.reshape(f["eps"], (R, N * K, L)),
@@ -396,8 +383,7 @@ class GMVAE(ParamsMixin):
         z, std = ops.reparameterize(mu, log_var, xp.reshape(eps, (1, R * N, L)), ws,
                                     name="gmvae.zr")
         out, dec_cache = self._decode(xp.reshape(z, (R * N, L)), params, ws)
-        X_rep = self._repeat_rows(xp, X, R, ws, "gmvae.X_rep_r")
-        ll, dll_dout = self._log_px(X_rep, out, -1.0 / (R * N), ws)
+        ll, dll_dout = self._log_px(xp, X, out, -1.0 / (R * N), 1, ws)  # row (r, n): x_n
         kl, dkl_dmu, dkl_dlog_var, dkl_dmu_p, dkl_dlog_var_p = F.kl_normal_normal(
             mu, log_var, mu_p, log_var_p)  # (R N,)
         kl_y = xp.sum(pi * (log_pi + math.log(K)), axis=1)  # (N,) KL(q(y|x) || p(y))

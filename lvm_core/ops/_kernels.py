@@ -209,21 +209,27 @@ def neg_abs(l, t):
 
 
 @_jit_rows
-def bernoulli_grad(l, x, e, scale, dl, ll):
-    """dl = scale (x - sigmoid(l)); ll_n = sum_d [x l - max(l, 0)]; e <- 1 + e.
+def bernoulli_grad(l, x, e, scale, repeat, dl, ll):
+    """dl_m = scale_m (x_i - sigmoid(l_m)); ll_m = sum_d [x_i l_m - max(l_m, 0)]; e <- 1 + e.
 
-    e = exp(-|l|) on entry; log(1 + e) (the rest of softplus) is subtracted by the caller.
+    Row m of l pairs with row i = (m // repeat) % N of x (N, D) and with the factor
+    scale[m] (``scale`` has M entries, or one for all rows).  e = exp(-|l|) on entry;
+    log(1 + e) (the rest of softplus) is subtracted by the caller.
     """
     M, D = l.shape
+    N = x.shape[0]
+    step = 1 if scale.shape[0] == M else 0
     for n in range(M):
+        i = (n // repeat) % N
+        sc = scale[n * step]
         acc = 0.0
         for j in range(D):
             lv = l[n, j]
             ev = e[n, j]
-            xv = x[n, j]
+            xv = x[i, j]
             inv = _ONE / (_ONE + ev)
             s = inv if lv >= _ZERO else ev * inv
-            dl[n, j] = scale * (xv - s)
+            dl[n, j] = sc * (xv - s)
             acc += xv * lv - (lv if lv > _ZERO else _ZERO)
             e[n, j] = _ONE + ev
         ll[n] = acc
@@ -241,7 +247,7 @@ _LOG2 = 0.6931471805599453
 
 
 @_jit_rows
-def continuous_bernoulli_grad(l, x, e, scale, cutoff, dl, ll):
+def continuous_bernoulli_grad(l, x, e, scale, repeat, cutoff, dl, ll):
     """Continuous Bernoulli (Loaiza-Ganem & Cunningham 2019) with e = exp(-|l|) on entry.
 
     ll_nd = x l - softplus(l) + log C(l) is split as  r + log q:
@@ -250,14 +256,19 @@ def continuous_bernoulli_grad(l, x, e, scale, cutoff, dl, ll):
     (log C = log|l| + log(1+e) - log(1-e), or log 2 + P(l^2) by its series);
     r summed per row into ll, e <- q (its log is added by the caller).
     dl = scale (x - sigmoid(l) + dlogC(l)), dlogC = 1/l - sign(l) 2e/(1 - e^2) or its series.
+    Rows of x and entries of scale as in :func:`bernoulli_grad`.
     """
     M, D = l.shape
+    N = x.shape[0]
+    step = 1 if scale.shape[0] == M else 0
     for n in range(M):
+        i = (n // repeat) % N
+        sc = scale[n * step]
         acc = 0.0
         for j in range(D):
             lv = l[n, j]
             ev = e[n, j]
-            xv = x[n, j]
+            xv = x[i, j]
             inv = _ONE / (_ONE + ev)
             s = inv if lv >= _ZERO else ev * inv
             r = xv * lv - (lv if lv > _ZERO else _ZERO)
@@ -288,7 +299,7 @@ def continuous_bernoulli_grad(l, x, e, scale, cutoff, dl, ll):
                 d_big = _ONE / a - _TWO * ev / (om * (_ONE + ev))
                 dlogc = d_big if lv >= _ZERO else -d_big
                 e[n, j] = a / om
-            dl[n, j] = scale * (xv - s + dlogc)
+            dl[n, j] = sc * (xv - s + dlogc)
             acc += r
         ll[n] = acc
 

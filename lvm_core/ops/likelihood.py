@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from ..backend import device_of, get_namespace
 from . import _cupy
 from . import _kernels as K
 from . import reference as ref
@@ -47,39 +48,97 @@ def _outs(ws, name, like, grad_out):
         scratch(ws, name + ".m", (M,), like)
 
 
-def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoulli"):
-    """Bernoulli log-likelihood with logits l (M, D) of targets x (M, D) in [0, 1].
+def _row_map(logits, x, scale, repeat):
+    """Check the row mapping of x and scale onto the rows of logits (M, D).
 
-    Returns ll (M,) and dlogits = scale (x - sigmoid(l)) (M, D).
+    Row m of logits pairs with row (m // repeat) % N of x (N, D), so x (M, D) with
+    repeat 1 is the plain case, x (N, D) with M = R N tiles it R times, and
+    repeat = K repeats each row K times ((R, N, K) row order).  ``scale`` is a
+    Python float or an (M,) array of per-row factors.  Returns (repeat, scale
+    as a float or an (M,) array).
     """
-    if _cupy.applies(logits, x) and logits.ndim == 2 and x.shape == logits.shape:
-        return _cupy.bernoulli_loglik(logits, x, scale, grad_out)
-    if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
+    M, D = logits.shape
+    repeat = int(repeat)
+    if x.ndim != 2 or x.shape[1] != D or repeat < 1 or M % (x.shape[0] * repeat) != 0:
+        raise ValueError(
+            f"x must have shape (N, {D}) with rows (m // repeat) % N pairing with the M = {M} "
+            f"rows of the logits (M a multiple of N * repeat); got x of shape "
+            f"{tuple(x.shape)} and repeat={repeat}. Pass x with one row per logits row, or "
+            "the N distinct rows and their repeat count.")
+    if getattr(scale, "ndim", 0) != 0:
+        if tuple(scale.shape) != (M,):
+            raise ValueError(
+                f"scale must be a number or an array of shape ({M},) (one factor per row); "
+                f"got shape {tuple(scale.shape)}.")
+        return repeat, scale
+    return repeat, float(scale)
+
+
+def _expanded(logits, x, scale, repeat):
+    """x (M, D) and scale (M, 1) (or a float) materialised, for the reference path."""
+    xp = get_namespace(logits, x)
+    M = logits.shape[0]
+    if x.shape[0] != M:
+        rows = (xp.arange(M, device=device_of(x)) // repeat) % x.shape[0]
+        x = xp.take(x, rows, axis=0)
+    if not isinstance(scale, float):
+        scale = xp.reshape(scale, (M, 1))
+    return x, scale
+
+
+def _scale_vector(scale, dtype):
+    if isinstance(scale, float):
+        return np.full(1, scale, dtype=dtype)
+    return scale if scale.dtype == dtype else scale.astype(dtype)
+
+
+def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoulli",
+                     repeat=1):
+    """Bernoulli log-likelihood with logits l (M, D) of targets x in [0, 1].
+
+    Returns ll (M,) and dlogits = scale (x - sigmoid(l)) (M, D).  x is (M, D), or
+    (N, D) rows that logits row m takes as x_((m // repeat) % N) (samples or
+    mixture components stacked over the batch, without a repeated copy of x);
+    ``scale`` a number or one factor per row (M,).
+    """
+    if logits.ndim != 2:
         return ref.bernoulli_loglik(logits, x, scale)
+    repeat, scale = _row_map(logits, x, scale, repeat)
+    plain = x.shape == logits.shape and isinstance(scale, float)
+    if plain and _cupy.applies(logits, x):
+        return _cupy.bernoulli_loglik(logits, x, scale, grad_out)
+    if not fusable(logits, x, None if isinstance(scale, float) else scale):
+        return ref.bernoulli_loglik(logits, *_expanded(logits, x, scale, repeat))
     dl, ll, e, _ = _outs(ws, name, logits, grad_out)
     K.neg_abs(logits, e)
     np.exp(e, out=e)
-    K.bernoulli_grad(logits, x, e, logits.dtype.type(scale), dl, ll)
+    K.bernoulli_grad(logits, x, e, _scale_vector(scale, logits.dtype), repeat, dl, ll)
     np.log(e, out=e)  # log(1 + exp(-|l|))
     K.row_sum_into(e, ll, logits.dtype.type(-1.0))
     return ll, dl
 
 
 def continuous_bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None,
-                                name="continuous_bernoulli"):
-    """Continuous-Bernoulli log-likelihood with logits l (M, D) of x (M, D) in [0, 1].
+                                name="continuous_bernoulli", repeat=1):
+    """Continuous-Bernoulli log-likelihood with logits l (M, D) of x in [0, 1].
 
-    Returns ll (M,) and dlogits = scale (x - sigmoid(l) + dlog C/dl) (M, D).
+    Returns ll (M,) and dlogits = scale (x - sigmoid(l) + dlog C/dl) (M, D); rows of
+    x and ``scale`` as in :func:`bernoulli_loglik`.
     """
-    if _cupy.applies(logits, x) and logits.ndim == 2 and x.shape == logits.shape:
-        return _cupy.continuous_bernoulli_loglik(logits, x, scale, grad_out)
-    if not fusable(logits, x) or logits.ndim != 2 or x.shape != logits.shape:
+    if logits.ndim != 2:
         return ref.continuous_bernoulli_loglik(logits, x, scale)
+    repeat, scale = _row_map(logits, x, scale, repeat)
+    plain = x.shape == logits.shape and isinstance(scale, float)
+    if plain and _cupy.applies(logits, x):
+        return _cupy.continuous_bernoulli_loglik(logits, x, scale, grad_out)
+    if not fusable(logits, x, None if isinstance(scale, float) else scale):
+        return ref.continuous_bernoulli_loglik(logits, *_expanded(logits, x, scale, repeat))
     dl, ll, e, _ = _outs(ws, name, logits, grad_out)
     dt = logits.dtype.type
     K.neg_abs(logits, e)
     np.exp(e, out=e)
-    K.continuous_bernoulli_grad(logits, x, e, dt(scale), dt(_CUTOFF), dl, ll)
+    K.continuous_bernoulli_grad(logits, x, e, _scale_vector(scale, logits.dtype), repeat,
+                                dt(_CUTOFF), dl, ll)
     np.log(e, out=e)
     K.row_sum_into(e, ll, logits.dtype.type(1.0))
     return ll, dl
