@@ -224,6 +224,29 @@ def test_bias_act_backward_is_the_gradient(N, Hd, act, seed):
     assert check_gradient(lambda t: np.sum(w * ops.bias_act(a, t, act)), b, db, h=H) < RTOL
 
 
+def test_bernoulli_loglik_float32_kernel_over_the_whole_range():
+    """The float32 kernel's polynomial exp(-|l|) and log(1 + e) against float64 NumPy,
+    from |l| = 0 through the cap of the exponent (|l| > 87) to 1e30, both signs."""
+    a = np.concatenate([[0.0, 1e-30, 1e-7, 0.5, 0.6931, 1.0, 10.0, 16.6, 50.0, 87.0, 87.5,
+                         88.7, 104.0, 200.0, 1e6, 1e30], np.linspace(0, 30, 301)])
+    logits = np.concatenate([a, -a])[None, :].repeat(3, axis=0)
+    x = np.random.default_rng(0).random(logits.shape)
+    x[0], x[1] = 0.0, 1.0
+    ll, dl = ops.bernoulli_loglik(logits.astype(np.float32), x.astype(np.float32), -0.5)
+    ll_r, dl_r = ref.bernoulli_loglik(logits.astype(np.float32).astype(np.float64),
+                                      x.astype(np.float32).astype(np.float64), -0.5)
+    np.testing.assert_allclose(dl, dl_r, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ll, ll_r, rtol=1e-6)
+    # elementwise: one column at a time, so every value is checked on its own
+    for j in range(logits.shape[1]):
+        l1 = logits[:, j:j + 1].astype(np.float32)
+        ll1, _ = ops.bernoulli_loglik(l1, x[:, j:j + 1].astype(np.float32))
+        ll1_r, _ = ref.bernoulli_loglik(l1.astype(np.float64), x[:, j:j + 1].astype(np.float32)
+                                        .astype(np.float64))
+        # x l - max(l, 0) rounds in float32 to a few units of |l| 6e-8
+        assert np.all(np.abs(ll1 - ll1_r) <= 3e-7 * (1.0 + np.abs(l1[:, 0]))), (j, ll1, ll1_r)
+
+
 @settings(max_examples=25)
 @given(N=dims, D=dims, R=st.integers(1, 3), repeat=st.integers(1, 3), dtype=dtypes, seed=seeds,
        per_row=st.booleans(), kind=st.sampled_from(["bernoulli", "continuous_bernoulli"]))
