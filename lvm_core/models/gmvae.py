@@ -328,10 +328,12 @@ class GMVAE(ParamsMixin):
             c = xp.reshape(xp.broadcast_to(xp.reshape(c, (1, N * K)), (R, N * K)), (R * N * K,))
         ll, dout = self._log_px(xp, X, out, c, K, ws)
         log_px = xp.mean(xp.reshape(ll, (R, N, K)), axis=0)  # (N, K)
-        mu_p = xp.broadcast_to(params["prior_mu"], (N, K, L))
-        log_var_p = xp.broadcast_to(params["prior_log_var"], (N, K, L))
-        kl, dkl_dmu, dkl_dlog_var, dkl_dmu_p, dkl_dlog_var_p = F.kl_normal_normal(
-            mu, log_var, mu_p, log_var_p)  # kl (N, K), gradients (N, K, L)
+        # KL(q(z|x,y=k) || p(z|y=k)) per (n, k): rows n K + k, the prior's row k repeated
+        mu_p = xp.reshape(xp.broadcast_to(params["prior_mu"], (N, K, L)), (N * K, L))
+        log_var_p = xp.reshape(xp.broadcast_to(params["prior_log_var"], (N, K, L)), (N * K, L))
+        kl, dkl_dmu, dkl_dlog_var, dkl_dmu_p, dkl_dlog_var_p = (
+            xp.reshape(a, (N, K) + tuple(a.shape[1:])) for a in ops.kl_normal(
+                mu2, log_var2, std, mu_p, log_var_p, ws=ws, name="gmvae.kl"))
         log_py = -math.log(K)
         f = log_px - kl + log_py - log_pi  # (N, K)
         elbo = xp.sum(pi * f, axis=1)  # (N,)
