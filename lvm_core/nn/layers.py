@@ -45,11 +45,12 @@ def _check_size(value, name):
 
 
 def _get(params, key, owner):
+    """params[key], or a KeyError naming ``owner`` (its repr is taken only then)."""
     try:
         return params[key]
     except KeyError:
         raise KeyError(
-            f"params has no entry {key!r}; {owner} needs it. Pass the model's params dict "
+            f"params has no entry {key!r}; {owner!r} needs it. Pass the model's params dict "
             "(create the entries with layer.init(rng))."
         ) from None
 
@@ -120,11 +121,11 @@ class Dense:
         return {self.W_key: W, self.b_key: b} if self.bias else {self.W_key: W}
 
     def _weight(self, params, ws):
-        return _get(params, self.W_key, repr(self))
+        return _get(params, self.W_key, self)
 
     def _bias(self, params, like):
         if self.bias:
-            return _get(params, self.b_key, repr(self))
+            return _get(params, self.b_key, self)
         xp = get_namespace(like)
         return xp.zeros((self.d_out,), dtype=like.dtype, device=device_of(like))
 
@@ -211,7 +212,7 @@ class MaskedDense(Dense):
         return m
 
     def _weight(self, params, ws):
-        W = _get(params, self.W_key, repr(self))
+        W = _get(params, self.W_key, self)
         mask = self._mask_like(W)
         out = _buffer(ws, self.W_key + ".masked", W.shape, W)
         if out is not None:
@@ -256,10 +257,10 @@ class GaussianHead:
         return params
 
     def _stacked(self, params, ws):
-        W_mu = _get(params, self.mu.W_key, repr(self))
-        W_lv = _get(params, self.log_var.W_key, repr(self))
-        b_mu = _get(params, self.mu.b_key, repr(self))
-        b_lv = _get(params, self.log_var.b_key, repr(self))
+        W_mu = _get(params, self.mu.W_key, self)
+        W_lv = _get(params, self.log_var.W_key, self)
+        b_mu = _get(params, self.mu.b_key, self)
+        b_lv = _get(params, self.log_var.b_key, self)
         L = self.d_out
         W = _buffer(ws, self._name + ".W", (self.d_in, 2 * L), W_mu)
         b = _buffer(ws, self._name + ".b", (2 * L,), b_mu)
