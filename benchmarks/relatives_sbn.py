@@ -4,7 +4,7 @@ the binary Gumbel-softmax relaxation and with NVIL.
 
 Configuration (one module of ``benchmarks/vae_relatives_vs_torch.py``; also runs
 on its own: ``python benchmarks/relatives_sbn.py [--quick] [--epochs E]
-[--estimators gumbel,nvil]``):
+[--estimators gumbel,nvil,nvil64]``):
 
 - data: Fashion-MNIST 60k train / 10k test, pixels / 255 in float32; every
   training batch is binarised afresh, x_b = 1[v < x] with v ~ U[0, 1) (dynamic
@@ -23,30 +23,37 @@ on its own: ``python benchmarks/relatives_sbn.py [--quick] [--epochs E]
     baseline b(x) from a 784-100-1 tanh network trained by regression on
     f - c, running mean c and variance v of f - b(x) (decay 0.9), signal
     (f - c - b(x)) / max(1, sqrt v);
+  * ``nvil64`` (keys ``nvil64_*``): the same NVIL run with both sides in float64
+    (draws, data and arithmetic), then 9 further seeds (new weights, batches
+    and draws; untimed): ``nvil64_seeds_diff_mean`` and ``_se`` are the mean
+    difference of the test bounds (ours - twin) over the 10 seeds and its
+    standard error;
 - Adam lr 1e-3 (default betas/eps) on every parameter (NVIL's baseline network
   included), batch 128, shuffled each epoch, 3 epochs (``--quick``: 1 epoch on
   1280 images, 500 test images);
 - initial weights drawn once with PyTorch's nn.Linear scheme (lvm_core's
   ``init="torch"``) and copied into the twin; prior logits start at 0;
-- float32 on both sides; threads: the driver's budget (2) for NumPy's BLAS
-  (set before NumPy is imported) and ``torch.set_num_threads``.
+- float32 on both sides (but ``nvil64``); threads: the driver's budget (2) for
+  NumPy's BLAS (set before NumPy is imported) and ``torch.set_num_threads``.
 
-Why two estimators, and the floor.  A score-function run is chaotic at the
-level of round-off: a hard sample z = 1[a + nu > 0] flips when a moves by
-round-off next to the threshold, and Adam turns gradients that are zero in
-exact arithmetic (NVIL's baseline bias at the first step) into +-lr steps of
-either sign.  Two float32 implementations of NVIL therefore drift apart the
-way two seeds do; so does the twin against itself.  Each run measures this
-floor: a second twin starts from the weights multiplied by (1 + 1e-7 e),
-e ~ N(0, 1), with the same draws, and ``floor_diff`` is its bound minus the
-twin's (on the full data after 3 epochs, NVIL: 1.9 nats on the IWAE-10
-bound, 2.6 on the ELBO).  The relaxed estimator has a continuous
-forward pass, so round-off stays round-off and the bounds can be compared to
-a fraction of a nat: it carries the "within 0.5 nats" comparison; NVIL's
-difference is reported next to its floor and, over 4 further seeds (new
-weights, batches and draws; untimed), as a mean with its standard error
-(``nvil_seeds_diff_mean``, ``nvil_seeds_diff_se``): a systematic difference
-would show there.
+Why three runs, and the floor.  A score-function run is chaotic: a hard sample
+z = 1[a + nu > 0] flips when a moves by round-off next to the threshold, and
+Adam's first step is lr * g / (|g| + eps), about +-lr for any gradient above
+eps = 1e-8, so gradients that are zero in exact arithmetic (NVIL's baseline
+bias at the first step, where c is the batch mean of f - b(x)) become +-lr steps
+whose sign is the sign of the round-off.  Two correct implementations that sum
+in different orders therefore part ways the way two seeds do.  In float64 the
+twins agree to 1e-15 in the first batch's gradients and stay within 1e-7 in
+every weight for about 100 steps; then a first flipped sample separates them
+(seen by training both for 1 to 400 steps and comparing every weight).  Each
+run measures this floor: a second twin starts from the weights multiplied by
+(1 + d e), e ~ N(0, 1) (d = 1e-7 in float32, 1e-12 in float64), with the same
+draws, and ``floor_diff`` is its bound minus the twin's.  The relaxed estimator
+has a continuous forward pass, so round-off stays round-off and its bounds can
+be compared to a fraction of a nat run by run.  For NVIL the question "does
+our implementation train to the same bound as the twin" is answered by the
+mean difference over seeds: a systematic difference would show there, the
+chaotic one averages out.
 
 Same randomness on both sides: the twin draws from a NumPy Generator with the
 same seed, in the order ``SBNVAE.fit`` draws (per epoch a permutation of the
@@ -69,13 +76,16 @@ images from seed 456); ``bound_*`` is the k = 10 bound (mean nats per image;
 higher is better); ``ratio`` is twin s/epoch over ours (medians).
 
 Measured here (2026-11-30, 2 threads, machine quiet during the run, 3 epochs;
-``python benchmarks/vae_relatives_vs_torch.py --models sbn``): Gumbel-softmax 1.52 s/epoch ours, 2.00 s torch, ratio 1.32, test IWAE-10
--264.504 both (diff +0.0005 nats, floor -0.0004); NVIL 1.65 s/epoch ours,
-2.24 s torch, ratio 1.36, test IWAE-10 -290.70 ours, -287.39 torch (diff
--3.31 nats, floor +1.89), over 5 seeds a mean difference of -1.07 nats with
-standard error 1.07 (per seed -3.31, -0.43, -3.66, +2.05, -0.01).  On a busy
-machine two BLAS threads per side made single epochs 5-20x slower on both
-sides; the ratios of such runs mean nothing.
+``python benchmarks/vae_relatives_vs_torch.py --models sbn``, 6.5 min):
+Gumbel-softmax 1.11 s/epoch ours, 1.47 s torch, ratio 1.33, test IWAE-10
+-264.504 both (diff +0.0002 nats, floor -0.0004); NVIL (float32) 1.17 s/epoch
+ours, 1.72 s torch, ratio 1.48, test IWAE-10 -288.74 ours, -287.39 torch (diff
+-1.35 nats, floor +1.89); NVIL in float64: first-batch gradients equal to 1e-15,
+diff -0.52 nats after 3 epochs with a floor of +1.91, and over 10 seeds a mean
+difference of +0.25 nats with standard error 0.49 (per seed -0.52, -2.60, +0.40,
++2.08, +0.57, -1.92, +0.75, +1.50, +1.85, +0.34): no systematic difference.  On
+a busy machine two BLAS threads per side made single epochs 5-20x slower on
+both sides; the ratios of such runs mean nothing.
 """
 from __future__ import annotations
 
@@ -104,8 +114,8 @@ BATCH, LR, DECAY, EPOCHS, TAU = 128, 1e-3, 0.9, 3, 0.5
 QUICK_TRAIN, QUICK_TEST = 1280, 500
 K_IWAE, CHUNK = 10, 1000
 #: the first is the RESULT line's estimator (see the module docstring for why)
-ESTIMATORS_RUN = ("gumbel", "nvil")
-N_SEEDS = 4  # further NVIL seeds (untimed) for the spread of its bound difference
+ESTIMATORS_RUN = ("gumbel", "nvil", "nvil64")
+N_SEEDS = 9  # further float64 NVIL seeds (untimed): the mean of its bound difference
 
 
 def load(quick):
@@ -126,15 +136,24 @@ def load(quick):
     return np.ascontiguousarray(X_train), np.ascontiguousarray(X_test)
 
 
+def split_name(estimator):
+    """("nvil", "float64") for "nvil64": a trailing 64 runs both sides in float64."""
+    if estimator.endswith("64"):
+        return estimator[:-2], "float64"
+    return estimator, "float32"
+
+
 def make_ours(seed, estimator="nvil"):
-    return SBNVAE(D, n_latent=L, hidden=(H,), activation="tanh", estimator=estimator,
+    est, dtype = split_name(estimator)
+    return SBNVAE(D, n_latent=L, hidden=(H,), activation="tanh", estimator=est,
                   n_samples=1, temperature=TAU, baseline_decay=DECAY, baseline_hidden=(H_BL,),
-                  init="torch", dtype="float32", random_state=seed).initialize()
+                  init="torch", dtype=dtype, random_state=seed).initialize()
 
 
 # ------------------------------------------------------------------ PyTorch twin
 def make_torch(torch, params, estimator="nvil"):
     nn = torch.nn
+    estimator, dtype = split_name(estimator)
 
     class TorchSBN(nn.Module):
         """q(z|x), p(x|z), p(z) and the NVIL baseline b(x), written from the equations."""
@@ -206,6 +225,8 @@ def make_torch(torch, params, estimator="nvil"):
             return loss, -f.mean()
 
     model = TorchSBN()
+    if dtype == "float64":
+        model = model.double()  # before the copy: the weights must not pass through float32
     with torch.no_grad():
         for name, key in TORCH_KEYS.items():
             if not hasattr(model, name):
@@ -215,6 +236,11 @@ def make_torch(torch, params, estimator="nvil"):
             layer.bias.copy_(torch.from_numpy(params[key.format("b")].copy()))
         model.prior_logits.copy_(torch.from_numpy(params["prior_logits"].copy()))
     return model
+
+
+def np_dtype(model):
+    """The NumPy dtype of the twin's parameters (the draws and data are made in it)."""
+    return np.float64 if str(model.prior_logits.dtype) == "torch.float64" else np.float32
 
 
 TORCH_KEYS = {"enc0": "enc_{}0", "enc_out": "enc_{}_out", "dec0": "dec_{}0",
@@ -237,13 +263,14 @@ def torch_epoch(torch, model, opt, X, rng, batch_size=BATCH):
     """One epoch with fit's draws from ``rng``; returns (seconds, mean training -ELBO)."""
     start = time.perf_counter()
     N = X.shape[0]
+    dt = np_dtype(model)
     perm = rng.permutation(N)
     total = 0.0
     for s in range(0, N, batch_size):
-        xb = X[perm[s:s + batch_size]]
-        v = rng.random(xb.shape, dtype=np.float32)
-        xb_t = torch.from_numpy((v < xb).astype(np.float32))
-        u = torch.from_numpy(rng.random((1, xb.shape[0], L), dtype=np.float32))
+        xb = X[perm[s:s + batch_size]].astype(dt, copy=False)
+        v = rng.random(xb.shape, dtype=dt)
+        xb_t = torch.from_numpy((v < xb).astype(dt))
+        u = torch.from_numpy(rng.random((1, xb.shape[0], L), dtype=dt))
         loss, nelbo = model.surrogate(xb_t, u)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,12 +280,13 @@ def torch_epoch(torch, model, opt, X, rng, batch_size=BATCH):
 
 
 def bounds_torch(torch, model, X_bin, u_elbo, iwae_draws):
+    dt = np_dtype(model)
     with torch.no_grad():
-        x = torch.from_numpy(X_bin)
-        elbo = float(model.log_weights(x, torch.from_numpy(u_elbo))[0].mean())
+        x = torch.from_numpy(X_bin.astype(dt))
+        elbo = float(model.log_weights(x, torch.from_numpy(u_elbo.astype(dt)))[0].mean())
         parts = []
         for s, u in iwae_draws:
-            f = model.log_weights(x[s:s + u.shape[1]], torch.from_numpy(u))[0]
+            f = model.log_weights(x[s:s + u.shape[1]], torch.from_numpy(u.astype(dt)))[0]
             parts.append(torch.logsumexp(f, 0) - math.log(u.shape[0]))
         return elbo, float(torch.cat(parts).mean())
 
@@ -285,10 +313,11 @@ def check_twins(torch, X_train, seed, estimator, tol=1e-4):
     """One batch's loss and gradients (NVIL at a fixed (c, v)), and a 2-step fit, ours vs torch."""
     ours = make_ours(seed, estimator)
     twin = make_torch(torch, ours.params, estimator)
+    dt = np_dtype(twin)
     rng = np.random.default_rng(99)
-    xb = (rng.random((BATCH, D), dtype=np.float32) < X_train[:BATCH]).astype(np.float32)
-    u = rng.random((1, BATCH, L), dtype=np.float32)
-    c, v = np.float32(-400.0), np.float32(900.0)
+    xb = (rng.random((BATCH, D), dtype=dt) < X_train[:BATCH]).astype(dt)
+    u = rng.random((1, BATCH, L), dtype=dt)
+    c, v = dt(-400.0), dt(900.0)
     ours.baseline_state_ = {"mean": c, "var": v}
     loss_o, g_o = ours.loss_and_grads(xb, u=u, update_baseline=False)
     twin.state = (torch.tensor(c), torch.tensor(v))
@@ -308,7 +337,7 @@ def check_twins(torch, X_train, seed, estimator, tol=1e-4):
     loss_f = probe.history_.train_loss[0]
     rows.append((f"fit on {n2} rows (2 Adam steps), training loss, ours vs torch",
                  abs(loss_f - loss_t2) / abs(loss_t2), ""))
-    print(f"twin checks, {estimator} (float32; relative differences, gradients max|diff| / "
+    print(f"twin checks, {estimator} ({dt.__name__}; relative differences, gradients max|diff| / "
           "max|torch| per parameter, worst shown):")
     bad = False
     for what, rel, where in rows:
@@ -320,10 +349,17 @@ def check_twins(torch, X_train, seed, estimator, tol=1e-4):
     return rows
 
 
-def perturbed(params, seed, rel=1e-7):
+#: the relative size of the floor's nudge: about one unit of round-off in float32; in
+#: float64 a nudge of one unit (2e-16) leaves most weights unchanged and the twin replays
+#: its own round-off exactly, so the floor there is 1e-12 (still far below any weight
+#: difference that could matter, as a trajectory that stays put would show)
+NUDGE = {"float32": 1e-7, "float64": 1e-12}
+
+
+def perturbed(params, seed):
     """params with every entry multiplied by (1 + rel e), e ~ N(0, 1): a round-off-sized nudge."""
     rng = np.random.default_rng(seed + 1000)
-    return {k: (v * (1.0 + rel * rng.standard_normal(v.shape))).astype(v.dtype)
+    return {k: (v * (1.0 + NUDGE[v.dtype.name] * rng.standard_normal(v.shape))).astype(v.dtype)
             for k, v in params.items()}
 
 
@@ -368,7 +404,7 @@ def run_estimator(torch, estimator, X_train, X_eval, epochs, seed):
     print(f"{estimator}: median s/epoch ours {med['ours']:.3f}, torch {med['torch']:.3f}, ratio "
           f"{out['ratio']:.2f}; test IWAE-{K_IWAE} ours {out['bound_ours']:.3f}, torch "
           f"{out['bound_torch']:.3f}: diff {out['bound_diff']:+.3f} nats; torch from weights "
-          f"nudged by 1e-7 vs torch: {out['floor_diff']:+.3f} nats")
+          f"nudged by {NUDGE[split_name(estimator)[1]]:g} vs torch: {out['floor_diff']:+.3f} nats")
     return out
 
 
@@ -429,14 +465,17 @@ def run(epochs=None, quick=False, seed=0, estimators=ESTIMATORS_RUN, n_seeds=Non
                     if k in ("ratio", "bound_ours", "bound_torch", "bound_diff", "floor_diff",
                              "elbo_diff")})
     n_seeds = (1 if quick else N_SEEDS) if n_seeds is None else int(n_seeds)
-    if "nvil" in estimators and n_seeds > 0:
-        diffs = [res["nvil"]["bound_diff"]] + seed_spread(
-            torch, "nvil", X_train, X_eval, epochs, range(seed + 1, seed + 1 + n_seeds))
+    for est in estimators if n_seeds > 0 else ():
+        if split_name(est) != ("nvil", "float64"):
+            continue
+        diffs = [res[est]["bound_diff"]] + seed_spread(
+            torch, est, X_train, X_eval, epochs, range(seed + 1, seed + 1 + n_seeds))
         mean = float(np.mean(diffs))
         se = float(np.std(diffs, ddof=1) / math.sqrt(len(diffs)))
-        print(f"nvil: ours - torch test IWAE-{K_IWAE} over {len(diffs)} seeds: mean {mean:+.3f} "
+        print(f"{est}: ours - torch test IWAE-{K_IWAE} over {len(diffs)} seeds: mean {mean:+.3f} "
               f"nats, standard error {se:.3f}, per seed " + " ".join(f"{d:+.2f}" for d in diffs))
-        out.update(nvil_seeds=len(diffs), nvil_seeds_diff_mean=mean, nvil_seeds_diff_se=se)
+        out.update({f"{est}_seeds": len(diffs), f"{est}_seeds_diff_mean": mean,
+                    f"{est}_seeds_diff_se": se})
     return out
 
 
