@@ -78,7 +78,7 @@ import numpy as np  # noqa: E402
 from .._jit import njit  # noqa: E402
 
 __all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling", "symbol_counts",
-           "affine_rows", "weighted_sums"]
+           "affine_rows", "weighted_sums", "forward_backward_affine"]
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
@@ -754,3 +754,12 @@ def weighted_sums(gamma, Z):
     n_chunks = _row_chunks(gamma.shape[0])
     kernel = _pick(_weighted_sums, _weighted_sums_serial, gamma.size, n_chunks)
     return kernel(gamma, np.ascontiguousarray(Z, dtype=np.float64), n_chunks)
+
+
+def forward_backward_affine(log_startprob, log_transmat, Z, W, const, lengths=None, work=None,
+                            method="auto"):
+    """E-step statistics of an HMM with affine log-emissions in one fused pass:
+    :func:`lvm_core.kernels.hmm_affine.forward_backward_affine`."""
+    from .hmm_affine import forward_backward_affine as fused
+
+    return fused(log_startprob, log_transmat, Z, W, const, lengths, work=work, method=method)
