@@ -42,7 +42,7 @@ import numpy as np
 
 from .._jit import njit
 from .hmm_numba import (_LN2_HI, _LN2_LO, _LOG2E, _MAGIC, _MAGIC_BITS, _XI_BLOCK, FASTMATH,
-                        _buffer, _pick, _sequence_bounds, _serial_twin)
+                        _buffer, _matvec, _pick, _sequence_bounds, _serial_twin)
 
 __all__ = ["forward_backward_affine"]
 
@@ -106,223 +106,253 @@ def _emission_block(Z, W, const, t0, n, zt, lt, lane, m_buf, x_buf, y_buf, s_bit
 
 
 @njit(fastmath=FASTMATH)
-def _matvec_lane(M, v, l, out):
-    """out[l] = M v[l] for a (K, K) C-ordered M, four rows at a time (as
-    :func:`lvm_core.kernels.hmm_numba._matvec`, on row l of (2, K) arrays)."""
-    K = M.shape[0]
-    j = 0
-    while j + 4 <= K:
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
-        a3 = 0.0
-        for i in range(K):
-            x = v[l, i]
-            a0 += M[j, i] * x
-            a1 += M[j + 1, i] * x
-            a2 += M[j + 2, i] * x
-            a3 += M[j + 3, i] * x
-        out[l, j] = a0
-        out[l, j + 1] = a1
-        out[l, j + 2] = a2
-        out[l, j + 3] = a3
-        j += 4
-    while j < K:
-        acc = 0.0
-        for i in range(K):
-            acc += M[j, i] * v[l, i]
-        out[l, j] = acc
-        j += 1
+def _rescue(t, row, pred, cur, frame, shift, lt, l):
+    """Rescue step of the forward pass (see
+    :func:`lvm_core.kernels.hmm_numba._forward_scaled`): every reachable state's
+    b_t underflowed, so row t is re-shifted by m_t = max_j [log pred_j +
+    log p(x_t | j)] and b_t(j) = 0 for unreachable j.  Returns the new
+    c_t = sum_j pred_j b_t(j) (0: the sequence is impossible)."""
+    K = pred.shape[0]
+    m = -np.inf
+    for k in range(K):
+        if pred[k] > 0.0:
+            m = max(m, np.log(pred[k]) + lt[l, k, row])
+    if not m > -np.inf:
+        return 0.0
+    s = 0.0
+    for k in range(K):
+        if pred[k] > 0.0:
+            frame[t, k] = np.exp(lt[l, k, row] - m)
+        else:
+            frame[t, k] = 0.0
+        cur[k] = pred[k] * frame[t, k]
+        s += cur[k]
+    shift[t] = m
+    return s
 
 
 @njit(fastmath=FASTMATH)
-def _forward_pair(pi, AT, Z, W, const, frame, shift, alpha, c, lo, hi, log_prob,
-                  zt, lt, m_buf, x_buf, y_buf, s_bits):
-    """Scaled forward passes of two sequences (rows lo[l]..hi[l]-1, l = 0, 1; an
-    empty one idles) with their steps interleaved: two independent dependency
-    chains keep the core busy.  Recursion and rescue step of
-    :func:`lvm_core.kernels.hmm_numba._forward_scaled`; every BLOCK steps the
-    next BLOCK rows of b_t and m_t are computed first (:func:`_emission_block`,
-    log-emissions kept in ``lt[l]`` for the rescue).  Writes alpha_t, c_t, b_t,
-    m_t and log_prob[l] = sum_t (log c_t + m_t) (-inf when impossible)."""
+def _forward_seq(u0, lo, hi, pi, AT, Z, W, const, frame, shift, alpha, c, prev, pred, cur,
+                 zt, lt, l, m_buf, x_buf, y_buf, s_bits, fs):
+    """Steps u0.. of the scaled forward pass of one sequence (rows lo..hi-1),
+    continuing from alpha_{lo+u0-1} in ``prev`` and the sums in ``fs`` =
+    [sum of m_t and of the logs of folded c_t, product of the recent c_t,
+    1 while possible / 0 once impossible].  Every BLOCK steps the next BLOCK
+    rows of b_t and m_t come first (:func:`_emission_block`, log-emissions in
+    ``lt[l]`` for the rescue).  Writes alpha_t, c_t, b_t and m_t."""
     K = pi.shape[0]
-    prev = np.empty((2, K))
-    pred = np.empty((2, K))
-    cur = np.empty((2, K))
-    lp = np.zeros(2)
-    prod_c = np.ones(2)
-    alive = np.ones(2, dtype=np.bool_)
-    n0 = hi[0] - lo[0]
-    n1 = hi[1] - lo[1]
-    for u in range(max(n0, n1)):
-        b_row = u % BLOCK
-        for l in range(2):
-            if not alive[l] or u >= hi[l] - lo[l]:
-                continue
-            t = lo[l] + u
-            if b_row == 0:
-                _emission_block(Z, W, const, t, min(BLOCK, hi[l] - t), zt, lt, l, m_buf, x_buf,
-                                y_buf, s_bits, frame, shift)
-            if u == 0:
-                for k in range(K):
-                    pred[l, k] = pi[k]
-            else:
-                _matvec_lane(AT, prev, l, pred)  # pred = A^T alpha_{t-1}
-            s = 0.0
+    lp = fs[0]
+    prod_c = fs[1]
+    for u in range(u0, hi - lo):
+        t = lo + u
+        row = u % BLOCK
+        if row == 0:
+            _emission_block(Z, W, const, t, min(BLOCK, hi - t), zt, lt, l, m_buf, x_buf, y_buf,
+                            s_bits, frame, shift)
+        if u == 0:
             for k in range(K):
-                v = pred[l, k] * frame[t, k]
-                cur[l, k] = v
-                s += v
-            if not (s > 0.0):  # rescue: re-shift on the reachable states
-                m = -np.inf
-                for k in range(K):
-                    if pred[l, k] > 0.0:
-                        m = max(m, np.log(pred[l, k]) + lt[l, k, b_row])
-                if m > -np.inf:
-                    s = 0.0
-                    for k in range(K):
-                        if pred[l, k] > 0.0:
-                            frame[t, k] = np.exp(lt[l, k, b_row] - m)
-                        else:
-                            frame[t, k] = 0.0
-                        cur[l, k] = pred[l, k] * frame[t, k]
-                        s += cur[l, k]
-                    shift[t] = m
+                pred[k] = pi[k]
+        else:
+            _matvec(AT, prev, pred)  # pred = A^T alpha_{t-1}
+        s = 0.0
+        for k in range(K):
+            v = pred[k] * frame[t, k]
+            cur[k] = v
+            s += v
+        if not (s > 0.0):
+            s = _rescue(t, row, pred, cur, frame, shift, lt, l)
             if not (s > 0.0):
-                alive[l] = False
-                continue
-            inv_s = 1.0 / s
-            for k in range(K):
-                v = cur[l, k] * inv_s
-                prev[l, k] = v
-                alpha[t, k] = v
-            c[t] = s
-            lp[l] += shift[t]
-            pc = prod_c[l] * s
-            if not (1e-200 < pc < 1e200):
-                lp[l] += np.log(pc)
-                pc = 1.0
-            prod_c[l] = pc
-    for l in range(2):
-        log_prob[l] = lp[l] + np.log(prod_c[l]) if alive[l] else -np.inf
+                fs[2] = 0.0
+                return
+        inv_s = 1.0 / s
+        for k in range(K):
+            v = cur[k] * inv_s
+            prev[k] = v
+            alpha[t, k] = v
+        c[t] = s
+        lp += shift[t]
+        prod_c *= s
+        if not (1e-200 < prod_c < 1e200):
+            lp += np.log(prod_c)
+            prod_c = 1.0
+    fs[0] = lp
+    fs[1] = prod_c
 
 
 @njit(fastmath=FASTMATH)
-def _flush(acc, a_buf, b_buf, l, n):
-    """acc += sum_{q < n} a_buf[l, q] b_buf[l, q]^T, four outer products per pass
-    over acc (I, J); rows q >= n of the buffers are zeroed first."""
+def _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c,
+                 prev0, pred0, cur0, prev1, pred1, cur1, fs0, fs1, zt, lt, m_buf, x_buf,
+                 y_buf, s_bits):
+    """Scaled forward passes of two sequences, their steps interleaved statement
+    by statement while both run (two independent dependency chains: the
+    recursion is latency-bound), then each one's remaining steps alone
+    (:func:`_forward_seq`, also for a step that needs the rescue)."""
+    K = pi.shape[0]
+    common = min(hi0 - lo0, hi1 - lo1)
+    lp0 = 0.0
+    lp1 = 0.0
+    pc0 = 1.0
+    pc1 = 1.0
+    u = 0
+    while u < common:
+        t0 = lo0 + u
+        t1 = lo1 + u
+        if u % BLOCK == 0:
+            _emission_block(Z, W, const, t0, min(BLOCK, hi0 - t0), zt, lt, 0, m_buf, x_buf,
+                            y_buf, s_bits, frame, shift)
+            _emission_block(Z, W, const, t1, min(BLOCK, hi1 - t1), zt, lt, 1, m_buf, x_buf,
+                            y_buf, s_bits, frame, shift)
+        if u == 0:
+            for k in range(K):
+                pred0[k] = pi[k]
+                pred1[k] = pi[k]
+        else:
+            _matvec(AT, prev0, pred0)
+            _matvec(AT, prev1, pred1)
+        s0 = 0.0
+        s1 = 0.0
+        for k in range(K):
+            v0 = pred0[k] * frame[t0, k]
+            v1 = pred1[k] * frame[t1, k]
+            cur0[k] = v0
+            cur1[k] = v1
+            s0 += v0
+            s1 += v1
+        if not (s0 > 0.0 and s1 > 0.0):
+            break  # a rescue step: both continue alone from step u
+        inv0 = 1.0 / s0
+        inv1 = 1.0 / s1
+        for k in range(K):
+            v0 = cur0[k] * inv0
+            v1 = cur1[k] * inv1
+            prev0[k] = v0
+            prev1[k] = v1
+            alpha[t0, k] = v0
+            alpha[t1, k] = v1
+        c[t0] = s0
+        c[t1] = s1
+        lp0 += shift[t0]
+        lp1 += shift[t1]
+        pc0 *= s0
+        pc1 *= s1
+        if not (1e-200 < pc0 < 1e200):
+            lp0 += np.log(pc0)
+            pc0 = 1.0
+        if not (1e-200 < pc1 < 1e200):
+            lp1 += np.log(pc1)
+            pc1 = 1.0
+        u += 1
+    fs0[0] = lp0
+    fs0[1] = pc0
+    fs0[2] = 1.0
+    fs1[0] = lp1
+    fs1[1] = pc1
+    fs1[2] = 1.0
+    _forward_seq(u, lo0, hi0, pi, AT, Z, W, const, frame, shift, alpha, c, prev0, pred0, cur0,
+                 zt, lt, 0, m_buf, x_buf, y_buf, s_bits, fs0)
+    _forward_seq(u, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c, prev1, pred1, cur1,
+                 zt, lt, 1, m_buf, x_buf, y_buf, s_bits, fs1)
+
+
+@njit(fastmath=FASTMATH)
+def _outer_flush(acc, a_buf, b_buf, n):
+    """acc += sum_{q < n} a_buf[q] b_buf[q]^T, four outer products per pass over
+    acc (I, J); rows q >= n of the buffers are zeroed first."""
     I, J = acc.shape
     for q in range(n, _XI_BLOCK):
         for i in range(I):
-            a_buf[l, q, i] = 0.0
+            a_buf[q, i] = 0.0
         for j in range(J):
-            b_buf[l, q, j] = 0.0
+            b_buf[q, j] = 0.0
     for i in range(I):
-        a0 = a_buf[l, 0, i]
-        a1 = a_buf[l, 1, i]
-        a2 = a_buf[l, 2, i]
-        a3 = a_buf[l, 3, i]
+        a0 = a_buf[0, i]
+        a1 = a_buf[1, i]
+        a2 = a_buf[2, i]
+        a3 = a_buf[3, i]
         for j in range(J):
-            acc[i, j] += (a0 * b_buf[l, 0, j] + a1 * b_buf[l, 1, j]) + (
-                a2 * b_buf[l, 2, j] + a3 * b_buf[l, 3, j])
+            acc[i, j] += (a0 * b_buf[0, j] + a1 * b_buf[1, j]) + (a2 * b_buf[2, j]
+                                                                  + a3 * b_buf[3, j])
 
 
 @njit(fastmath=FASTMATH)
-def _backward_pair(A, Z, frame, alpha, c, lo, hi, xi_acc, start_acc, resp, gzT):
-    """Scaled backward passes of two sequences (as
-    :func:`lvm_core.kernels.hmm_numba._backward_scaled`; rows lo[l]..hi[l]-1, an
-    empty one idles), steps interleaved.  Adds gamma_lo to ``start_acc``,
-    sum_t gamma_t to ``resp`` and, four steps at a time, sum_t Z_t gamma_t^T
-    to ``gzT`` (P, K) and sum_t alpha_t w_{t+1}^T to ``xi_acc``; gamma is not
-    stored."""
+def _backward_stats(A, Z, frame, alpha, c, start, end, xi_acc, start_acc, resp, gzT):
+    """Scaled backward pass of one sequence (as
+    :func:`lvm_core.kernels.hmm_numba._backward_scaled`) that adds gamma_start
+    to ``start_acc``, sum_t gamma_t to ``resp``, sum_t Z_t gamma_t^T to ``gzT``
+    (P, K) and sum_t alpha_t w_{t+1}^T to ``xi_acc``, four steps at a time;
+    gamma is not stored."""
     K = A.shape[0]
     P = Z.shape[1]
-    beta = np.empty((2, K))
-    w = np.empty((2, K))
-    a_buf = np.empty((2, _XI_BLOCK, K))
-    w_buf = np.empty((2, _XI_BLOCK, K))
-    g_buf = np.empty((2, _XI_BLOCK, K))
-    z_buf = np.empty((2, _XI_BLOCK, P))
-    q = np.zeros(2, dtype=np.int64)
-    qg = np.ones(2, dtype=np.int64)
-    for l in range(2):
-        if hi[l] > lo[l]:
-            last = hi[l] - 1
-            for k in range(K):
-                g = alpha[last, k]
-                beta[l, k] = 1.0 if g > 0.0 else 0.0
-                g_buf[l, 0, k] = g
-                resp[k] += g
-            for p in range(P):
-                z_buf[l, 0, p] = Z[last, p]
-    n0 = hi[0] - lo[0]
-    n1 = hi[1] - lo[1]
-    for u in range(max(n0, n1) - 1):
-        for l in range(2):
-            if u >= hi[l] - lo[l] - 1:
-                continue
-            t = hi[l] - 2 - u
-            ql = q[l]
-            qgl = qg[l]
-            inv_c = 1.0 / c[t + 1]
-            for j in range(K):
-                v = frame[t + 1, j] * beta[l, j] * inv_c
-                w[l, j] = v
-                w_buf[l, ql, j] = v
-                a_buf[l, ql, j] = alpha[t, j]
-            _matvec_lane(A, w, l, beta)  # beta_t = A w_{t+1}
-            total = 0.0
-            for i in range(K):
-                a = a_buf[l, ql, i]
-                b_i = beta[l, i] if a > 0.0 else 0.0  # no path through state i at t
-                beta[l, i] = b_i
-                g = a * b_i
-                g_buf[l, qgl, i] = g
-                total += g
-            inv_total = 1.0 / total
-            for i in range(K):
-                g = g_buf[l, qgl, i] * inv_total
-                g_buf[l, qgl, i] = g
-                resp[i] += g
-            for p in range(P):
-                z_buf[l, qgl, p] = Z[t, p]
-            ql += 1
-            if ql == _XI_BLOCK:
-                _flush(xi_acc, a_buf, w_buf, l, ql)
-                ql = 0
-            qgl += 1
-            if qgl == _XI_BLOCK:
-                _flush(gzT, z_buf, g_buf, l, qgl)
-                qgl = 0
-            q[l] = ql
-            qg[l] = qgl
-    for l in range(2):
-        if hi[l] == lo[l]:
-            continue
-        if q[l] > 0:
-            _flush(xi_acc, a_buf, w_buf, l, q[l])
-        if qg[l] > 0:
-            _flush(gzT, z_buf, g_buf, l, qg[l])
-        first = lo[l]
-        if hi[l] - first == 1:
-            for k in range(K):
-                start_acc[k] += alpha[first, k]
-        else:
-            total = 0.0
-            for k in range(K):
-                total += alpha[first, k] * beta[l, k]
-            inv_total = 1.0 / total
-            for k in range(K):
-                start_acc[k] += alpha[first, k] * beta[l, k] * inv_total
+    beta = np.empty(K)
+    w = np.empty(K)
+    a_buf = np.empty((_XI_BLOCK, K))
+    w_buf = np.empty((_XI_BLOCK, K))
+    g_buf = np.empty((_XI_BLOCK, K))
+    z_buf = np.empty((_XI_BLOCK, P))
+    last = end - 1
+    for k in range(K):
+        g = alpha[last, k]
+        beta[k] = 1.0 if g > 0.0 else 0.0  # beta_T = 1, 0 for states no path reaches
+        g_buf[0, k] = g
+        resp[k] += g
+    for p in range(P):
+        z_buf[0, p] = Z[last, p]
+    qg = 1
+    q = 0
+    for t in range(end - 2, start - 1, -1):
+        inv_c = 1.0 / c[t + 1]
+        for j in range(K):
+            v = frame[t + 1, j] * beta[j] * inv_c
+            w[j] = v
+            w_buf[q, j] = v
+            a_buf[q, j] = alpha[t, j]
+        _matvec(A, w, beta)  # beta_t = A w_{t+1}
+        total = 0.0
+        for i in range(K):
+            a = a_buf[q, i]
+            b_i = beta[i] if a > 0.0 else 0.0  # no path through state i at t: beta_t(i) = 0
+            beta[i] = b_i
+            g = a * b_i
+            g_buf[qg, i] = g
+            total += g
+        inv_total = 1.0 / total
+        for i in range(K):
+            g = g_buf[qg, i] * inv_total
+            g_buf[qg, i] = g
+            resp[i] += g
+        for p in range(P):
+            z_buf[qg, p] = Z[t, p]
+        q += 1
+        if q == _XI_BLOCK:
+            _outer_flush(xi_acc, a_buf, w_buf, q)
+            q = 0
+        qg += 1
+        if qg == _XI_BLOCK:
+            _outer_flush(gzT, z_buf, g_buf, qg)
+            qg = 0
+    if q > 0:
+        _outer_flush(xi_acc, a_buf, w_buf, q)
+    if qg > 0:
+        _outer_flush(gzT, z_buf, g_buf, qg)
+    if end - start == 1:
+        for k in range(K):
+            start_acc[k] += alpha[start, k]
+    else:
+        total = 0.0
+        for k in range(K):
+            total += alpha[start, k] * beta[k]
+        inv_total = 1.0 / total
+        for k in range(K):
+            start_acc[k] += alpha[start, k] * beta[k] * inv_total
 
 
 @njit(parallel=True, fastmath=FASTMATH)
 def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, alpha, c):
     """Per-sequence fused E-step, prange over chunks of sequences with
-    thread-local sums; within a chunk, sequences run two at a time
-    (:func:`_forward_pair`, :func:`_backward_pair`).  Returns log_prob (S,),
-    start_sum (K,), sum_t alpha_t w_{t+1}^T (K, K), resp_sum (K,) and
-    gZ^T (P, K)."""
+    thread-local sums; within a chunk the forward passes run two sequences at
+    a time (:func:`_forward_two`), then their backward passes
+    (:func:`_backward_stats`).  Returns log_prob (S,), start_sum (K,),
+    sum_t alpha_t w_{t+1}^T (K, K), resp_sum (K,) and gZ^T (P, K)."""
     K = pi.shape[0]
     P = Z.shape[1]
     S = starts.shape[0]
@@ -341,27 +371,29 @@ def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, 
         x_buf = np.empty(K * BLOCK)
         y_buf = np.empty(K * BLOCK)
         s_bits = np.empty(K * BLOCK, dtype=np.int64)
-        lo = np.empty(2, dtype=np.int64)
-        hi = np.empty(2, dtype=np.int64)
-        lp = np.empty(2)
-        for s1 in range(s_lo, s_hi, 2):
-            pair = s1 + 1 < s_hi
-            lo[0] = starts[s1]
-            hi[0] = ends[s1]
-            lo[1] = starts[s1 + 1] if pair else 0
-            hi[1] = ends[s1 + 1] if pair else 0  # an odd sequence out: lane 1 idles
-            _forward_pair(pi, AT, Z, W, const, frame, shift, alpha, c, lo, hi, lp,
-                          zt, lt, m_buf, x_buf, y_buf, s_bits)
-            for l in range(2):
-                if hi[l] == lo[l]:  # an empty sequence: p = 1, no rows, no statistics
-                    lp[l] = 0.0
-                elif not lp[l] > -np.inf:  # impossible: no statistics
-                    hi[l] = lo[l]
-            log_prob[s1] = lp[0]
-            if pair:
-                log_prob[s1 + 1] = lp[1]
-            _backward_pair(A, Z, frame, alpha, c, lo, hi, xi_part[chunk], start_part[chunk],
-                           resp_part[chunk], gz_part[chunk])
+        prev0, pred0, cur0 = np.empty(K), np.empty(K), np.empty(K)
+        prev1, pred1, cur1 = np.empty(K), np.empty(K), np.empty(K)
+        fs0 = np.empty(3)
+        fs1 = np.empty(3)
+        for s0 in range(s_lo, s_hi, 2):
+            s1 = min(s0 + 1, s_hi - 1)
+            lo0 = starts[s0]
+            hi0 = ends[s0]
+            lo1 = starts[s1]
+            hi1 = ends[s1] if s1 > s0 else lo1  # an odd sequence out: no partner
+            _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c,
+                         prev0, pred0, cur0, prev1, pred1, cur1, fs0, fs1, zt, lt, m_buf,
+                         x_buf, y_buf, s_bits)
+            for i in range(2 if s1 > s0 else 1):
+                s = s0 if i == 0 else s1
+                lo = lo0 if i == 0 else lo1
+                hi = hi0 if i == 0 else hi1
+                fs = fs0 if i == 0 else fs1
+                lp = fs[0] + np.log(fs[1]) if fs[2] == 1.0 else -np.inf
+                log_prob[s] = lp if hi > lo else 0.0  # an empty sequence: p = 1, no rows
+                if hi > lo and lp > -np.inf:  # (an impossible sequence adds no statistics)
+                    _backward_stats(A, Z, frame, alpha, c, lo, hi, xi_part[chunk],
+                                    start_part[chunk], resp_part[chunk], gz_part[chunk])
     start_sum = np.zeros(K)
     xi_acc = np.zeros((K, K))
     resp_sum = np.zeros(K)
@@ -382,9 +414,11 @@ _fb_affine_chunks_serial = _serial_twin(_fb_affine_chunks)
 
 
 def _pair_chunks(n_sequences):
-    """Chunks of the prange: about two sequences per chunk (a pair runs
-    interleaved), at most four chunks per thread."""
-    return max(1, min(n_sequences, 4 * numba.get_num_threads()))
+    """Chunks of the prange: a multiple of the thread count (at most four per
+    thread) with at least two sequences per chunk where there are enough (pairs
+    of sequences run interleaved)."""
+    threads = numba.get_num_threads()
+    return max(1, threads * min(4, n_sequences // (2 * threads)), min(n_sequences, threads))
 
 
 def forward_backward_affine(log_startprob, log_transmat, Z, W, const, lengths=None, work=None,
