@@ -275,31 +275,35 @@ def _outer_flush(acc, a_buf, b_buf, n):
 
 
 @njit(fastmath=FASTMATH)
-def _backward_stats(A, Z, frame, alpha, c, start, end, xi_acc, start_acc, resp, gzT):
-    """Scaled backward pass of one sequence (as
-    :func:`lvm_core.kernels.hmm_numba._backward_scaled`) that adds gamma_start
-    to ``start_acc``, sum_t gamma_t to ``resp``, sum_t Z_t gamma_t^T to ``gzT``
-    (P, K) and sum_t alpha_t w_{t+1}^T to ``xi_acc``, four steps at a time;
-    gamma is not stored."""
-    K = A.shape[0]
-    P = Z.shape[1]
-    beta = np.empty(K)
-    w = np.empty(K)
-    a_buf = np.empty((_XI_BLOCK, K))
-    w_buf = np.empty((_XI_BLOCK, K))
-    g_buf = np.empty((_XI_BLOCK, K))
-    z_buf = np.empty((_XI_BLOCK, P))
+def _backward_init(end, Z, alpha, beta, g_buf, z_buf, resp, qs):
+    """Last row of a backward pass: beta_T = 1 (0 for states no path reaches),
+    gamma_T = alpha_T into the buffers and ``resp``; qs = [xi fill, gamma fill]."""
+    K = beta.shape[0]
     last = end - 1
     for k in range(K):
         g = alpha[last, k]
-        beta[k] = 1.0 if g > 0.0 else 0.0  # beta_T = 1, 0 for states no path reaches
+        beta[k] = 1.0 if g > 0.0 else 0.0
         g_buf[0, k] = g
         resp[k] += g
-    for p in range(P):
+    for p in range(Z.shape[1]):
         z_buf[0, p] = Z[last, p]
-    qg = 1
-    q = 0
-    for t in range(end - 2, start - 1, -1):
+    qs[0] = 0
+    qs[1] = 1
+
+
+@njit(fastmath=FASTMATH)
+def _backward_run(t_hi, t_lo, A, Z, frame, alpha, c, beta, w, a_buf, w_buf, g_buf, z_buf, qs,
+                  xi_acc, resp, gzT):
+    """Steps t = t_hi, t_hi - 1, ..., t_lo of the scaled backward pass of one
+    sequence (as :func:`lvm_core.kernels.hmm_numba._backward_scaled`):
+    beta_t = A w_{t+1} with w_{t+1} = b_{t+1} beta_{t+1} / c_{t+1}, gamma_t =
+    alpha_t beta_t (renormalised) added to ``resp`` and, four steps at a time,
+    Z_t gamma_t^T to ``gzT`` (P, K) and alpha_t w_{t+1}^T to ``xi_acc``."""
+    K = A.shape[0]
+    P = Z.shape[1]
+    q = qs[0]
+    qg = qs[1]
+    for t in range(t_hi, t_lo - 1, -1):
         inv_c = 1.0 / c[t + 1]
         for j in range(K):
             v = frame[t + 1, j] * beta[j] * inv_c
@@ -330,10 +334,19 @@ def _backward_stats(A, Z, frame, alpha, c, start, end, xi_acc, start_acc, resp, 
         if qg == _XI_BLOCK:
             _outer_flush(gzT, z_buf, g_buf, qg)
             qg = 0
-    if q > 0:
-        _outer_flush(xi_acc, a_buf, w_buf, q)
-    if qg > 0:
-        _outer_flush(gzT, z_buf, g_buf, qg)
+    qs[0] = q
+    qs[1] = qg
+
+
+@njit(fastmath=FASTMATH)
+def _backward_end(start, end, alpha, beta, a_buf, w_buf, g_buf, z_buf, qs, xi_acc, start_acc,
+                  gzT):
+    """Flush the partly filled buffers and add gamma_start to ``start_acc``."""
+    K = beta.shape[0]
+    if qs[0] > 0:
+        _outer_flush(xi_acc, a_buf, w_buf, qs[0])
+    if qs[1] > 0:
+        _outer_flush(gzT, z_buf, g_buf, qs[1])
     if end - start == 1:
         for k in range(K):
             start_acc[k] += alpha[start, k]
@@ -346,12 +359,27 @@ def _backward_stats(A, Z, frame, alpha, c, start, end, xi_acc, start_acc, resp, 
             start_acc[k] += alpha[start, k] * beta[k] * inv_total
 
 
+@njit(fastmath=FASTMATH)
+def _backward_stats(lo, hi, A, Z, frame, alpha, c, beta, w, a_buf, w_buf, g_buf, z_buf, qs,
+                    xi_acc, start_acc, resp, gzT):
+    """The backward pass of rows lo..hi-1 with its statistics (an empty range:
+    nothing).  Unlike the forward pass it runs one sequence at a time: it is
+    bound by arithmetic, not by the latency of its recursion (interleaving two
+    sequences measured slower)."""
+    if hi > lo:
+        _backward_init(hi, Z, alpha, beta, g_buf, z_buf, resp, qs)
+        _backward_run(hi - 2, lo, A, Z, frame, alpha, c, beta, w, a_buf, w_buf, g_buf, z_buf, qs,
+                      xi_acc, resp, gzT)
+        _backward_end(lo, hi, alpha, beta, a_buf, w_buf, g_buf, z_buf, qs, xi_acc, start_acc,
+                      gzT)
+
+
 @njit(parallel=True, fastmath=FASTMATH)
 def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, alpha, c):
     """Per-sequence fused E-step, prange over chunks of sequences with
-    thread-local sums; within a chunk the forward passes run two sequences at
-    a time (:func:`_forward_two`), then their backward passes
-    (:func:`_backward_stats`).  Returns log_prob (S,), start_sum (K,),
+    thread-local sums; within a chunk, sequences run two at a time through
+    the forward pass (:func:`_forward_two`), then one at a time through the
+    backward pass (:func:`_backward_stats`).  Returns log_prob (S,), start_sum (K,),
     sum_t alpha_t w_{t+1}^T (K, K), resp_sum (K,) and gZ^T (P, K)."""
     K = pi.shape[0]
     P = Z.shape[1]
@@ -375,6 +403,11 @@ def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, 
         prev1, pred1, cur1 = np.empty(K), np.empty(K), np.empty(K)
         fs0 = np.empty(3)
         fs1 = np.empty(3)
+        beta, w = np.empty(K), np.empty(K)
+        a_buf, w_buf, g_buf = (np.empty((_XI_BLOCK, K)), np.empty((_XI_BLOCK, K)),
+                               np.empty((_XI_BLOCK, K)))
+        z_buf = np.empty((_XI_BLOCK, P))
+        qs = np.zeros(2, dtype=np.int64)
         for s0 in range(s_lo, s_hi, 2):
             s1 = min(s0 + 1, s_hi - 1)
             lo0 = starts[s0]
@@ -384,16 +417,18 @@ def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, 
             _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c,
                          prev0, pred0, cur0, prev1, pred1, cur1, fs0, fs1, zt, lt, m_buf,
                          x_buf, y_buf, s_bits)
-            for i in range(2 if s1 > s0 else 1):
-                s = s0 if i == 0 else s1
-                lo = lo0 if i == 0 else lo1
-                hi = hi0 if i == 0 else hi1
-                fs = fs0 if i == 0 else fs1
-                lp = fs[0] + np.log(fs[1]) if fs[2] == 1.0 else -np.inf
-                log_prob[s] = lp if hi > lo else 0.0  # an empty sequence: p = 1, no rows
-                if hi > lo and lp > -np.inf:  # (an impossible sequence adds no statistics)
-                    _backward_stats(A, Z, frame, alpha, c, lo, hi, xi_part[chunk],
-                                    start_part[chunk], resp_part[chunk], gz_part[chunk])
+            lp0 = fs0[0] + np.log(fs0[1]) if fs0[2] == 1.0 else -np.inf
+            lp1 = fs1[0] + np.log(fs1[1]) if fs1[2] == 1.0 else -np.inf
+            log_prob[s0] = lp0 if hi0 > lo0 else 0.0  # an empty sequence: p = 1, no rows
+            if s1 > s0:
+                log_prob[s1] = lp1 if hi1 > lo1 else 0.0
+            # an impossible sequence adds no statistics
+            _backward_stats(lo0, hi0 if lp0 > -np.inf else lo0, A, Z, frame, alpha, c, beta, w,
+                            a_buf, w_buf, g_buf, z_buf, qs, xi_part[chunk], start_part[chunk],
+                            resp_part[chunk], gz_part[chunk])
+            _backward_stats(lo1, hi1 if lp1 > -np.inf else lo1, A, Z, frame, alpha, c, beta, w,
+                            a_buf, w_buf, g_buf, z_buf, qs, xi_part[chunk], start_part[chunk],
+                            resp_part[chunk], gz_part[chunk])
     start_sum = np.zeros(K)
     xi_acc = np.zeros((K, K))
     resp_sum = np.zeros(K)
