@@ -19,7 +19,7 @@ besides log p(X), start_sum and xi_sum, only
 so one pass per sequence computes everything without a (T, K) array of
 log-emissions or posteriors: for blocks of BLOCK rows the log-emissions, the
 row maxima m_t and b_t = exp(log p(x_t | .) - m_t) (the polynomial exp of
-:mod:`lvm_core.kernels.hmm_numba`), interleaved with the scaled forward
+:mod:`lvm_core.kernels.hmm_numba`, vectorised over time), interleaved with the scaled forward
 recursion over those rows; then the scaled backward recursion, which adds
 gamma_t to resp_sum and gamma_t Z_t^T to gZ (four steps per pass over the
 accumulators) instead of storing gamma.  The recursions, the rescue step and
@@ -29,16 +29,24 @@ docstring); the result equals ``affine_rows`` + ``forward_backward`` +
 :func:`lvm_core.kernels.hmm_xp.forward_backward_affine`.
 
 Sequences run in a numba ``prange`` over chunks of sequences with
-thread-local sums (as in :mod:`lvm_core.kernels.hmm_numba`); when the
-sequential kernel would leave threads idle (fewer sequences than threads, see
-:func:`lvm_core.kernels.hmm_scan.choose_method`) the unfused kernels run
-instead, with the parallel scan over time.  Work arrays: b, m, alpha, c
-((T, K), (T,), (T, K), (T,)), reused between calls through ``work``.
+thread-local sums (as in :mod:`lvm_core.kernels.hmm_numba`).  Within a chunk
+the forward recursions of two sequences run interleaved statement by
+statement (the recursion is bound by its latency, a chain of dependent
+multiply-adds per step: two independent chains fill the core), the backward
+passes one at a time (bound by arithmetic: interleaving measured slower).
+When the sequential kernel would leave threads idle (fewer sequences than
+threads, see :func:`lvm_core.kernels.hmm_scan.choose_method`) the unfused
+kernels run instead, with the parallel scan over time.  Work arrays: b, m,
+alpha, c ((T, K), (T,), (T, K), (T,)), reused between calls through
+``work``.  Results are deterministic: the same input gives the same bits.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core.extending import intrinsic
 
 from .._jit import njit
 from .hmm_numba import (_LN2_HI, _LN2_LO, _LOG2E, _MAGIC, _MAGIC_BITS, _XI_BLOCK, FASTMATH,
@@ -47,17 +55,35 @@ from .hmm_numba import (_LN2_HI, _LN2_LO, _LOG2E, _MAGIC, _MAGIC_BITS, _XI_BLOCK
 __all__ = ["forward_backward_affine"]
 
 BLOCK = 64  # rows of log-emissions computed ahead of the forward recursion
+GAP = 64  # float64s between the scratch arrays of a thread (see _fb_affine_chunks)
+
+
+@intrinsic
+def _as_int64(typingctx, x):
+    """The bits of a float64 as an int64 (a register move, no memory)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _as_float64(typingctx, x):
+    """The bits of an int64 as a float64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
 
 
 @njit(fastmath={"contract"})
-def _emission_block(Z, W, const, t0, n, zt, lt, lane, m_buf, x_buf, y_buf, s_bits, frame,
-                    shift):
+def _emission_block(Z, W, const, t0, n, zt, lt, lane, m_buf, e_buf, frame, shift):
     """For rows t = t0..t0+n-1 (n <= BLOCK): lt[lane, k, t - t0] = Z_t W_k + const_k,
-    m_t = max_k (0 when all are -inf) and
-    frame[t, k] = exp(lt - m_t) (below e^-708: 0), the exp of
-    :func:`lvm_core.kernels.hmm_numba._shift_exp_rows`.  Loops run over the
-    BLOCK columns (time) so that they vectorise; columns >= n are scratch.
-    No reassociation: the magic-number rounding needs IEEE order."""
+    m_t = max_k (0 when all are -inf) and frame[t, k] = exp(lt - m_t) (below
+    e^-708: 0), the exp of :func:`lvm_core.kernels.hmm_numba._shift_exp_rows`
+    (Cody-Waite reduction, degree-13 polynomial, 2^n from the exponent bits)
+    in one loop that stays in registers, via ``e_buf`` (K, BLOCK).  Loops run
+    over the BLOCK columns (time) so that they vectorise, four features per
+    pass over lt; columns >= n are scratch.  No reassociation: the magic-number rounding needs IEEE
+    order."""
     P = Z.shape[1]
     K = W.shape[1]
     for tt in range(n):
@@ -67,10 +93,21 @@ def _emission_block(Z, W, const, t0, n, zt, lt, lane, m_buf, x_buf, y_buf, s_bit
         ck = const[k]
         for tt in range(BLOCK):
             lt[lane, k, tt] = ck
-        for p in range(P):
+        p = 0
+        while p + 4 <= P:
+            w0 = W[p, k]
+            w1 = W[p + 1, k]
+            w2 = W[p + 2, k]
+            w3 = W[p + 3, k]
+            for tt in range(BLOCK):
+                lt[lane, k, tt] += (zt[p, tt] * w0 + zt[p + 1, tt] * w1) + (
+                    zt[p + 2, tt] * w2 + zt[p + 3, tt] * w3)
+            p += 4
+        while p < P:
             w = W[p, k]
             for tt in range(BLOCK):
                 lt[lane, k, tt] += zt[p, tt] * w
+            p += 1
     for tt in range(BLOCK):
         m_buf[tt] = -np.inf
     for k in range(K):
@@ -83,26 +120,19 @@ def _emission_block(Z, W, const, t0, n, zt, lt, lane, m_buf, x_buf, y_buf, s_bit
         shift[t0 + tt] = m_buf[tt]
     for k in range(K):
         for tt in range(BLOCK):
-            x_buf[k * BLOCK + tt] = max(lt[lane, k, tt] - m_buf[tt], -745.0)
-    N = K * BLOCK
-    for j in range(N):
-        y_buf[j] = x_buf[j] * _LOG2E + _MAGIC
-    y_bits = y_buf.view(np.int64)
-    for j in range(N):
-        s_bits[j] = (y_bits[j] - _MAGIC_BITS + 1023) << 52
-    s_buf = s_bits.view(np.float64)
-    for j in range(N):
-        x = x_buf[j]
-        nn = y_buf[j] - _MAGIC
-        r = (x - nn * _LN2_HI) - nn * _LN2_LO
-        p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (
-            1 / 120 + r * (1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (
-                1 / 362880 + r * (1 / 3628800 + r * (1 / 39916800 + r * (
-                    1 / 479001600 + r * (1 / 6227020800)))))))))))))
-        y_buf[j] = p * s_buf[j] if x > -708.0 else 0.0
+            x = max(lt[lane, k, tt] - m_buf[tt], -745.0)
+            y = x * _LOG2E + _MAGIC
+            nn = y - _MAGIC  # round(x / ln 2)
+            scale = _as_float64((_as_int64(y) - _MAGIC_BITS + 1023) << 52)  # 2^nn
+            r = (x - nn * _LN2_HI) - nn * _LN2_LO
+            p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (
+                1 / 120 + r * (1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (
+                    1 / 362880 + r * (1 / 3628800 + r * (1 / 39916800 + r * (
+                        1 / 479001600 + r * (1 / 6227020800)))))))))))))
+            e_buf[k, tt] = p * scale if x > -708.0 else 0.0
     for tt in range(n):
         for k in range(K):
-            frame[t0 + tt, k] = y_buf[k * BLOCK + tt]
+            frame[t0 + tt, k] = e_buf[k, tt]
 
 
 @njit(fastmath=FASTMATH)
@@ -133,7 +163,7 @@ def _rescue(t, row, pred, cur, frame, shift, lt, l):
 
 @njit(fastmath=FASTMATH)
 def _forward_seq(u0, lo, hi, pi, AT, Z, W, const, frame, shift, alpha, c, prev, pred, cur,
-                 zt, lt, l, m_buf, x_buf, y_buf, s_bits, fs):
+                 zt, lt, l, m_buf, e_buf, fs):
     """Steps u0.. of the scaled forward pass of one sequence (rows lo..hi-1),
     continuing from alpha_{lo+u0-1} in ``prev`` and the sums in ``fs`` =
     [sum of m_t and of the logs of folded c_t, product of the recent c_t,
@@ -147,8 +177,8 @@ def _forward_seq(u0, lo, hi, pi, AT, Z, W, const, frame, shift, alpha, c, prev, 
         t = lo + u
         row = u % BLOCK
         if row == 0:
-            _emission_block(Z, W, const, t, min(BLOCK, hi - t), zt, lt, l, m_buf, x_buf, y_buf,
-                            s_bits, frame, shift)
+            _emission_block(Z, W, const, t, min(BLOCK, hi - t), zt, lt, l, m_buf, e_buf,
+                            frame, shift)
         if u == 0:
             for k in range(K):
                 pred[k] = pi[k]
@@ -181,8 +211,7 @@ def _forward_seq(u0, lo, hi, pi, AT, Z, W, const, frame, shift, alpha, c, prev, 
 
 @njit(fastmath=FASTMATH)
 def _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c,
-                 prev0, pred0, cur0, prev1, pred1, cur1, fs0, fs1, zt, lt, m_buf, x_buf,
-                 y_buf, s_bits):
+                 prev0, pred0, cur0, prev1, pred1, cur1, fs0, fs1, zt, lt, m_buf, e_buf):
     """Scaled forward passes of two sequences, their steps interleaved statement
     by statement while both run (two independent dependency chains: the
     recursion is latency-bound), then each one's remaining steps alone
@@ -198,10 +227,10 @@ def _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c
         t0 = lo0 + u
         t1 = lo1 + u
         if u % BLOCK == 0:
-            _emission_block(Z, W, const, t0, min(BLOCK, hi0 - t0), zt, lt, 0, m_buf, x_buf,
-                            y_buf, s_bits, frame, shift)
-            _emission_block(Z, W, const, t1, min(BLOCK, hi1 - t1), zt, lt, 1, m_buf, x_buf,
-                            y_buf, s_bits, frame, shift)
+            _emission_block(Z, W, const, t0, min(BLOCK, hi0 - t0), zt, lt, 0, m_buf, e_buf,
+                            frame, shift)
+            _emission_block(Z, W, const, t1, min(BLOCK, hi1 - t1), zt, lt, 1, m_buf, e_buf,
+                            frame, shift)
         if u == 0:
             for k in range(K):
                 pred0[k] = pi[k]
@@ -249,9 +278,9 @@ def _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c
     fs1[1] = pc1
     fs1[2] = 1.0
     _forward_seq(u, lo0, hi0, pi, AT, Z, W, const, frame, shift, alpha, c, prev0, pred0, cur0,
-                 zt, lt, 0, m_buf, x_buf, y_buf, s_bits, fs0)
+                 zt, lt, 0, m_buf, e_buf, fs0)
     _forward_seq(u, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c, prev1, pred1, cur1,
-                 zt, lt, 1, m_buf, x_buf, y_buf, s_bits, fs1)
+                 zt, lt, 1, m_buf, e_buf, fs1)
 
 
 @njit(fastmath=FASTMATH)
@@ -393,20 +422,34 @@ def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, 
     for chunk in numba.prange(n_chunks):
         s_lo = chunk * S // n_chunks
         s_hi = (chunk + 1) * S // n_chunks
-        zt = np.zeros((P, BLOCK))
-        lt = np.empty((2, K, BLOCK))
-        m_buf = np.empty(BLOCK)
-        x_buf = np.empty(K * BLOCK)
-        y_buf = np.empty(K * BLOCK)
-        s_bits = np.empty(K * BLOCK, dtype=np.int64)
-        prev0, pred0, cur0 = np.empty(K), np.empty(K), np.empty(K)
-        prev1, pred1, cur1 = np.empty(K), np.empty(K), np.empty(K)
-        fs0 = np.empty(3)
-        fs1 = np.empty(3)
-        beta, w = np.empty(K), np.empty(K)
-        a_buf, w_buf, g_buf = (np.empty((_XI_BLOCK, K)), np.empty((_XI_BLOCK, K)),
-                               np.empty((_XI_BLOCK, K)))
-        z_buf = np.empty((_XI_BLOCK, P))
+        # Scratch arrays carved from one block at fixed offsets, GAP apart:
+        # LLVM's vectorised loops choose their path by pointer distances, so
+        # separate small allocations (distances that vary from call to call)
+        # would make the round-off of a sum vary from call to call.
+        sizes = (P * BLOCK, 2 * K * BLOCK, BLOCK, K * BLOCK, K, K, K, K, K, K, 3, 3, K, K,
+                 _XI_BLOCK * K, _XI_BLOCK * K, _XI_BLOCK * K, _XI_BLOCK * P)
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        for i in range(len(sizes)):
+            offsets[i + 1] = offsets[i] + sizes[i] + GAP
+        block = np.zeros(offsets[len(sizes)])
+        zt = block[offsets[0]:offsets[0] + sizes[0]].reshape((P, BLOCK))
+        lt = block[offsets[1]:offsets[1] + sizes[1]].reshape((2, K, BLOCK))
+        m_buf = block[offsets[2]:offsets[2] + sizes[2]]
+        e_buf = block[offsets[3]:offsets[3] + sizes[3]].reshape((K, BLOCK))
+        prev0 = block[offsets[4]:offsets[4] + K]
+        pred0 = block[offsets[5]:offsets[5] + K]
+        cur0 = block[offsets[6]:offsets[6] + K]
+        prev1 = block[offsets[7]:offsets[7] + K]
+        pred1 = block[offsets[8]:offsets[8] + K]
+        cur1 = block[offsets[9]:offsets[9] + K]
+        fs0 = block[offsets[10]:offsets[10] + 3]
+        fs1 = block[offsets[11]:offsets[11] + 3]
+        beta = block[offsets[12]:offsets[12] + K]
+        w = block[offsets[13]:offsets[13] + K]
+        a_buf = block[offsets[14]:offsets[14] + sizes[14]].reshape((_XI_BLOCK, K))
+        w_buf = block[offsets[15]:offsets[15] + sizes[15]].reshape((_XI_BLOCK, K))
+        g_buf = block[offsets[16]:offsets[16] + sizes[16]].reshape((_XI_BLOCK, K))
+        z_buf = block[offsets[17]:offsets[17] + sizes[17]].reshape((_XI_BLOCK, P))
         qs = np.zeros(2, dtype=np.int64)
         for s0 in range(s_lo, s_hi, 2):
             s1 = min(s0 + 1, s_hi - 1)
@@ -416,7 +459,7 @@ def _fb_affine_chunks(pi, A, Z, W, const, starts, ends, n_chunks, frame, shift, 
             hi1 = ends[s1] if s1 > s0 else lo1  # an odd sequence out: no partner
             _forward_two(lo0, hi0, lo1, hi1, pi, AT, Z, W, const, frame, shift, alpha, c,
                          prev0, pred0, cur0, prev1, pred1, cur1, fs0, fs1, zt, lt, m_buf,
-                         x_buf, y_buf, s_bits)
+                         e_buf)
             lp0 = fs0[0] + np.log(fs0[1]) if fs0[2] == 1.0 else -np.inf
             lp1 = fs1[0] + np.log(fs1[1]) if fs1[2] == 1.0 else -np.inf
             log_prob[s0] = lp0 if hi0 > lo0 else 0.0  # an empty sequence: p = 1, no rows

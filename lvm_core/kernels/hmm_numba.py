@@ -37,7 +37,10 @@ Emission statistics (gamma^T [x, x^2], symbol counts) are computed from the
 posteriors after the kernel, in one parallel numba pass
 (:func:`weighted_sums`, :func:`symbol_counts`): as fast as BLAS at these
 small inner sizes, without switching thread pools, and the kernel stays
-independent of the emission family.
+independent of the emission family.  Emissions whose log-density is affine
+in features (diagonal/spherical Gaussians) have a fused E-step instead,
+:func:`forward_backward_affine` (:mod:`lvm_core.kernels.hmm_affine`): one
+pass per sequence, no (T, K) arrays of log-densities or posteriors.
 
 Threading policy.  Sequences are independent, so the kernels run a numba
 ``prange`` over chunks of sequences, each chunk with thread-local partial
