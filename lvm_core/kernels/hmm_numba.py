@@ -37,7 +37,10 @@ Emission statistics (gamma^T [x, x^2], symbol counts) are computed from the
 posteriors after the kernel, in one parallel numba pass
 (:func:`weighted_sums`, :func:`symbol_counts`): as fast as BLAS at these
 small inner sizes, without switching thread pools, and the kernel stays
-independent of the emission family.
+independent of the emission family.  Emissions whose log-density is affine
+in features (diagonal/spherical Gaussians) have a fused E-step instead,
+:func:`forward_backward_affine` (:mod:`lvm_core.kernels.hmm_affine`): one
+pass per sequence, no (T, K) arrays of log-densities or posteriors.
 
 Threading policy.  Sequences are independent, so the kernels run a numba
 ``prange`` over chunks of sequences, each chunk with thread-local partial
@@ -78,7 +81,7 @@ import numpy as np  # noqa: E402
 from .._jit import njit  # noqa: E402
 
 __all__ = ["forward_backward", "forward_log_prob", "viterbi", "forward_log_scaling", "symbol_counts",
-           "affine_rows", "weighted_sums"]
+           "affine_rows", "weighted_sums", "forward_backward_affine"]
 
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
@@ -754,3 +757,12 @@ def weighted_sums(gamma, Z):
     n_chunks = _row_chunks(gamma.shape[0])
     kernel = _pick(_weighted_sums, _weighted_sums_serial, gamma.size, n_chunks)
     return kernel(gamma, np.ascontiguousarray(Z, dtype=np.float64), n_chunks)
+
+
+def forward_backward_affine(log_startprob, log_transmat, Z, W, const, lengths=None, work=None,
+                            method="auto"):
+    """E-step statistics of an HMM with affine log-emissions in one fused pass:
+    :func:`lvm_core.kernels.hmm_affine.forward_backward_affine`."""
+    from .hmm_affine import forward_backward_affine as fused
+
+    return fused(log_startprob, log_transmat, Z, W, const, lengths, work=work, method=method)

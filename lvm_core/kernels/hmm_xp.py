@@ -28,7 +28,7 @@ import numpy as np
 from ..backend import asarray, device_of, get_namespace
 from ..families._common import safe_log
 
-__all__ = ["forward_backward", "forward_log_prob", "viterbi"]
+__all__ = ["forward_backward", "forward_backward_affine", "forward_log_prob", "viterbi"]
 
 
 def _padding(lengths, T):
@@ -160,6 +160,22 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None):
     start_sum = xp.sum(gamma_pad[:, 0, :], axis=0)
     xi_sum = A * xi_acc
     return log_prob, posteriors, start_sum, xi_sum
+
+
+def forward_backward_affine(log_startprob, log_transmat, Z, W, const, lengths=None):
+    """E-step statistics of an HMM with affine log-emissions
+    log p(x_t | z_t = k) = Z_t W_{:, k} + const_k (same contract as
+    :func:`lvm_core.kernels.hmm_affine.forward_backward_affine`, of which this
+    is the reference): log p(X) = Z W + const into :func:`forward_backward`,
+    then resp_sum = sum_t gamma_t and gZ = gamma^T Z.
+
+    Returns ``(log_prob (S,), start_sum (K,), xi_sum (K, K), resp_sum (K,), gZ (K, P))``.
+    """
+    xp = get_namespace(Z, W, const)
+    log_frameprob = xp.matmul(Z, W) + const[None, :]
+    log_prob, post, start_sum, xi_sum = forward_backward(log_startprob, log_transmat,
+                                                         log_frameprob, lengths)
+    return log_prob, start_sum, xi_sum, xp.sum(post, axis=0), xp.matmul(post.T, Z)
 
 
 def forward_log_prob(log_startprob, log_transmat, log_frameprob, lengths=None):

@@ -233,7 +233,7 @@ class HMMChecks:
         return X0, missing
 
     def _check_states(self, states, T, like):
-        """(T, K) bool mask of allowed states, or None (no labels)."""
+        """(T, K) bool mask of allowed states, or None (no labels, or all -1)."""
         if states is None:
             return None
         xp = get_namespace(like)
@@ -253,5 +253,7 @@ class HMMChecks:
                 f"states must be in -1..{K - 1} (-1 = unknown); got values from "
                 f"{int(xp.min(states))} to {int(xp.max(states))}."
             )
+        if bool(xp.all(states == -1)):  # no state known: no clamp (the same E-step)
+            return None
         ks = xp.arange(K, device=device_of(like))
         return (states[:, None] == -1) | (states[:, None] == ks[None, :])  # (T, K)

@@ -57,13 +57,14 @@ import math
 import numpy as np
 
 from ...backend import asarray, get_namespace, is_numpy_namespace, namespace_name, to_numpy
-from ...em import (ConvergenceMonitor, SufficientStatistics, check_chunk_size, default_client,
+from ...em import (ConvergenceMonitor, check_chunk_size, default_client,
                    is_dask_bag, is_in_memory_array, make_source, run_em, sequence_bounds,
                    sequences_from_bag, step_size_schedule, stepwise_update, take_rows)
 from ...families._common import init_rows, safe_log
 from ...random import as_generator
 from ...validation import check_choice, check_lengths, check_not_sparse, check_positive_int
 from ..base import ParamsMixin
+from ._estep import EStep
 from ._checks import HMMChecks
 from ._workers import _chunk_e_step, _chunk_summary
 
@@ -72,7 +73,7 @@ __all__ = ["BaseHMM"]
 INIT_MAX_ROWS = 20000  # k-means and covariance starts use at most this many random rows
 
 
-class BaseHMM(HMMChecks, ParamsMixin):
+class BaseHMM(EStep, HMMChecks, ParamsMixin):
     """Shared EM loop, inference and sampling; subclasses define the emissions.
 
     Subclasses implement ``_emission_names``, ``_validate(X, fitted)`` (checked
@@ -83,7 +84,8 @@ class BaseHMM(HMMChecks, ParamsMixin):
     ``_emission_stats(data, post, params, aux)``,
     ``_emission_m_step(stats, params, learn, ref)``,
     ``_init_emission(name, init, rng)``, ``_check_emission(values, like)``,
-    ``_n_emission_scalars(params)`` and ``_sample_emission(params, states, rng)``.
+    ``_n_emission_scalars(params)`` and ``_sample_emission(params, states, rng)``;
+    optionally ``_emission_affine`` / ``_affine_stats`` (E-step: :class:`EStep`).
     """
 
     _emission_names = ()
@@ -155,16 +157,6 @@ class BaseHMM(HMMChecks, ParamsMixin):
         if not bool(xp.all(xp.isfinite(log_prob))):
             self._raise_impossible(log_prob, lfp, data["lengths"], params, clamp)
         return log_prob, post, start_sum, xi_sum, aux
-
-    def _e_step(self, data, params, clamp=None):
-        """(SufficientStatistics of q(Z) = p(Z | X), log p(X)) (Rabiner eqs. 18-27, 37-40)."""
-        xp = data["xp"]
-        log_prob, post, start_sum, xi_sum, aux = self._forward_backward(data, params, clamp)
-        missing = data.get("missing")
-        post_obs = post if missing is None else xp.where(missing[:, None], xp.zeros_like(post), post)
-        stats = SufficientStatistics(start=start_sum, trans=xi_sum)
-        stats.update(self._emission_stats(data, post_obs, params, aux))
-        return stats, float(xp.sum(log_prob))
 
     def _m_step(self, stats, params, learn, ref):
         """New parameters from the statistics, the previous parameters and the priors."""

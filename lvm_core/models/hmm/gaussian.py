@@ -176,6 +176,19 @@ class GaussianHMM(GaussianData, BaseHMM):
         U = gauss.compute_precision_cholesky(covars, ctype)
         return gauss.log_prob(data["X_c"], mu_c, U, ctype), None
 
+    def _emission_affine(self, data, params):
+        """(Z, W, const) with log N(x_t | mu_k, Sigma_k) = Z_t W_k + const_k for
+        diag/spherical covariances (None for full/tied)."""
+        if self.covariance_type not in ("diag", "spherical"):
+            return None
+        W, const = gauss.diag_natural_params(params["means"] - data["shift"][None, :],
+                                             params["covars"])
+        return data["Z"], W, const
+
+    def _affine_stats(self, data, resp_sum, gZ):
+        D = data["X_c"].shape[1]
+        return {"resp_sum": resp_sum, "x_sum": gZ[:, :D], "xx_sum": gZ[:, D:]}
+
     def _emission_stats(self, data, post, params, aux):
         xp = data["xp"]
         if self.covariance_type in ("diag", "spherical"):
