@@ -293,3 +293,51 @@ def test_kernel_input_errors():
         hmm_numba.forward_backward(np.zeros(2), np.zeros((3, 3)), np.zeros((4, 2)), [4])
     with pytest.raises(ValueError, match="lengths"):
         hmm_xp.forward_backward(np.zeros(2), np.zeros((2, 2)), np.zeros((4, 2)), [0, 4])
+
+
+@settings(max_examples=25, deadline=None)
+@given(F=st.integers(1, 6), K=st.integers(1, 5), T=st.integers(1, 40),
+       seed=st.integers(0, 2**32 - 1), zeros=st.booleans())
+def test_scaled_frame_table_equals_the_frame_of_the_gathered_rows(F, K, T, seed, zeros):
+    """Emissions from a table of symbols: shifting and exponentiating the F rows and then
+    gathering gives exactly the frames of the gathered (T, K) log-densities, -inf
+    entries and all -inf rows included; the forward-backward results are the same."""
+    rng = np.random.default_rng(seed)
+    log_table = np.log(rng.dirichlet(np.ones(F), size=K).T * 3.0)  # (F, K)
+    if zeros:
+        log_table[rng.random((F, K)) < 0.3] = -np.inf
+        log_table[0] = -np.inf  # a symbol no state emits
+    symbols = rng.integers(0, F, T)
+    frame, shift = hmm_numba.scaled_frame_table(log_table, symbols)
+    frame_r, shift_r = hmm_numba._scaled_frame(log_table[symbols])
+    np.testing.assert_array_equal(frame, frame_r)
+    np.testing.assert_array_equal(shift, shift_r)
+    log_pi, log_A = np.log(rng.dirichlet(np.ones(K))), np.log(rng.dirichlet(np.ones(K), size=K))
+    lengths = np.array([T // 2, T - T // 2])
+    got = hmm_numba.forward_backward(log_pi, log_A, log_table[symbols], lengths,
+                                     method="sequential", frame_shift=(frame, shift))
+    want = hmm_numba.forward_backward(log_pi, log_A, log_table[symbols], lengths,
+                                      method="sequential")
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_categorical_hmm_fit_with_table_frames_equals_the_generic_path(monkeypatch):
+    """CategoricalHMM's E-step through the gathered table frames gives the same fit as the
+    generic path (frames shifted and exponentiated per time step)."""
+    from lvm_core.models.hmm import CategoricalHMM
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 7, (600, 1))
+    lengths = [200, 250, 150]
+    calls = []
+    table_frames = hmm_numba.scaled_frame_table
+    monkeypatch.setattr(hmm_numba, "scaled_frame_table",
+                        lambda *a, **k: calls.append(1) or table_frames(*a, **k))
+    fast = CategoricalHMM(3, n_iter=5, tol=0.0, random_state=0).fit(X, lengths)
+    assert len(calls) >= 5  # the fit took the table path
+    monkeypatch.setattr(CategoricalHMM, "_emission_table", lambda self, data, params: None)
+    slow = CategoricalHMM(3, n_iter=5, tol=0.0, random_state=0).fit(X, lengths)
+    np.testing.assert_allclose(fast.emissionprob_, slow.emissionprob_, rtol=1e-12)
+    np.testing.assert_allclose(fast.transmat_, slow.transmat_, rtol=1e-12)
+    np.testing.assert_allclose(fast.score(X, lengths), slow.score(X, lengths), rtol=1e-12)

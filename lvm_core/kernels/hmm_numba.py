@@ -562,8 +562,21 @@ def _check_inputs(log_startprob, log_transmat, log_frameprob, lengths):
     return log_startprob, log_transmat, log_frameprob, starts, ends
 
 
+def scaled_frame_table(log_table, symbols, work=None):
+    """(b_t, m_t) of :func:`_scaled_frame` for emissions given by a table of symbols:
+    log_frameprob_t = log_table[x_t] with log_table (F, K) and symbols x (T,) in
+    [0, F).  The F rows of the table are shifted and exponentiated once, then
+    gathered: b (T, K), m (T,), the same values as _scaled_frame(log_table[x])."""
+    table = np.ascontiguousarray(log_table, dtype=np.float64)
+    frame_table, shift_table = _scaled_frame(table)
+    T, K = symbols.shape[0], table.shape[1]
+    frame = np.take(frame_table, symbols, axis=0, out=_buffer(work, "frame", (T, K)))
+    shift = np.take(shift_table, symbols, out=_buffer(work, "shift", (T,)))
+    return frame, shift
+
+
 def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, work=None,
-                     method="auto"):
+                     method="auto", frame_shift=None):
     """Posteriors and expected counts of an HMM (Rabiner 1989, eqs. 18-27, 37-40).
 
     Parameters
@@ -591,6 +604,10 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, w
     sequential result to ~1e-13 relative) or ``"auto"``: the scan when more
     than one numba thread is available for fewer sequences than threads, one
     of them long enough to cut (see :func:`lvm_core.kernels.hmm_scan.choose_method`).
+
+    ``frame_shift``: optional (b, m) = (exp(log_frameprob_t - m_t), m_t) when the
+    caller has them already (:func:`scaled_frame_table`); used by the sequential
+    method.
     """
     from . import hmm_scan
 
@@ -598,18 +615,21 @@ def forward_backward(log_startprob, log_transmat, log_frameprob, lengths=None, w
         return hmm_scan.forward_backward(log_startprob, log_transmat, log_frameprob, lengths,
                                          work)
     return _forward_backward_sequential(log_startprob, log_transmat, log_frameprob, lengths,
-                                        work)
+                                        work, frame_shift)
 
 
 def _forward_backward_sequential(log_startprob, log_transmat, log_frameprob, lengths=None,
-                                 work=None):
+                                 work=None, frame_shift=None):
     """:func:`forward_backward` with ``method="sequential"``."""
     log_startprob, log_transmat, log_frameprob, starts, ends = _check_inputs(
         log_startprob, log_transmat, log_frameprob, lengths)
     pi = np.exp(log_startprob)
     A = np.exp(log_transmat)
     T, K = log_frameprob.shape
-    frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
+    if frame_shift is None:
+        frame, shift = _scaled_frame(log_frameprob, work)  # (T, K), (T,)
+    else:
+        frame, shift = frame_shift
     gamma = _buffer(work, "gamma", (T, K))
     c = _buffer(work, "c", (T,))
     n_chunks = _n_chunks(starts.shape[0])

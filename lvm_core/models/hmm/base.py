@@ -119,6 +119,10 @@ class BaseHMM(EStep, HMMChecks, ParamsMixin):
             lfp = xp.where(clamp, lfp, xp.full_like(lfp, -math.inf))
         return lfp, aux
 
+    def _emission_table(self, data, params):
+        """(log_table (F, K), symbols (T,)) if log p(x_t | z_t=k) = log_table[x_t, k]."""
+        return None
+
     def _raise_impossible(self, log_prob, lfp, lengths, params, clamp):
         """ValueError naming the first impossible sequence and its time index."""
         lp = to_numpy(log_prob)
@@ -151,6 +155,10 @@ class BaseHMM(EStep, HMMChecks, ParamsMixin):
         lfp, aux = self._log_frameprob(data, params, clamp)
         extra = {} if data.get("work") is None or kernels.__name__.endswith("hmm_xp") else \
             {"work": data["work"]}  # fit reuses the numba work arrays between iterations
+        table = self._emission_table(data, params)
+        if table is not None and clamp is None and data.get("missing") is None \
+                and kernels.__name__.endswith("hmm_numba"):  # shift/exp F rows, then gather
+            extra["frame_shift"] = kernels.scaled_frame_table(*table, work=extra.get("work"))
         log_prob, post, start_sum, xi_sum = kernels.forward_backward(
             safe_log(params["startprob"]), safe_log(params["transmat"]), lfp, data["lengths"],
             **extra)

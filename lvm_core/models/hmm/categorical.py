@@ -13,6 +13,7 @@ import numpy as np
 
 from ...backend import asarray, get_namespace, is_numpy_namespace
 from ...families import categorical as cat
+from ...families._common import safe_log
 from ...validation import check_array, check_positive_int
 from ._checks import describe
 from .base import BaseHMM
@@ -192,6 +193,11 @@ class CategoricalHMM(BaseHMM):
         B = params["emissionprob"]
         self._check_largest(data["largest"], int(B.shape[1]))
         return cat.log_prob(data["symbols"], B), None
+
+    def _emission_table(self, data, params):
+        if not is_numpy_namespace(data["xp"]):
+            return None
+        return safe_log(params["emissionprob"]).T, data["symbols"]  # (F, K), (T,)
 
     def _emission_stats(self, data, post, params, aux):
         F = int(params["emissionprob"].shape[1])
