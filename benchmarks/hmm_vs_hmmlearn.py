@@ -25,11 +25,15 @@ forward-backward is single-threaded per call and its NumPy parts use the same
 BLAS, so the 2 cores are ours to use and not theirs: the ratios compare the
 libraries as they run on this machine, not per core.
 
-Measured on this head (2026-11-30, 2 cores, NOT idle: other users' nice-19
-jobs running, load average 2.9-3.5): a 3.24-3.72x vs scaling (lvm_core
-11.8-12.1 ms/iter, hmmlearn scaling 39-44 ms), b 20.3x, c 6.3x;
-ll_rel_diff <= 7.9e-12.  On an idle machine lvm_core's a was 6.5-8.9 ms/iter
-before the fused E-step (ratios 4.3-6.1).
+Measured (2026-11-30, 2 cores, every other process on the machine paused during
+the run): a 5.83-6.74x vs scaling in five runs (lvm_core 5.6-6.4 ms/iter,
+hmmlearn scaling 37-40 ms), b 13.7-14.5x (26-27 ms vs 367-372 ms), c 9.47x
+(7.6 ms vs 72 ms; 7.2-7.4x before the categorical frames were gathered from
+the table of symbols); ll_rel_diff <= 7.9e-12.  With other users' nice-19 jobs
+running (load 2.9-3.5) numba's second thread mostly waits for a core: a fell
+to 3.2-3.8x (lvm_core 11-12 ms/iter, about its one-thread time; hmmlearn is
+single-threaded and barely moves), so the ratios above hold on an idle
+machine only.
 
 Usage: python benchmarks/hmm_vs_hmmlearn.py [--quick] [--repeats 5]
 Ends with ``RESULT hmm_<cfg> ratio_vs_scaling=R ratio_vs_log=R ll_rel_diff=X``.
