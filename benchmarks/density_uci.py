@@ -1,6 +1,6 @@
 """Density estimation against published log-likelihoods: binary UCI sets and red wine.
 
-    python benchmarks/density_uci.py              # everything (about 15 min on 2 cores)
+    python benchmarks/density_uci.py              # everything (about 30 min on 2 cores; longer under load)
     python benchmarks/density_uci.py --quick      # smoke run (seconds; numbers meaningless)
     python benchmarks/density_uci.py --part uci --models nade --datasets nips
 
@@ -25,9 +25,13 @@ over the folds.  First the full-covariance Gaussian baseline (maximum
 likelihood on the training folds; published -13.18), then RNADE-MoG
 (published -9.36): its hyper-parameters are chosen on fold 1, holding out the
 last of the nine training parts as validation data for early stopping and
-model choice; every fold then finds its number of epochs by training on its
-first eight training parts with early stopping on the ninth, and refits on
-all nine parts for that many epochs.  Printed as
+model choice.  The order of the chain rule matters on these data (several
+attributes take few distinct values): every fold trains one model per
+candidate order (natural, reversed and six fixed random permutations,
+:func:`red_wine_orderings`) on its first eight training parts with early
+stopping on the ninth, keeps the order with the best validation
+log-likelihood and its number of epochs, and refits on all nine parts for
+that many epochs.  The test parts play no part in any choice.  Printed as
 
     RESULT red_wine gaussian_ll=... rnade_ll=...
 
@@ -42,11 +46,17 @@ test NLL in nats, chosen hyper-parameters in brackets)::
     nade   mushrooms    10.65      9.81    H 500, lr 1e-3, L2 0
     nade   nips        273.41    273.08    H 500, lr 1e-3, L2 1e-2
 
-Red wine (``--part red_wine``: 115 s): full-covariance Gaussian -13.18
-(published -13.18, reproduced); RNADE-MoG -9.72 +- 0.09 over the folds
-(published -9.36; chosen on fold 1: H 100, K 10, lr 1e-3, L2 1e-3), short of
-the published figure by 0.36 nats (-9.68 +- 0.08 before the learned
-rescaling rho_d was added: the difference is within the fold-to-fold noise).
+Red wine, measured 2026-11-30 with
+``nice -n 19 env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python
+benchmarks/density_uci.py --part red_wine`` (1751 s on the shared machine
+under a load of 4-6; about 100 fits of a few seconds each): full-covariance
+Gaussian -13.18 (published -13.18, reproduced); RNADE-MoG -9.56 +- 0.11 over
+the folds (published -9.36; chosen on fold 1: H 100, K 10, lr 1e-3, L2
+1e-3; order chosen per fold: random1 in seven folds, reversed in three;
+folds -9.62 -9.47 -9.74 -9.66 -9.11 -9.09 -9.52 -9.67 -9.42 -10.33).  With
+the natural order only, the same protocol gave -9.72 +- 0.09: the order is
+the difference (validation log-likelihood averaged over the ten folds'
+held-out parts: natural -10.07, reversed -9.81, random1 -9.78).
 
 Data: ``../shared/data/`` relative to the repository root (``--data-dir``,
 ``$LVM_CORE_BENCH_DATA``).
