@@ -65,6 +65,55 @@ def bias_min0(a, b, y, t):
             t[n, j] = v if v < _ZERO else _ZERO
 
 
+# In place (y is a): the same maps with one array argument.  With a and y passed as two
+# arguments that are one array, LLVM's run-time overlap check sends the loop to its
+# scalar version (about 3x slower on 1280 x 400 float32).
+@_jit
+def bias_identity_(y, b):
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            y[n, j] = y[n, j] + b[j]
+
+
+@_jit
+def bias_relu_(y, b):
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            v = y[n, j] + b[j]
+            y[n, j] = v if v > _ZERO else _ZERO
+
+
+@_jit
+def bias_leaky_relu_(y, b, slope):
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            v = y[n, j] + b[j]
+            y[n, j] = v if v > _ZERO else slope * v
+
+
+@_jit
+def bias_min0_(y, b, t):
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            v = y[n, j] + b[j]
+            y[n, j] = v
+            t[n, j] = v if v < _ZERO else _ZERO
+
+
+@_jit
+def bias_neg_abs_(y, b, t):
+    N, H = y.shape
+    for n in range(N):
+        for j in range(H):
+            v = y[n, j] + b[j]
+            y[n, j] = v
+            t[n, j] = -abs(v)
+
+
 @_jit
 def elu_finish(y, t, alpha):
     """y = y (y > 0) or alpha (t - 1) with t = exp(min(y, 0))."""

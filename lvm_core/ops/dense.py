@@ -68,23 +68,39 @@ def bias_act(a, b, activation, out=None, ws=None, name="bias_act"):
     if y is None:
         y = np.empty_like(a)
     dt = a.dtype.type
-    if activation == "identity":
-        K.bias_identity(a, b, y)
+    inplace = y is a  # one-array kernels: two arguments that are one array run scalar
+    if activation in ("identity", "tanh"):
+        if inplace:
+            K.bias_identity_(y, b)
+        else:
+            K.bias_identity(a, b, y)
+        if activation == "tanh":
+            np.tanh(y, out=y)
     elif activation == "relu":
-        K.bias_relu(a, b, y)
+        if inplace:
+            K.bias_relu_(y, b)
+        else:
+            K.bias_relu(a, b, y)
     elif activation == "leaky_relu":
-        K.bias_leaky_relu(a, b, dt(ref.ACTIVATIONS["leaky_relu"]), y)
+        slope = dt(ref.ACTIVATIONS["leaky_relu"])
+        if inplace:
+            K.bias_leaky_relu_(y, b, slope)
+        else:
+            K.bias_leaky_relu(a, b, slope, y)
     elif activation == "elu":
         t = scratch(ws, name + ".t", a.shape, a)
-        K.bias_min0(a, b, y, t)
+        if inplace:
+            K.bias_min0_(y, b, t)
+        else:
+            K.bias_min0(a, b, y, t)
         np.exp(t, out=t)
         K.elu_finish(y, t, dt(ref.ACTIVATIONS["elu"]))
-    elif activation == "tanh":
-        K.bias_identity(a, b, y)
-        np.tanh(y, out=y)
     elif activation in ("sigmoid", "softplus"):
         t = scratch(ws, name + ".t", a.shape, a)
-        K.bias_neg_abs(a, b, y, t)
+        if inplace:
+            K.bias_neg_abs_(y, b, t)
+        else:
+            K.bias_neg_abs(a, b, y, t)
         np.exp(t, out=t)
         if activation == "sigmoid":
             K.sigmoid_finish(y, t)
