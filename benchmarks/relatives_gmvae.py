@@ -31,16 +31,16 @@ test clustering accuracy of argmax q(y|x) with the best one-to-one matching of
 clusters to classes (Hungarian algorithm) for both sides.
 
 Measured (2026-11-30, 2 threads per side, every other process on the machine
-paused; ``python benchmarks/vae_relatives_vs_torch.py --models gmvae``, five
-runs): ratio (medians of 3 epochs) 1.21, 1.23, 1.26, 1.20, 1.18 (ours 6.8-7.3
-s/epoch, torch 8.3-9.2; single epochs 1.13-1.31), ratio_steps 1.32-1.46 (ours
-14.3-16.1 ms/step, torch 19.9-21.4); test exact ELBO -246.9 ours, -246.7 torch
-(diff -0.12 nats; -0.07 and +0.01 before the float32 likelihood kernel changed
-the round-off); clustering accuracy 0.464 vs 0.463.  Of our ~15 ms/step about
-11.4 ms are the fourteen matrix products (the three of the 400-784 decoder
-output layer on 1280 rows take 3.4-3.5 ms each, 240 GFLOP/s: the cores' peak).
-Single epochs of either side move by 10-15% from one to the next on this
-machine, so a ratio near 1.2 comes out on either side of it.
+paused; ``python benchmarks/vae_relatives_vs_torch.py --models gmvae``): on this
+head ratio (medians of 3 epochs) 1.24 and 1.26 (ours 6.5-6.6 s/epoch, torch
+8.1-8.2; single epochs 1.21-1.28), ratio_steps 1.48-1.51 (ours 13.8-13.9
+ms/step, torch 20.5-20.9); five runs before the in-place bias kernels gave
+1.18-1.26.  Test exact ELBO -246.9 ours, -246.7 torch (diff -0.12 nats; -0.07
+and +0.01 before the float32 likelihood kernel changed the round-off);
+clustering accuracy 0.464 vs 0.463.  Of our ~14 ms/step about 11.4 ms are the
+fourteen matrix products (the three of the 400-784 decoder output layer on 1280
+rows take 3.4-3.5 ms each, 240 GFLOP/s: the cores' peak).  Single epochs of
+either side move by 10-15% from one to the next on this machine.
 """
 from __future__ import annotations
 
