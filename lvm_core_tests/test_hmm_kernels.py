@@ -318,8 +318,8 @@ def test_scaled_frame_table_equals_the_frame_of_the_gathered_rows(F, K, T, seed,
                                      method="sequential", frame_shift=(frame, shift))
     want = hmm_numba.forward_backward(log_pi, log_A, log_table[symbols], lengths,
                                       method="sequential")
-    for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+    for g, w in zip(got, want):  # 1 ulp apart at most: the vectorised paths the kernels
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300)  # take depend on addresses
 
 
 def test_categorical_hmm_fit_with_table_frames_equals_the_generic_path(monkeypatch):
