@@ -32,8 +32,8 @@ clusters to classes (Hungarian algorithm) for both sides.
 
 Measured (2026-11-30, 2 threads per side, every other process on the machine
 paused; ``python benchmarks/vae_relatives_vs_torch.py --models gmvae``): on this
-head ratio (medians of 3 epochs) 1.24 and 1.26 (ours 6.5-6.6 s/epoch, torch
-8.1-8.2; single epochs 1.21-1.28), ratio_steps 1.48-1.51 (ours 13.8-13.9
+head ratio (medians of 3 epochs) 1.24, 1.26 and 1.23 (ours 6.5-6.8 s/epoch,
+torch 8.1-8.3; single epochs 1.15-1.29), ratio_steps 1.48-1.54 (ours 13.8-13.9
 ms/step, torch 20.5-20.9); five runs before the in-place bias kernels gave
 1.18-1.26.  Test exact ELBO -246.9 ours, -246.7 torch (diff -0.12 nats; -0.07
 and +0.01 before the float32 likelihood kernel changed the round-off);
