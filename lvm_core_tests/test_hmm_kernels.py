@@ -341,3 +341,21 @@ def test_categorical_hmm_fit_with_table_frames_equals_the_generic_path(monkeypat
     np.testing.assert_allclose(fast.emissionprob_, slow.emissionprob_, rtol=1e-12)
     np.testing.assert_allclose(fast.transmat_, slow.transmat_, rtol=1e-12)
     np.testing.assert_allclose(fast.score(X, lengths), slow.score(X, lengths), rtol=1e-12)
+
+
+@pytest.mark.parametrize("T", [2, 5, 40])
+def test_scaling_constants_far_below_float_range_are_not_lost(T):
+    """Every step's scaling constant c_t = e^-400 (the frame's maximum belongs to a state
+    the chain cannot reach): prod_t c_t underflows any float, yet log p(x) = -400 T is
+    finite; the kernels fold such c_t into the log at once instead of returning -inf."""
+    lfp = np.tile(np.array([-400.0, 0.0]), (T, 1))
+    with np.errstate(divide="ignore"):
+        log_pi, log_A = np.log([1.0, 0.0]), np.log(np.eye(2))
+    want, post_want, _, _ = reference_forward_backward(log_pi, log_A, lfp, [T])
+    np.testing.assert_allclose(want, [-400.0 * T], rtol=1e-12)
+    for method in ("sequential", "scan"):
+        got, post, _, _ = hmm_numba.forward_backward(log_pi, log_A, lfp, method=method)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(post, post_want, atol=1e-12)
+    np.testing.assert_allclose(hmm_numba.forward_log_prob(log_pi, log_A, lfp), want, rtol=1e-12)
+    np.testing.assert_allclose(hmm_xp.forward_backward(log_pi, log_A, lfp)[0], want, rtol=1e-12)

@@ -201,7 +201,10 @@ def _forward_seq(u0, lo, hi, pi, AT, Z, W, const, frame, shift, alpha, c, prev, 
             alpha[t, k] = v
         c[t] = s
         lp += shift[t]
-        prod_c *= s
+        if s < 1e-100:  # folded at once: prod_c (>= 1e-200) times s could underflow
+            lp += np.log(s)
+        else:
+            prod_c *= s
         if not (1e-200 < prod_c < 1e200):
             lp += np.log(prod_c)
             prod_c = 1.0

@@ -236,7 +236,10 @@ def _forward_phase(pi, AT, log_frameprob, frame, shift, lo, hi, first, alpha, c)
                 alpha[t, k] = v
             c[t] = s
             log_prob += shift[t]
-            prod_c *= s
+            if s < 1e-100:  # folded at once: prod_c (>= 1e-200) times s could underflow
+                log_prob += np.log(s)
+            else:
+                prod_c *= s
             if not (1e-200 < prod_c < 1e200):
                 log_prob += np.log(prod_c)
                 prod_c = 1.0
