@@ -199,6 +199,43 @@ def test_in_place_optimizers_equal_the_nn_functions_bit_for_bit():
             np.testing.assert_array_equal(a[k], b[k])
 
 
+@settings(max_examples=10)
+@given(n_params=st.integers(1, 19), seed=seeds)
+def test_adam_in_groups_equals_the_nn_function_for_every_parameter(n_params, seed):
+    """ops.adam_ updates GROUP arrays per numba call: with more parameters than one
+    group, float32 and float64 ones mixed, an empty one and a non-contiguous one
+    (the generic path), every parameter ends bit for bit where nn.adam puts it."""
+    from lvm_core.nn import adam
+    from lvm_core.ops._optim_numba import GROUP
+
+    rng = np.random.default_rng(seed)
+    params = {}
+    for i in range(n_params):
+        dtype = np.float32 if i % 3 else np.float64
+        params[f"p{i}"] = rng.standard_normal((int(rng.integers(0, 4)), 3)).astype(dtype)
+    params["strided"] = rng.standard_normal((4, 3))
+    a = {k: v.copy() for k, v in params.items()}
+    a["strided"] = np.empty((4, 6))[:, ::2]  # not C-contiguous: the generic path
+    a["strided"][...] = params["strided"]
+    b = {k: v.copy() for k, v in params.items()}
+    sa = sb = None
+    for step in range(3):
+        grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()}
+        sa = ops.adam_(a, grads, sa, lr=1e-2, weight_decay=0.01, check=step == 0)
+        b, sb = adam(b, grads, sb, lr=1e-2, weight_decay=0.01)
+    assert not a["strided"].flags.c_contiguous
+    assert GROUP < 19  # the drawn sizes include models that need several groups
+    for k in params:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        assert a[k].dtype == params[k].dtype
+
+
+def test_adam_check_false_still_checks_the_first_step():
+    params = {"a": np.ones(3, np.float32)}
+    with pytest.raises(ValueError, match="shape"):
+        ops.adam_(params, {"a": np.ones(2, np.float32)}, None, lr=0.1, check=False)
+
+
 def test_optimizer_keys_update_only_their_parameters():
     params = {"a": np.ones(2), "b": np.ones(2)}
     grads = {"a": np.ones(2), "b": np.ones(2)}

@@ -43,6 +43,21 @@ def adam_inplace_kernel(theta, g, m, v, decay, beta1, one_minus_beta1, beta2, on
         v[i] = vi
 
 
+#: arrays per call of :func:`adam_inplace_group` (shorter groups are padded with
+#: empty arrays, so one compiled kernel serves every model)
+GROUP = 8
+
+
+@njit(error_model="numpy")
+def adam_inplace_group(thetas, gs, ms, vs, decay, beta1, one_minus_beta1, beta2,
+                       one_minus_beta2, sqrt_bc2, eps, step_size):
+    """:func:`adam_inplace_kernel` on each of GROUP flat arrays (tuples of equal
+    length): one call instead of GROUP for a model's parameters."""
+    for j in range(len(thetas)):
+        adam_inplace_kernel(thetas[j], gs[j], ms[j], vs[j], decay, beta1, one_minus_beta1,
+                            beta2, one_minus_beta2, sqrt_bc2, eps, step_size)
+
+
 @njit(error_model="numpy")
 def adam_copy_kernel(theta, g, m, v, theta_out, m_out, v_out, decay, beta1, one_minus_beta1,
                      beta2, one_minus_beta2, sqrt_bc2, eps, step_size):

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _cupy
 from . import reference as ref
 from ._dispatch import fusable
-from ._optim_numba import adam_inplace_kernel, sgd_inplace_kernel
+from ._optim_numba import GROUP, adam_inplace_group, sgd_inplace_kernel
 
 __all__ = ["adam_", "sgd_", "check_optimizer_inputs"]
 
@@ -83,15 +85,19 @@ def _zeros_like(x):
 
 
 def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-          keys=None, advance=True):
+          keys=None, advance=True, check=True):
     """One Adam(W) step on ``params`` in place; returns ``state`` (updated in place).
 
     ``state`` None starts a run (m = v = 0, t = 0).  The step count t advances
     by one per call unless ``advance=False`` (a second parameter group of the
     same step).  Keys, shapes and the state's buffers are checked (no data is read):
-    a mismatch raises ValueError naming the entry.
+    a mismatch raises ValueError naming the entry.  ``check=False`` skips that
+    check, for a training loop that checked its first step and then passes the
+    same dicts every step.  The C-contiguous NumPy arrays of one dtype are updated
+    :data:`GROUP` at a time by one numba call (every array in one pass).
     """
-    check_optimizer_inputs(params, grads, state, "adam", keys)
+    if check or state is None:
+        check_optimizer_inputs(params, grads, state, "adam", keys)
     if state is None:
         state = {"step": 0, "m": {}, "v": {}}
     if advance:
@@ -101,36 +107,53 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
     step_size = lr / (1.0 - beta1 ** t)
     sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
     m_all, v_all = state["m"], state["v"]
+    groups = {}  # dtype -> ([theta], [g], [m], [v]) flat views for the grouped kernel
     for k in (grads if keys is None else keys):
         theta, g = params[k], grads[k]
         m, v = m_all.get(k), v_all.get(k)
         if m is None:
             m = m_all[k] = _zeros_like(theta)
             v = v_all[k] = _zeros_like(theta)
-        if _cupy.applies(theta, g, m, v) and theta.shape == g.shape:
+        if fusable(theta, g, m, v) and theta.flags.writeable and m.flags.writeable \
+                and v.flags.writeable:
+            views = groups.get(theta.dtype)
+            if views is None:
+                views = groups[theta.dtype] = ([], [], [], [])
+            for lst, a in zip(views, (theta, g, m, v)):
+                lst.append(a.reshape(-1))
+        elif _cupy.applies(theta, g, m, v) and theta.shape == g.shape:
             _cupy.adam_(theta, g, m, v, 1.0 - lr * weight_decay, beta1, beta2, sqrt_bc2, eps,
                         step_size)
-        elif fusable(theta, g, m, v) and theta.flags.writeable and m.flags.writeable \
-                and v.flags.writeable:
-            dt = theta.dtype.type
-            adam_inplace_kernel(theta.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                                dt(1.0 - lr * weight_decay), dt(beta1), dt(1.0 - beta1),
-                                dt(beta2), dt(1.0 - beta2), dt(sqrt_bc2), dt(eps), dt(step_size))
         else:
             new_theta, new_m, new_v = ref.adam_step(theta, g, m, v, lr, beta1, beta2, eps,
                                                     weight_decay, t)
             theta[...] = new_theta
             m[...] = new_m
             v[...] = new_v
+    for dtype, views in groups.items():
+        dt = dtype.type
+        scalars = (dt(1.0 - lr * weight_decay), dt(beta1), dt(1.0 - beta1), dt(beta2),
+                   dt(1.0 - beta2), dt(sqrt_bc2), dt(eps), dt(step_size))
+        for lst in views:  # pad to a multiple of GROUP with empty arrays (no work)
+            lst.extend([_EMPTY[dtype]] * (-len(lst) % GROUP))
+        for i in range(0, len(views[0]), GROUP):
+            adam_inplace_group(*(tuple(lst[i:i + GROUP]) for lst in views), *scalars)
     return state
 
 
+#: the zero-length arrays that pad a group (read and written nowhere)
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
+          np.dtype(np.float64): np.empty(0, np.float64)}
+
+
 def sgd_(params, grads, state, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
-         dampening=0.0, keys=None, advance=True):
+         dampening=0.0, keys=None, advance=True, check=True):
     """One SGD step on ``params`` in place; returns ``state`` (updated in place).
 
-    Keys, shapes and the state's buffers are checked as in :func:`adam_`."""
-    check_optimizer_inputs(params, grads, state, "sgd", keys)
+    Keys, shapes and the state's buffers are checked as in :func:`adam_`
+    (``check=False`` skips it once a state exists)."""
+    if check or state is None:
+        check_optimizer_inputs(params, grads, state, "sgd", keys)
     if state is None:
         state = {"step": 0, "momentum_buffer": {}}
     if advance:

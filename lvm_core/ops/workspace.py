@@ -40,16 +40,15 @@ class Workspace:
         NumPy: the cached buffer for (name, shape, dtype), allocated on first use.
         Other namespaces: a fresh ``xp.empty`` on ``like``'s device.
         """
-        shape = tuple(int(s) for s in shape)
         if type(like) is not np.ndarray:
             xp = get_namespace(like)
-            return xp.empty(shape, dtype=like.dtype if dtype is None else dtype,
-                            device=device_of(like))
+            return xp.empty(tuple(int(s) for s in shape),
+                            dtype=like.dtype if dtype is None else dtype, device=device_of(like))
         dt = like.dtype if dtype is None else np.dtype(dtype)
-        key = (name, shape, dt)
-        buf = self._buffers.get(key)
+        key = (name, shape if type(shape) is tuple else tuple(shape), dt)
+        buf = self._buffers.get(key)  # NumPy integers hash as the ints they equal
         if buf is None:
-            buf = np.empty(shape, dtype=dt)
+            buf = np.empty(tuple(int(s) for s in shape), dtype=dt)
             self._buffers[key] = buf
             self.n_allocations += 1
         return buf
