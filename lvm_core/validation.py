@@ -7,6 +7,7 @@ the NaN/inf checks reduce on the device and bring back one boolean.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -193,8 +194,52 @@ def _as_numeric(x, name):
     return x
 
 
+def _numpy_extremes(x):
+    """(min, max) of a non-empty NumPy floating array, or None for anything else.
+
+    Two SIMD reductions without temporaries; NaN propagates into both, so the data
+    are finite exactly when both are."""
+    if type(x) is not np.ndarray or x.dtype.kind != "f" or x.size == 0:
+        return None
+    return float(x.min()), float(x.max())
+
+
+def _binary_defect(flat):
+    """sum_i |v_i (1 - v_i)| over a flat float array: 0 exactly when every entry is 0
+    or 1 (a sum of non-negative terms cannot cancel, NaN and inf make it NaN or inf,
+    and the smallest defect, at a subnormal v or at v = 1 - eps, is still positive)."""
+    if flat.size == 0:
+        return 0.0
+    acc = flat[0] - flat[0]  # 0 in the data's dtype (NaN when flat[0] is not finite)
+    for i in range(flat.size):
+        v = flat[i]
+        acc += abs(v - v * v)  # |v (1 - v)|
+    return acc
+
+
+_binary_defect_jit = None
+
+
+def all_binary(x):
+    """True when every entry of the array ``x`` is 0 or 1 (NaN is not)."""
+    global _binary_defect_jit
+    if type(x) is np.ndarray and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous:
+        if _binary_defect_jit is None:
+            from ._jit import njit
+
+            # reassociation lets LLVM vectorise the sum; no other fast-math (NaN must stay)
+            _binary_defect_jit = njit(nogil=True, fastmath={"reassoc"})(_binary_defect)
+        return float(_binary_defect_jit(x.reshape(-1))) == 0.0
+    xp = get_namespace(x)
+    return bool(xp.all((x == 0) | (x == 1)))
+
+
 def check_finite(x, name, allow_nan=False, allow_inf=False):
     """Raise ValueError if ``x`` holds NaN (unless allowed) or inf (unless allowed)."""
+    if not (allow_nan or allow_inf):
+        ext = _numpy_extremes(x)
+        if ext is not None and math.isfinite(ext[0]) and math.isfinite(ext[1]):
+            return x
     xp = get_namespace(x)
     if not allow_nan and bool(xp.any(xp.isnan(x))):
         raise ValueError(
@@ -222,7 +267,8 @@ def check_magnitude(x, name, dtype=None):
         return x
     target = x.dtype if dtype is None else dtype
     largest = float(np.finfo(np.dtype(str(target).rsplit(".", 1)[-1])).max)
-    biggest = float(xp.max(xp.abs(x)))
+    ext = _numpy_extremes(x)
+    biggest = float(xp.max(xp.abs(x))) if ext is None else max(-ext[0], ext[1])
     bound = (largest / max(int(x.shape[0]), 1)) ** 0.5
     if biggest > bound:
         raise ValueError(
