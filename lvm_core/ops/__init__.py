@@ -27,7 +27,9 @@ continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), Gaussian and
 categorical; the reparameterised Gaussian latent and its KL to a standard or
 a general diagonal Gaussian prior (Kingma & Welling 2014; Sohn et al. 2015);
 in-place Adam (Kingma & Ba 2015) and SGD; the gate blocks of GRU and LSTM
-steps and their backward (:mod:`lvm_core.ops.recurrent`).
+steps and their backward (:mod:`lvm_core.ops.recurrent`); the means,
+log-normalisers and samples of layers of binary stochastic units
+(:mod:`lvm_core.ops.units`, for Boltzmann machines and belief nets).
 :mod:`lvm_core.ops.lasso` holds the ISTA/FISTA Lasso solvers behind sparse
 coding (Beck & Teboulle 2009).
 """
@@ -39,10 +41,12 @@ from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernou
 from .optim import adam_, sgd_
 from . import gumbel, score_function
 from .recurrent import gru_gates, gru_gates_backward, lstm_gates, lstm_gates_backward
+from .units import bernoulli_sample, bernoulli_units
 from .workspace import Workspace, scratch
 
 __all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation", "matmul",
            "bias_act", "bias_act_backward", "bernoulli_loglik", "continuous_bernoulli_loglik",
            "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
            "kl_std_normal", "kl_normal", "adam_", "sgd_", "gru_gates", "gru_gates_backward",
-           "lstm_gates", "lstm_gates_backward", "gumbel", "score_function"]
+           "lstm_gates", "lstm_gates_backward", "gumbel", "score_function", "bernoulli_units",
+           "bernoulli_sample"]

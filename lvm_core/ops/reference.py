@@ -80,6 +80,20 @@ def bias_act_backward(dy, y, activation):
     return da, xp.sum(da, axis=0)
 
 
+def bernoulli_units(a, b):
+    """(sigmoid(a + b), sum_j softplus(a_nj + b_j)) for a (N, H), b (H,)."""
+    xp = get_namespace(a, b)
+    x = a + b
+    softplus = xp.where(x > 0, x, 0.0 * x) + xp.log1p(xp.exp(-xp.abs(x)))
+    return _sigmoid(xp, x), xp.sum(softplus, axis=1)
+
+
+def bernoulli_sample(p, u):
+    """1[u < p] in p's dtype (u uniform on [0, 1), shaped like p)."""
+    xp = get_namespace(p, u)
+    return xp.astype(u < p, p.dtype)
+
+
 def bernoulli_loglik(logits, x, scale=1.0):
     """ll_n = sum_d [x l - softplus(l)];  dlogits = scale (x - sigmoid(l))."""
     xp = get_namespace(logits, x)

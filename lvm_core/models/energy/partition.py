@@ -54,10 +54,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ... import ops
 from ...backend import get_namespace, item
 from ...functional.activations import softplus
 from ...functional.reductions import logsumexp
-from ...random import as_generator, normal, uniform
+from ...random import as_generator, normal
 from ...validation import check_positive_int
 
 __all__ = [
@@ -336,9 +337,8 @@ def _sigmoid(x):
 
 
 def _bernoulli(p, rng):
-    """Binary draws 1[u < p] in p's dtype, u ~ U(0, 1) on p's device."""
-    xp = get_namespace(p)
-    return xp.astype(uniform(rng, tuple(p.shape), like=p) < p, p.dtype)
+    """Binary draws 1[u < p] in p's dtype, u ~ U(0, 1) (:func:`lvm_core.ops.bernoulli_sample`)."""
+    return ops.bernoulli_sample(p, rng)
 
 
 def _check_betas(betas):

@@ -46,10 +46,12 @@ import math
 
 import numpy as np
 
+from ... import ops
 from ...backend import get_namespace, item, to_numpy
 from ...functional.activations import log_sigmoid, softplus
 from ...random import as_generator, normal
 from ...validation import (
+    all_binary,
     check_array,
     check_choice,
     check_is_fitted,
@@ -65,7 +67,7 @@ __all__ = ["RBM", "GaussianBernoulliRBM", "check_binary"]
 def check_binary(X, name="X"):
     """Raise ValueError unless every entry of X is 0 or 1."""
     xp = get_namespace(X)
-    if not bool(xp.all((X == 0) | (X == 1))):
+    if not all_binary(X):
         bad = to_numpy(xp.reshape(X[~((X == 0) | (X == 1))], (-1,))[:3])
         raise ValueError(
             f"{name} must be binary (every entry 0 or 1) for a Bernoulli RBM; found values "
@@ -73,6 +75,14 @@ def check_binary(X, name="X"):
             "data_tools.binarize), or use GaussianBernoulliRBM for real-valued data."
         )
     return X
+
+
+def _scale_rows(p, w, overwrite=False):
+    """p_n * w_n for each row n of p (N, H); in place when ``overwrite``."""
+    if overwrite:
+        p *= w[:, None]
+        return p
+    return p * w[:, None]
 
 
 def _check_float(value, name, low=0.0, high=None, low_inclusive=True):
@@ -177,40 +187,63 @@ class _RBMBase(TransformerMixin, ParamsMixin):
         """
         rng = as_generator(rng)
         xp = get_namespace(X)
-        N = X.shape[0]
-        a_pos = None
+        N, D = X.shape
+        if getattr(self, "_ws", None) is None:
+            self._ws = ops.Workspace()  # step-to-step buffers (NumPy; others allocate)
+        ws = self._ws
+        units_pos = None
         if self.method == "pcd":
             if self._chains is None:
                 n_chains = int(self.n_chains or self.batch_size)
                 self._chains = self._initial_chains(X, n_chains, rng)
             h = self._chains
         else:
-            a_pos = self._hidden_input(X)  # (N, H)
-            h = _bernoulli(_sigmoid(a_pos), rng)
-        v_neg = self._gibbs_from_hidden(h, int(self.k), rng)  # (M, D)
-        M = v_neg.shape[0]
-        V = xp.concat([X, v_neg], axis=0)  # (N + M, D)
-        if a_pos is None:
-            a = self._hidden_input(V)  # (N + M, H)
+            units_pos = self._hidden_units(X)  # (p (N, H), A (N,))
+            h = ops.bernoulli_sample(units_pos[0], rng)
+        M = h.shape[0]
+        V = ops.scratch(ws, "rbm.V", (N + M, D), X)  # V = [X; v_neg]
+        V[:N, :] = X
+        V_neg = V[N:, :]
+        v_neg = self._gibbs_from_hidden(h, int(self.k), rng, out=V_neg)  # (M, D)
+        if v_neg is not V_neg:
+            V[N:, :] = v_neg
+        if units_pos is None:
+            p, A = self._hidden_units(V, ws=ws)  # (N + M, H), (N + M,)
         else:
-            a = xp.concat([a_pos, self._hidden_input(v_neg)], axis=0)
-        p = _sigmoid(a)
+            p_neg, A_neg = self._hidden_units(v_neg)
+            p = xp.concat([units_pos[0], p_neg], axis=0)
+            A = xp.concat([units_pos[1], A_neg], axis=0)
         if self.method == "pcd":
-            self._chains = _bernoulli(p[N:, :], rng)
+            self._chains = ops.bernoulli_sample(p[N:, :], rng)
         s = xp.concat([xp.full((N,), 1.0 / N, dtype=X.dtype, device=X.device),
                        xp.full((M,), -1.0 / M, dtype=X.dtype, device=X.device)])
-        grads, F = self._free_energy_grads_from_input(V, a, p=p, weights=s)
+        grads, F = self._free_energy_grads_from_input(V, None, p=p, A=A, weights=s,
+                                                      overwrite_p=True)
         if self.weight_decay:
             grads["W"] = grads["W"] + float(self.weight_decay) * self._params["W"]
         return xp.sum(s * F), grads
 
-    def _gibbs_from_hidden(self, h, k, rng):
-        """k sweeps h -> v (-> h -> v ...); returns the last visible states."""
+    def _gibbs_from_hidden(self, h, k, rng, out=None):
+        """k sweeps h -> v (-> h -> v ...); returns the last visible states (written into
+        ``out`` when the visible sampler can)."""
         for step in range(k):
-            v = self._sample_visible_given_hidden(h, rng)
+            v = self._sample_visible_given_hidden(h, rng, out=out if step == k - 1 else None)
             if step < k - 1:
-                h = _bernoulli(_sigmoid(self._hidden_input(v)), rng)
+                h = ops.bernoulli_sample(self._hidden_units(v)[0], rng)
         return v
+
+    def _hidden_units(self, V, ws=None):
+        """(P(h = 1 | v) (N, H), A (N,)) with A_n = sum_j softplus(a_nj), a = c + (scaled) v W:
+        the hidden units' means and log-normaliser (:func:`lvm_core.ops.bernoulli_units`)."""
+        W = self._params["W"]
+        out = None if ws is None else ops.scratch(ws, "rbm.a", (V.shape[0], W.shape[1]), V)
+        a = ops.matmul(self._scaled_visible(V), W, out=out)
+        return ops.bernoulli_units(a, self._params["c"], out=a, ws=ws)
+
+    def _scaled_visible(self, V):
+        """The visible rows as they enter the hidden units' inputs (v; v / sigma^2 when
+        the visible units are Gaussian)."""
+        return V
 
     def _initial_chains(self, X, n_chains, rng):
         """PCD chains start at hidden samples of random training rows."""
@@ -456,33 +489,39 @@ class RBM(_RBMBase):
         xp = get_namespace(Hs)
         return xp.matmul(Hs, self._params["W"].T) + self._params["b"]
 
-    def _sample_visible_given_hidden(self, Hs, rng):
-        return _bernoulli(_sigmoid(self._visible_logits(Hs)), rng)
+    def _sample_visible_given_hidden(self, Hs, rng, out=None):
+        logits = ops.matmul(Hs, self._params["W"].T, out=out)
+        p, _ = ops.bernoulli_units(logits, self._params["b"], out=logits)
+        return ops.bernoulli_sample(p, rng, out=p)
 
     def _visible_energy(self, V):
         """-b.v, (N,)."""
         xp = get_namespace(V)
         return -xp.matmul(V, self._params["b"])
 
-    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None):
+    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None,
+                                      A=None, overwrite_p=False):
         """F (N,) and the weighted sums sum_n s_n dF(v_n)/dtheta (s_n = 1 by default):
 
         F(v) = -b.v - sum_j softplus(a_j),  a = c + v W;
         dF/dW = -v sigmoid(a)^T,  dF/db = -v,  dF/dc = -sigmoid(a).
+        ``A`` (N,), when given with ``p``, is sum_j softplus(a_j) (then ``a`` is not used);
+        ``overwrite_p=True``: ``p`` is scratch, its rows are scaled in place by -s_n.
         """
-        xp = get_namespace(V, a)
-        F = -xp.matmul(V, self._params["b"]) - xp.sum(softplus(a), axis=1)
+        xp = get_namespace(V)
+        if A is None:
+            A = xp.sum(softplus(a), axis=1)
+        F = -xp.matmul(V, self._params["b"]) - A
         if not need_grads:
             return None, F
         if p is None:
             p = _sigmoid(a)
         if weights is None:
-            sp, sV = p, V
             grads = {"W": -xp.matmul(V.T, p), "b": -xp.sum(V, axis=0), "c": -xp.sum(p, axis=0)}
         else:
-            sp = p * weights[:, None]  # (N, H)
-            sV = xp.matmul(weights, V)  # (D,)
-            grads = {"W": -xp.matmul(V.T, sp), "b": -sV, "c": -xp.sum(sp, axis=0)}
+            neg_s = -weights
+            sp = _scale_rows(p, neg_s, overwrite_p)  # (N, H): -s_n sigmoid(a_n)
+            grads = {"W": ops.matmul(V.T, sp), "b": xp.matmul(neg_s, V), "c": xp.sum(sp, axis=0)}
         return grads, F
 
     def free_energy_grads(self, X):
@@ -587,8 +626,8 @@ class GaussianBernoulliRBM(_RBMBase):
         xp = get_namespace(V)
         return xp.matmul(V * xp.exp(-self._log_var()), self._params["W"]) + self._params["c"]
 
-    def _sample_visible_given_hidden(self, Hs, rng):
-        """v ~ N(b + W h, sigma^2)."""
+    def _sample_visible_given_hidden(self, Hs, rng, out=None):
+        """v ~ N(b + W h, sigma^2) (a new array; ``out`` is not used)."""
         xp = get_namespace(Hs)
         mean = xp.matmul(Hs, self._params["W"].T) + self._params["b"]
         return mean + xp.exp(0.5 * self._log_var()) * normal(rng, tuple(mean.shape), like=mean)
@@ -599,17 +638,23 @@ class GaussianBernoulliRBM(_RBMBase):
         r = V - self._params["b"]
         return 0.5 * xp.sum(r * r * xp.exp(-self._log_var()), axis=1)
 
-    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None):
+    def _scaled_visible(self, V):
+        return V * get_namespace(V).exp(-self._log_var())
+
+    def _free_energy_grads_from_input(self, V, a, p=None, need_grads=True, weights=None,
+                                      A=None, overwrite_p=False):
         """F(v) = sum_i (v_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(a_j), and the weighted
         sums over rows (weights s_n, default 1) of
 
         dF/dW = -(v / sigma^2) sigmoid(a)^T,  dF/db = -(v - b) / sigma^2,  dF/dc = -sigmoid(a),
         dF/dlog_var_i = -(v_i - b_i)^2 / (2 sigma_i^2) + (v_i / sigma_i^2) (W sigmoid(a))_i.
         """
-        xp = get_namespace(V, a)
+        xp = get_namespace(V)
         inv_var = xp.exp(-self._log_var())
         r = V - self._params["b"]
-        F = 0.5 * xp.sum(r * r * inv_var, axis=1) - xp.sum(softplus(a), axis=1)
+        if A is None:  # A_n = sum_j softplus(a_nj), when the caller has it (then a is unused)
+            A = xp.sum(softplus(a), axis=1)
+        F = 0.5 * xp.sum(r * r * inv_var, axis=1) - A
         if not need_grads:
             return None, F
         if p is None:
@@ -617,7 +662,7 @@ class GaussianBernoulliRBM(_RBMBase):
         if weights is None:
             weights = xp.ones((V.shape[0],), dtype=V.dtype, device=V.device)
         Vs = V * inv_var  # (N, D)
-        sp = p * weights[:, None]  # (N, H)
+        sp = _scale_rows(p, weights, overwrite_p)  # (N, H)
         grads = {"W": -xp.matmul(Vs.T, sp), "b": -xp.matmul(weights, r) * inv_var,
                  "c": -xp.sum(sp, axis=0)}
         if "log_var" in self._params:
