@@ -37,10 +37,11 @@ Usage::
     python benchmarks/autoregressive_vs_torch.py --quick
     python benchmarks/autoregressive_vs_torch.py --models made
 
-Measured here (2026-11-30, full run, under the shared lock): made ratio 1.52
-(ours 1.65 s/epoch, torch 2.51 s), test NLL 136.42 vs 136.45 (diff -0.025);
-char_rnn ratio 1.00 (0.9993: 1.826 vs 1.825 s/epoch), held-out 1.9482 nats
-per character on both sides (diff 0.0000).
+Measured here (2026-11-30, full run, every other process paused, NumPy's
+OpenBLAS choosing its kernels): made ratio 2.33 (ours 1.15 s/epoch, torch 2.68
+s), test NLL 136.46 vs 136.45 (diff +0.012); char_rnn ratio 1.64 (1.17 vs 1.92
+s/epoch), held-out 1.9482 nats per character on both sides (diff 0.0000).
+With OPENBLAS_CORETYPE=Haswell: made 1.52, char_rnn 1.00.
 
 Ends with ``RESULT made ratio=R nll_ours=X nll_torch=X nll_diff=X`` and
 ``RESULT char_rnn ratio=R nats_per_char_ours=X nats_per_char_torch=X

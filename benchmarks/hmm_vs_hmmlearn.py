@@ -26,10 +26,10 @@ BLAS, so the 2 cores are ours to use and not theirs: the ratios compare the
 libraries as they run on this machine, not per core.
 
 Measured (2026-11-30, 2 cores, every other process on the machine paused during
-the run): a 5.83-6.74x vs scaling in five runs (lvm_core 5.6-6.4 ms/iter,
-hmmlearn scaling 37-40 ms), b 13.7-14.5x (26-27 ms vs 367-372 ms), c 9.47x
-(7.6 ms vs 72 ms; 7.2-7.4x before the categorical frames were gathered from
-the table of symbols); ll_rel_diff <= 7.9e-12.  With other users' nice-19 jobs
+the run, NumPy's OpenBLAS choosing its kernels): a 6.07x vs scaling (lvm_core 6.5
+ms/iter, hmmlearn scaling 40 ms), b 13.7x (27 ms vs 370 ms), c 10.4x (7.2 ms vs
+75 ms); ll_rel_diff <= 7.8e-12.  Earlier runs with OPENBLAS_CORETYPE=Haswell: a
+5.83-7.19x, b 13.7-14.5x, c 9.5-10.1x.  With other users' nice-19 jobs
 running (load 2.9-3.5) numba's second thread mostly waits for a core: a fell
 to 3.2-3.8x (lvm_core 11-12 ms/iter, about its one-thread time; hmmlearn is
 single-threaded and barely moves), so the ratios above hold on an idle

@@ -38,15 +38,22 @@ GEMM floor: the three matrix products of one PCD-1 step at the benchmark's
 shapes (100 x 256 by 256 x 784; 200 x 784 by 784 x 256; 784 x 200 by 200 x 256),
 600 times: the time any dense implementation of the step spends in BLAS.
 
-Measured here (2026-11-30, under the heavy-job lock, 2 threads): sklearn 1.99
-s/epoch, lvm_core 1.11 s/epoch, ratio 1.79 (an earlier run: 1.46); the three
-products alone take 0.62 s/epoch, so lvm_core runs at 1.8x and scikit-learn at
-3.2x the GEMM floor: at equal precision and threads no dense implementation can
-be 3x faster than scikit-learn here.  Test log-likelihoods after 5 epochs
-(seed 0): -224.3 (ours) and -182.5 (scikit-learn's weights), reverse AIS
--224.3 and -183.6; other seeds gave -177.0 / -206.9 and -205.7 / -193.3 (AIS,
-2,000 betas), so the two implementations are within their seed-to-seed spread.
-rbm16 (CD-1): exact -333.357, AIS -333.327; PCD-1: exact -276.138, AIS -268.718.
+Measured here (2026-11-30, every other process paused, 2 threads, NumPy's
+OpenBLAS choosing its kernels): sklearn 1.44 s/epoch, lvm_core 0.45 s/epoch,
+ratio 3.20 (5-epoch fits 0.432 vs 1.435 s/epoch; a run while the shared machine
+ran slower: 0.63 vs 1.77, ratio 2.80); the three products alone take 0.31-0.39
+s/epoch, so lvm_core runs at 1.2-1.5x and scikit-learn at 3.7-4.7x the GEMM
+floor.  What brought ours there: the hidden and visible units' sigmoid and
+softplus in one pass (``ops.bernoulli_units``), Bernoulli draws from a
+counter-based stream inside the same kind of kernel instead of ``rng.random``
+(``ops.bernoulli_sample``), one-pass input validation.  With
+OPENBLAS_CORETYPE=Haswell (set on this machine for old OpenBLAS builds) and
+before those kernels: sklearn 1.99, lvm_core 1.11 s/epoch, ratio 1.79.  Test
+log-likelihoods after 5 epochs (seed 0): -178.8 (ours) and -203.4
+(scikit-learn's weights), reverse AIS -178.9 and -203.5; other seeds gave
+-177.0 / -206.9 and -205.7 / -193.3 (AIS, 2,000 betas, before the sampler
+changed), so the two implementations are within their seed-to-seed spread.
+rbm16 (CD-1): exact -330.674, AIS -330.753; PCD-1: exact -288.977, AIS -272.673.
 On the shared machine with other jobs running (not under the lock) the ratio
 was 4-10: scikit-learn's 2-thread BLAS calls degrade more under contention.
 

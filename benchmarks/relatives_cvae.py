@@ -32,10 +32,11 @@ Test bound: the ELBO of log p(x|y) averaged over the 10k test images with one
 fixed eps per image, the same eps on both sides (higher is better); also
 the IWAE k = 100 bound with each side's own draws.
 
-Measured here (2026-11-30, 3 epochs, under the shared heavy-job lock):
-ours 1.82-2.30 s/epoch, torch 3.60-3.69 s/epoch, ratio 1.91 (per-epoch
-ratios 1.57-1.98); test ELBO ours -245.435, torch -245.459 (diff +0.024);
-IWAE k=100 -242.67 vs -242.68.  An earlier run alternating epoch by epoch
+Measured here (2026-11-30, 3 epochs, every other process paused, NumPy's
+OpenBLAS choosing its kernels): ours 1.11-1.75 s/epoch, torch 3.47-3.67 s/epoch,
+ratio 2.98 (per-epoch ratios 2.09-3.14); test ELBO ours -245.484, torch -245.459
+(diff -0.025); IWAE k=100 -242.71 vs -242.68.  With OPENBLAS_CORETYPE=Haswell
+the ratio was 1.91-2.24.  An earlier run alternating epoch by epoch
 while the 2 cores carried a load average of 5-7 from other jobs gave a ratio
 of 0.54 (ours 37-82 s/epoch, torch 20-63 s): OpenBLAS's threads suffer far
 more than torch's from an oversubscribed machine, one reason for the

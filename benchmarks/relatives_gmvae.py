@@ -31,16 +31,15 @@ test clustering accuracy of argmax q(y|x) with the best one-to-one matching of
 clusters to classes (Hungarian algorithm) for both sides.
 
 Measured (2026-11-30, 2 threads per side, every other process on the machine
-paused; ``python benchmarks/vae_relatives_vs_torch.py --models gmvae``): on this
-head ratio (medians of 3 epochs) 1.24, 1.26 and 1.23 (ours 6.5-6.8 s/epoch,
-torch 8.1-8.3; single epochs 1.15-1.29), ratio_steps 1.48-1.54 (ours 13.8-13.9
-ms/step, torch 20.5-20.9); five runs before the in-place bias kernels gave
-1.18-1.26.  Test exact ELBO -246.9 ours, -246.7 torch (diff -0.12 nats; -0.07
-and +0.01 before the float32 likelihood kernel changed the round-off);
-clustering accuracy 0.464 vs 0.463.  Of our ~14 ms/step about 11.4 ms are the
-fourteen matrix products (the three of the 400-784 decoder output layer on 1280
-rows take 3.4-3.5 ms each, 240 GFLOP/s: the cores' peak).  Single epochs of
-either side move by 10-15% from one to the next on this machine.
+paused, NumPy's OpenBLAS choosing its kernels; ``python
+benchmarks/vae_relatives_vs_torch.py --models gmvae``): ratio (median of 3
+epochs) 1.91 (ours 4.39-4.49 s/epoch, torch 8.55-8.59), ratio_steps 2.30 (ours
+9.6 ms/step, torch 22.0).  Test exact ELBO -246.69 ours, -246.73 torch (diff
++0.04 nats); clustering accuracy 0.457 vs 0.463.  With OPENBLAS_CORETYPE=Haswell
+(which this machine sets for old OpenBLAS builds): ratio 1.23-1.26, ratio_steps
+1.48-1.54, of our ~14 ms/step about 11.4 ms in the fourteen matrix products.
+Single epochs of either side move by 10-15% from one to the next on this
+machine.
 """
 from __future__ import annotations
 

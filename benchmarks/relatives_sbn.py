@@ -75,16 +75,16 @@ the importance-weighted bound with k = 10 (u (10, rows, 200) per chunk of 1000
 images from seed 456); ``bound_*`` is the k = 10 bound (mean nats per image;
 higher is better); ``ratio`` is twin s/epoch over ours (medians).
 
-Measured here (2026-11-30, 2 threads, machine quiet during the run, 3 epochs;
-``python benchmarks/vae_relatives_vs_torch.py --models sbn``, 6.5 min):
-Gumbel-softmax 1.11 s/epoch ours, 1.47 s torch, ratio 1.33, test IWAE-10
--264.504 both (diff +0.0002 nats, floor -0.0004); NVIL (float32) 1.17 s/epoch
-ours, 1.72 s torch, ratio 1.48, test IWAE-10 -288.74 ours, -287.39 torch (diff
--1.35 nats, floor +1.89); NVIL in float64: first-batch gradients equal to 1e-15,
-diff -0.52 nats after 3 epochs with a floor of +1.91, and over 10 seeds a mean
-difference of +0.25 nats with standard error 0.49 (per seed -0.52, -2.60, +0.40,
-+2.08, +0.57, -1.92, +0.75, +1.50, +1.85, +0.34): no systematic difference.  On
-a busy machine two BLAS threads per side made single epochs 5-20x slower on
+Measured here (2026-11-30, 2 threads, every other process paused, NumPy's
+OpenBLAS choosing its kernels, 3 epochs; ``python benchmarks/vae_relatives_vs_torch.py
+--models sbn``): Gumbel-softmax 0.89 s/epoch ours, 1.50 s torch, ratio 1.68, test
+IWAE-10 -264.504 both (diff +0.0002 nats); NVIL (float32) 0.90 s/epoch ours,
+1.82 s torch, ratio 2.02, test IWAE-10 -288.55 ours, -287.39 torch (diff -1.16
+nats, floor +1.89: a twin nudged by 1e-7 moves as far); NVIL in float64:
+first-batch gradients equal to 1.5e-15, diff +0.27 nats after 3 epochs with a
+floor of +1.91, and over 10 seeds a mean difference of -0.18 nats with standard
+error 0.58: no systematic difference.  With OPENBLAS_CORETYPE=Haswell: ratios 1.33 and 1.48.
+On a busy machine two BLAS threads per side made single epochs 5-20x slower on
 both sides; the ratios of such runs mean nothing.
 """
 from __future__ import annotations

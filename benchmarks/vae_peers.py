@@ -96,7 +96,7 @@ def make_torch_vae(torch, params, n_hidden, activation, decoder, objective):
 
     def linear(names):
         W = params[names[0]]
-        layer = nn.Linear(W.shape[0], W.shape[1])
+        layer = nn.Linear(W.shape[0], W.shape[1], dtype=torch.from_numpy(W[:0]).dtype)
         with torch.no_grad():
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             layer.bias.copy_(torch.from_numpy(np.array(params[names[1]])))
@@ -181,16 +181,16 @@ def torch_params(model, n_hidden):
     return out
 
 
-def torch_train_epoch(torch, model, opt, X_t, rng, R, L, batch_size=128):
-    """One epoch; draws from ``rng`` in fit's order (a permutation, then eps (R, B, L) float32
-    per step); returns (seconds, mean training loss)."""
+def torch_train_epoch(torch, model, opt, X_t, rng, R, L, batch_size=128, dtype=np.float32):
+    """One epoch; draws from ``rng`` in fit's order (a permutation, then eps (R, B, L) in
+    ``dtype`` per step); returns (seconds, mean training loss)."""
     start = time.perf_counter()
     N = X_t.shape[0]
     perm = torch.from_numpy(rng.permutation(N))
     total = torch.zeros(())
     for s in range(0, N, batch_size):
         xb = X_t[perm[s:s + batch_size]]
-        eps = torch.from_numpy(rng.standard_normal((R, xb.shape[0], L), dtype=np.float32))
+        eps = torch.from_numpy(rng.standard_normal((R, xb.shape[0], L), dtype=dtype))
         loss = model.loss(xb, eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()

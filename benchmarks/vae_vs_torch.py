@@ -36,6 +36,10 @@ kernels are serial); PyTorch ``torch.set_num_threads(2)``; XLA (JAX)
 sizes its CPU thread pool to the schedulable CPUs and has no flag for it, so
 the process is pinned to 2 CPUs when the machine has more (this one has 2);
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=true`` (set before jax is imported).
+NumPy's OpenBLAS picks its kernels from the CPU; ``OPENBLAS_CORETYPE`` in the
+environment overrides that choice (some machines set it to older kernels for
+old OpenBLAS builds: on an AVX-512 AMD EPYC, forcing "Haswell" made our matrix
+products 1.3-1.6x slower).  The "threads:" line prints which kernels ran.
 
 Same randomness on all sides: the peers draw their shuffles and eps from a
 NumPy Generator with the same seed, in the order ``fit`` draws them (per
@@ -52,6 +56,16 @@ per test image after every epoch; at the end, config a: the IWAE k = 100 bound
 bound (the training objective) with one fixed eps (5, 10000, 32) given to
 every side (ours through ``loss_and_grads(X, eps=eps)``).
 
+Config b and round-off: the twins part after a few hundred steps, because
+this training amplifies round-off (Adam divides by sqrt(v) + eps; the
+continuous Bernoulli's log-normaliser grows without bound as logits go to
++-infinity on pixels that are exactly 0 or 1, so the bound keeps climbing at a
+rate that depends on the path).  Two measurements in the same run show how far
+that alone moves the test bound: ``RESULT vae_b_sensitivity`` retrains ours with
+one output bias moved by 1e-6 and everything else equal, and ``RESULT
+vae_b_float64`` trains ours and the torch twin again in float64 from one start
+with the same batches and eps (``--no-float64`` skips both; about 2 minutes).
+
 ``--profile PATH`` writes where one of our epochs spends its time (manual
 timers: data, forward + backward, optimizer; the epoch's matmuls replayed at
 their real shapes; a cProfile top list) for configs a and b, and exits.
@@ -67,7 +81,8 @@ Ends with ``RESULT vae ratio=R nelbo_ours=X nelbo_torch=X nelbo_diff=X`` (config
 a) or ``RESULT vae_b ratio=R bound_ours=X bound_torch=X bound_diff=X`` (config
 b), ratio = median torch s/epoch / median ours, diff = ours - torch; with jax,
 also ``RESULT vae_jax ratio_step=R ratio_scan=R nelbo_diff=X`` (``vae_b_jax``
-for config b; JAX s/epoch over ours).
+for config b; JAX s/epoch over ours); config b adds ``RESULT vae_b_sensitivity
+bound_shift=X`` and ``RESULT vae_b_float64 bound_diff=X`` (see above).
 """
 from __future__ import annotations
 
@@ -109,6 +124,9 @@ from data_tools.mnist import load_mnist_like  # noqa: E402
 from lvm_core.models.vae import VAE  # noqa: E402
 
 import vae_peers  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from _setup import blas_kernels  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 D, H, L = 784, 400, 20
@@ -242,10 +260,10 @@ def torch_iwae(torch, model, X_t, k, seed, batch=100):
 
 
 # ------------------------------------------------------------------- twins
-def make_ours(cfg, seed):
+def make_ours(cfg, seed, dtype="float32"):
     return VAE(D, n_latent=cfg["n_latent"], hidden=cfg["hidden"], activation=cfg["activation"],
                decoder=cfg["decoder"], objective=cfg["objective"], n_samples=cfg["n_samples"],
-               init="torch", dtype="float32", random_state=seed).initialize()
+               init="torch", dtype=dtype, random_state=seed).initialize()
 
 
 def make_torch_twin(torch, config, cfg, params):
@@ -372,6 +390,55 @@ def check_twins(torch, jax_twin, config, cfg, ours, theirs, X_train, seed, tol=1
         raise SystemExit(f"twin check failed (tolerance {tol:g}): the peers do not compute "
                          "the same thing as lvm_core; no timing is meaningful")
     return out
+
+
+def nudged_rerun(cfg, X_train, X_test, eps, epochs, seed):
+    """Our float32 run of config b again, with one decoder output bias (pixel 400)
+    moved by 1e-6 before training and everything else the same; returns its test
+    bound.  How far it lands from the unchanged run measures how much of a
+    difference between two implementations' bounds round-off alone can make."""
+    model = make_ours(cfg, seed)
+    model.warm_start = True  # keep the nudged start (fit would draw it again)
+    model.params["dec_b_out"][400] += np.float32(1e-6)
+    model.fit(X_train, epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam",
+              random_state=seed, progress=False)
+    return ours_bound(model, X_test, eps)
+
+
+def float64_twins(torch, cfg, X_train, X_test, epochs, seed):
+    """Config b trained again by both sides in float64 from one start, with the same
+    batches and eps; returns the test IWAE bounds {"ours", "torch"} (one fixed eps).
+
+    In float32 the two runs part after a few hundred steps: Adam divides by
+    sqrt(v) + eps, and round-off differences of 1e-7 grow until the runs are two
+    different samples of training; their test bounds then differ by as much as two
+    seeds of one library do (see the module docstring).  In float64 the same
+    arithmetic stays together for the whole run, so the bounds test that the two
+    sides compute the same objective and gradients, not which one is luckier.
+    """
+    R, Lz = cfg["n_samples"], cfg["n_latent"]
+    X64, T64 = X_train.astype(np.float64), X_test.astype(np.float64)
+    ours = make_ours(cfg, seed, dtype="float64")
+    theirs = vae_peers.make_torch_vae(torch, ours.params, len(cfg["hidden"]),
+                                      cfg["activation"], cfg["decoder"], cfg["objective"])
+    opt = torch.optim.Adam(theirs.parameters(), lr=LR)
+    start = time.perf_counter()
+    ours.fit(X64, epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam",
+             random_state=seed, progress=False)
+    t_ours = time.perf_counter() - start
+    rng, X64_t = np.random.default_rng(seed), torch.from_numpy(X64)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        vae_peers.torch_train_epoch(torch, theirs, opt, X64_t, rng, R, Lz, batch_size=BATCH,
+                                    dtype=np.float64)
+    t_torch = time.perf_counter() - start
+    eps = np.random.default_rng(321).standard_normal((R, T64.shape[0], Lz))
+    bound = {"ours": ours_bound(ours, T64, eps),
+             "torch": vae_peers.torch_eval(torch, theirs, T64, eps)[1]}
+    print(f"float64 twins, {epochs} epoch(s) from one start (ours {t_ours:.1f} s, torch "
+          f"{t_torch:.1f} s; not a timing): test IWAE k={R} bound ours {bound['ours']:.4f}, "
+          f"torch {bound['torch']:.4f}", flush=True)
+    return bound
 
 
 def ours_bound(model, X, eps, chunk=1000):
@@ -545,7 +612,8 @@ def run(config, args):
           f"{X_train.shape[0]} train / {N_test} test")
     print(f"load average at the start: {os.getloadavg()[0]:.1f} (1 min)")
     print(f"threads: torch {torch.get_num_threads()} (torch {torch.__version__}); NumPy BLAS "
-          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; numba kernels serial; "
+          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, {blas_kernels()}; "
+          f"numba kernels serial; "
           f"JAX: {jax_info} (XLA's pool = the schedulable CPUs); CPUs "
           f"{'pinned to ' + str(_PINNED) if _PINNED else 'schedulable'}: "
           f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}")
@@ -665,6 +733,15 @@ def run(config, args):
           f"ratio_per_epoch_median={per_epoch['torch']:.3f} "
           f"ratio_fastest={fastest['torch']:.3f} s_epoch_ours={med['ours']:.3f} "
           f"s_epoch_torch={med['torch']:.3f} epochs={epochs}")
+    if not args.no_float64:
+        nudged = nudged_rerun(cfg, X_train, X_test, eps_bound, epochs, args.seed)
+        print(f"RESULT vae_b_sensitivity bound_ours={bound['ours']:.3f} "
+              f"bound_nudged={nudged:.3f} bound_shift={nudged - bound['ours']:.3f} "
+              f"nudge=1e-6 epochs={epochs}")
+        bound64 = float64_twins(torch, cfg, X_train, X_test, epochs, args.seed)
+        print(f"RESULT vae_b_float64 bound_ours={bound64['ours']:.3f} "
+              f"bound_torch={bound64['torch']:.3f} "
+              f"bound_diff={bound64['ours'] - bound64['torch']:.4f} epochs={epochs}")
     if twins:
         print(f"RESULT vae_b_jax ratio_step={ratio['jax step']:.3f} "
               f"ratio_scan={ratio['jax scan']:.3f} "
@@ -681,6 +758,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX peer")
+    parser.add_argument("--no-float64", action="store_true",
+                        help="config b: skip the float64 twins (ours and torch trained again "
+                             "in float64, for the bound comparison)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="threads of every side (BLAS, torch, XLA; default 2)")
     parser.add_argument("--profile", metavar="PATH", default=None,

@@ -29,6 +29,21 @@ def limit_blas_threads(argv=None, default=1):
             os.environ[n] = str(known.threads)
 
 
+def blas_kernels():
+    """Which OpenBLAS kernels NumPy runs (from threadpoolctl when it is installed),
+    for a benchmark's report line.  ``OPENBLAS_CORETYPE`` in the environment
+    overrides OpenBLAS's own choice; some machines set it (to older kernels)."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    note = f"OPENBLAS_CORETYPE={forced}" if forced else "detected"
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return f"OpenBLAS kernels not known (no threadpoolctl; {note})"
+    archs = sorted({str(i.get("architecture")) for i in threadpool_info()
+                    if i.get("internal_api") == "openblas"})
+    return f"OpenBLAS {'/'.join(archs) or 'not loaded'} kernels ({note})"
+
+
 def blas_threads():
     """The BLAS thread setting in force, for the example's report line."""
     for n in THREAD_VARIABLES:
