@@ -302,6 +302,38 @@ _Q0, _Q1, _Q2, _Q3, _Q4, _Q5, _Q6, _Q7, _Q8 = (np.float32(v) for v in (
     5.2534577968e-03))
 
 
+@_jit
+def exp_neg_parts(a):
+    """exp(-a) for a >= 0 as (2^-f, the float32 bits of 2^-k), a log2(e) = k + f
+    (capped as above); the caller multiplies 2^-f by the bits viewed as float32."""
+    y = min(a * _LOG2E_32, _YMAX_32)
+    k = np.int32(y)
+    f = y - np.float32(k)
+    p = _P6
+    p = p * f + _P5
+    p = p * f + _P4
+    p = p * f + _P3
+    p = p * f + _P2
+    p = p * f + _P1
+    p = p * f + _P0
+    return p, (np.int32(127) - k) << 23
+
+
+@_jit
+def log1p_unit(e):
+    """log(1 + e) = e Q(e) for e in [0, 1] (the degree-8 polynomial above)."""
+    q = _Q8
+    q = q * e + _Q7
+    q = q * e + _Q6
+    q = q * e + _Q5
+    q = q * e + _Q4
+    q = q * e + _Q3
+    q = q * e + _Q2
+    q = q * e + _Q1
+    q = q * e + _Q0
+    return e * q
+
+
 @_jit_rows
 def bernoulli_loglik_f32(l, x, scale, repeat, p2, bits, fbits, dl, ll):
     """float32 Bernoulli value and gradient in one kernel (no NumPy exp/log passes):
@@ -317,18 +349,7 @@ def bernoulli_loglik_f32(l, x, scale, repeat, p2, bits, fbits, dl, ll):
         i = (n // repeat) % N
         sc = scale[n * step]
         for j in range(D):  # 2^-f into p2, 2^-k into bits
-            y = min(abs(l[n, j]) * _LOG2E_32, _YMAX_32)
-            k = np.int32(y)
-            f = y - np.float32(k)
-            p = _P6
-            p = p * f + _P5
-            p = p * f + _P4
-            p = p * f + _P3
-            p = p * f + _P2
-            p = p * f + _P1
-            p = p * f + _P0
-            p2[j] = p
-            bits[j] = (np.int32(127) - k) << 23
+            p2[j], bits[j] = exp_neg_parts(abs(l[n, j]))
         acc = 0.0
         for j in range(D):
             lv = l[n, j]
@@ -337,16 +358,7 @@ def bernoulli_loglik_f32(l, x, scale, repeat, p2, bits, fbits, dl, ll):
             inv = _ONE / (_ONE + ev)
             s = inv if lv >= _ZERO else ev * inv
             dl[n, j] = sc * (xv - s)
-            q = _Q8
-            q = q * ev + _Q7
-            q = q * ev + _Q6
-            q = q * ev + _Q5
-            q = q * ev + _Q4
-            q = q * ev + _Q3
-            q = q * ev + _Q2
-            q = q * ev + _Q1
-            q = q * ev + _Q0
-            acc += xv * lv - (lv if lv > _ZERO else _ZERO) - ev * q
+            acc += xv * lv - (lv if lv > _ZERO else _ZERO) - log1p_unit(ev)
         ll[n] = acc
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import njit
-from ._kernels import (_LOG2E_32, _ONE, _P0, _P1, _P2, _P3, _P4, _P5, _P6, _Q0, _Q1, _Q2, _Q3,
-                       _Q4, _Q5, _Q6, _Q7, _Q8, _YMAX_32, _ZERO)
+from ._kernels import _ONE, _ZERO, exp_neg_parts, log1p_unit
 
 _jit = njit(error_model="numpy", nogil=True)
 _jit_rows = njit(error_model="numpy", nogil=True, fastmath={"reassoc"})
@@ -72,55 +71,24 @@ def bernoulli_sample_f64_(ps, key):
         ps[i] = 1.0 if u < ps[i] else 0.0
 
 
-@_jit
-def _exp_neg_parts(x):
-    """exp(-x) for x >= 0 as (2^-f, the float32 bits of 2^-k), y = x log2(e) = k + f
-    (the polynomial of :func:`lvm_core.ops._kernels.bernoulli_loglik_f32`)."""
-    yv = min(x * _LOG2E_32, _YMAX_32)
-    k = np.int32(yv)
-    f = yv - np.float32(k)
-    q = _P6
-    q = q * f + _P5
-    q = q * f + _P4
-    q = q * f + _P3
-    q = q * f + _P2
-    q = q * f + _P1
-    q = q * f + _P0
-    return q, (np.int32(127) - k) << 23
-
-
-@_jit
-def _log1p_unit(e):
-    """log(1 + e) for e in [0, 1] (degree-8 polynomial, relative error 3.1e-8)."""
-    q = _Q8
-    q = q * e + _Q7
-    q = q * e + _Q6
-    q = q * e + _Q5
-    q = q * e + _Q4
-    q = q * e + _Q3
-    q = q * e + _Q2
-    q = q * e + _Q1
-    q = q * e + _Q0
-    return e * q
-
-
 @_jit_rows
 def bernoulli_units_f32(a, b, p2, bits, fbits, y, lse):
     """y = sigmoid(a + b) and lse_n = sum_j softplus(a_nj + b_j), float32, with the
-    polynomial exp and log1p above (scratch ``p2`` (H,) float32, ``bits`` (H,) int32 and
-    ``fbits`` its float32 view).  y is not a: two arguments that are one array run
-    scalar, so the in-place call is :func:`bernoulli_units_f32_`."""
+    polynomial exp and log1p of :mod:`lvm_core.ops._kernels` (scratch ``p2`` (H,)
+    float32, ``bits`` (H,) int32 and ``fbits`` its float32 view).  y is not a: two
+    arguments that are one array run scalar, so the in-place call is
+    :func:`bernoulli_units_f32_`."""
     N, H = a.shape
     for n in range(N):
         for j in range(H):  # e = exp(-|x|) = 2^-f (p2) * 2^-k (bits)
-            p2[j], bits[j] = _exp_neg_parts(abs(a[n, j] + b[j]))
+            p2[j], bits[j] = exp_neg_parts(abs(a[n, j] + b[j]))
         acc = np.float32(0.0)
         for j in range(H):
             x = a[n, j] + b[j]
             e = p2[j] * fbits[j]
             inv = _ONE / (_ONE + e)
             y[n, j] = inv if x >= _ZERO else e * inv
-            acc += (x if x > _ZERO else _ZERO) + _log1p_unit(e)
+            acc += (x if x > _ZERO else _ZERO) + log1p_unit(e)
         lse[n] = acc
 
 
@@ -130,14 +98,14 @@ def bernoulli_units_f32_(y, b, p2, bits, fbits, lse):
     N, H = y.shape
     for n in range(N):
         for j in range(H):
-            p2[j], bits[j] = _exp_neg_parts(abs(y[n, j] + b[j]))
+            p2[j], bits[j] = exp_neg_parts(abs(y[n, j] + b[j]))
         acc = np.float32(0.0)
         for j in range(H):
             x = y[n, j] + b[j]
             e = p2[j] * fbits[j]
             inv = _ONE / (_ONE + e)
             y[n, j] = inv if x >= _ZERO else e * inv
-            acc += (x if x > _ZERO else _ZERO) + _log1p_unit(e)
+            acc += (x if x > _ZERO else _ZERO) + log1p_unit(e)
         lse[n] = acc
 
 
