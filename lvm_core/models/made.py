@@ -403,9 +403,11 @@ class MADE(ParamsMixin):
             optimizer_kwargs=None, validation_data=None, early_stopping_patience=None,
             random_state=None, progress=False, callbacks=None, **fit_kwargs):
         """Train with :func:`lvm_core.train.fit_minibatch` (Adam by default); the loss is the
-        mean negative log-likelihood of one mask per minibatch.  With ``validation_data``
-        and ``early_stopping_patience`` the parameters of the best validation epoch (the
-        ensemble's mean NLL) are kept.  Returns self."""
+        mean negative log-likelihood of one mask per minibatch (a stored mask, or a fresh
+        one with ``mask_resampling="per_step"``, drawn with the generator of
+        ``random_state``).  With ``validation_data`` and ``early_stopping_patience`` the
+        parameters of the best validation epoch (:meth:`validation_loss`, the ensemble's
+        mean NLL) are kept.  Returns self."""
         from ..train import fit_minibatch
 
         _, X = self._prepare(X)
