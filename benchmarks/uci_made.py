@@ -58,7 +58,7 @@ epochs=3000, batch_size=100, lr=1e-3, validation_data=valid,
 early_stopping_patience=30, random_state=0)``: 500 units 80.24 / 80.28 (best
 epoch 700 of 730; one stored mask alone 85.02 on test); 1000 units 80.33 /
 80.36 (best epoch 746).
-EXPLORATION_PLACEHOLDER
+
 Before, with a fixed set of masks (measured 2026-11-30 through
 ``benchmarks/density_uci.py --part uci``; one mask dna 84.90 / mushrooms
 9.92 / nips 278.78; fixed-set ensemble dna 83.31 / mushrooms 9.72 / nips
