@@ -126,8 +126,8 @@ def grids(quick=False):
     # a fresh mask (random order and connectivity) at every minibatch, as Germain et al.
     # ran their best dna result; early stopping on the ensemble of the first 30 of the 300
     # stored evaluation masks, the choice and the test score on all 300
-    ens += [dict(hidden=(500,), lr=1e-3, n_masks=300, n_valid_masks=30, ordering="random",
-                 direct=True, mask_resampling="per_step", epochs=3000)]
+    ens += [dict(hidden=(500,), lr=lr, n_masks=300, n_valid_masks=30, ordering="random",
+                 direct=True, mask_resampling="per_step", epochs=3000) for lr in (1e-3, 3e-3)]
     return {"made": one, "made_ensemble": ens}
 
 
