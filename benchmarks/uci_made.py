@@ -66,9 +66,9 @@ one stored mask 85.44).  Early stopping on all 300 masks was not measured
 
 Before per-step resampling, ``benchmarks/density_uci.py --part uci`` gave
 (2026-11-30) one mask dna 84.90 / mushrooms 9.92 / nips 278.78 and the
-fixed-set ensemble dna 83.31 / mushrooms 9.72 / nips 277.12.  What moved the dna validation NLL (valid / test NLL): the L2
-penalty on the weights of the
-one-mask model with the direct connection (AdamW 1.0: 85.17 / 85.51; L2
+fixed-set ensemble dna 83.31 / mushrooms 9.72 / nips 277.12.  What moved
+the dna validation NLL then (valid / test NLL): the L2 penalty on the
+weights of the one-mask model with the direct connection (AdamW 1.0: 85.17 / 85.51; L2
 1e-2: 84.61 / 84.90; L2 on biases too, as decoupled decay does, hurts:
 AdamW 2.0 gave 88.75).  For mask sampling the direct connection, penalised
 more than the hidden path, and more hidden units (random orders, 32 masks:
