@@ -507,3 +507,18 @@ def test_per_step_backends(backend):
     s = model.score_samples(Xb)
     assert type(s) is type(Xb)
     assert relative_error(to_numpy(s), ref.score_samples(X)) < tol
+
+
+def test_per_step_samples_match_exact_probabilities():
+    """Ancestral samples of the stored-mask ensemble of a per-step model (D = 4, 3 masks)
+    against its exact probabilities: chi-square at a fixed seed."""
+    stats = require("scipy.stats")
+    D = 4
+    model = fresh_model(D, (10,), 3, "random", 2, scale=1.5, direct=True)
+    p = np.exp(model.score_samples(all_binary(D)))
+    n = 20000
+    S = model.sample(n, rng=0)
+    codes = (S @ (2 ** np.arange(D - 1, -1, -1))).astype(int)
+    counts = np.bincount(codes, minlength=2 ** D)
+    _, pvalue = stats.chisquare(counts, n * p)
+    assert pvalue > 1e-3, (counts, n * p)
