@@ -311,3 +311,214 @@ def test_example_quick(tmp_path):
     assert "RESULT made_fashion" in proc.stdout
     nll = float(proc.stdout.split("test_nll=")[1].split()[0])
     assert 0 < nll < 784 * math.log(2)
+
+
+# ---------------------------------------------------------------- per-step mask resampling
+def fresh_model(D, hidden, n_masks, ordering, seed, activation="tanh", scale=1.0,
+                direct=False, n_valid_masks=None):
+    """A float64 model with mask_resampling="per_step" and random weights."""
+    model = MADE(D, hidden=hidden, n_masks=n_masks, ordering=ordering, activation=activation,
+                 direct=direct, dtype="float64", random_state=seed,
+                 mask_resampling="per_step", n_valid_masks=n_valid_masks)
+    model.initialize()
+    rng = np.random.default_rng(seed + 1)
+    for k, v in model.params.items():
+        model.params[k] = (scale * rng.standard_normal(v.shape)).astype(v.dtype)
+    return model
+
+
+def fresh_stack(model, seed):
+    """The stack of the fresh mask that loss_and_grads(X, rng=seed) trains on."""
+    degrees = made_degrees(np.random.default_rng(seed), model.n_features,
+                           list(model.hidden), model.ordering)
+    return degrees, model._stack_from_degrees(degrees)
+
+
+def log_p_of_stack(model, X, stack):
+    logits = model._logits(X, model.params, stack)[0]
+    return np.sum(X * logits - np.logaddexp(0.0, logits), axis=1)
+
+
+@settings(max_examples=12)
+@given(D=dims, hidden=hiddens, seed=seeds, ordering=st.sampled_from(["natural", "random"]),
+       activation=st.sampled_from(["tanh", "sigmoid", "softplus", "elu"]),
+       N=st.integers(1, 6), direct=st.booleans())
+def test_fresh_mask_grad_finite_differences(D, hidden, seed, ordering, activation, N, direct):
+    """Every parameter of loss_and_grads with a fresh mask (the per-step training path:
+    the mask drawn from ``rng``), float64: relative error < 1e-6 scaled by
+    max(|analytic|, |numeric|), filtered on the numeric gradient only."""
+    model = fresh_model(D, hidden, 2, ordering, seed, activation, direct=direct)
+    X = (np.random.default_rng(seed).random((N, D)) < 0.5).astype(np.float64)
+    draw = seed % 1000 + 7  # the same fresh mask at every evaluation
+    loss, grads = model.loss_and_grads(X, rng=draw)
+    grads = {k: np.array(v) for k, v in grads.items()}
+
+    def f(p):
+        return float(model.loss_and_grads(X, rng=draw, params=p)[0])
+
+    check_grads_resolvable(f, dict(model.params), grads, float(loss))
+
+
+@settings(max_examples=10)
+@given(D=st.integers(2, 7), hidden=hiddens, seed=seeds,
+       ordering=st.sampled_from(["natural", "random"]), direct=st.booleans())
+def test_fresh_mask_normalised_and_autoregressive(D, hidden, seed, ordering, direct):
+    """A fresh mask (as training draws it): the training loss is -mean log p under it,
+    the probabilities of all 2^D vectors sum to 1, and logit_d does not move when x_j
+    with o(j) >= o(d) moves (finite differences)."""
+    model = fresh_model(D, hidden, 3, ordering, seed, scale=2.0, direct=direct)
+    X = all_binary(D)
+    draw = seed % 1000
+    degrees, stack = fresh_stack(model, draw)
+    log_p = log_p_of_stack(model, X, stack)
+    assert abs(np.exp(log_p).sum() - 1.0) < 1e-10
+    loss = float(model.loss_and_grads(X, rng=draw)[0])
+    assert abs(loss + log_p.mean()) < 1e-10 * (1 + abs(loss))
+    deg = degrees[0]
+    logits = model._logits(X, model.params, stack)[0]
+    for j in range(D):
+        Xh = X.copy()
+        Xh[:, j] += 1e-6
+        dlog = (model._logits(Xh, model.params, stack)[0] - logits) / 1e-6
+        assert np.all(dlog[:, deg <= deg[j]] == 0.0)
+    # the stored evaluation masks and their ensemble are normalised as well
+    for m in (None, 0, 1, 2):
+        assert abs(np.exp(model.score_samples(X, mask=m)).sum() - 1.0) < 1e-10
+
+
+def test_fresh_mask_ensemble_normalised_d10():
+    """The ensemble of the stored evaluation masks of a per-step model, D = 10."""
+    model = fresh_model(10, (16, 12), 5, "random", 3, scale=1.5, direct=True)
+    X = all_binary(10)
+    assert abs(np.exp(model.score_samples(X)).sum() - 1.0) < 1e-10
+    _, stack = fresh_stack(model, 4)
+    assert abs(np.exp(log_p_of_stack(model, X, stack)).sum() - 1.0) < 1e-10
+
+
+@pytest.mark.oracle
+def test_fresh_mask_matches_torch_autograd():
+    """Loss and gradients of a fresh mask equal torch autograd of the masked MLP."""
+    torch = require("torch")
+    D, N = 6, 5
+    model = fresh_model(D, (7, 5), 2, "random", 12, activation="relu", direct=True)
+    X = (np.random.default_rng(0).random((N, D)) < 0.5).astype(np.float64)
+    loss, grads = model.loss_and_grads(X, rng=21)
+    degrees, _ = fresh_stack(model, 21)
+    masks = made_masks(degrees)
+    tp = {k: torch.tensor(np.array(v), requires_grad=True) for k, v in model.params.items()}
+    h = torch.tensor(X)
+    for i, name in enumerate(["W0", "W1", "W_out"]):
+        a = h @ (tp[name] * torch.tensor(masks[i])) + tp[name.replace("W", "b")]
+        h = torch.relu(a) if i < 2 else a
+    m0 = degrees[0]
+    h = h + torch.tensor(X) @ (tp["W_direct"] * torch.tensor(
+        (m0[:, None] < m0[None, :]).astype(float))) + tp["b_direct"]
+    t_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        h, torch.tensor(X), reduction="sum") / N
+    t_loss.backward()
+    assert abs(float(loss) - t_loss.item()) < 1e-10 * (1 + abs(float(loss)))
+    for k in model.params:
+        assert relative_error(np.array(grads[k]), tp[k].grad.numpy()) < 1e-10, k
+
+
+def test_per_step_draws_a_new_mask_every_minibatch():
+    """With fixed masks the losses take at most M values; per step, (almost) every call
+    trains on another mask."""
+    model = fresh_model(6, (10,), 2, "random", 1, direct=True)
+    X = (np.random.default_rng(2).random((8, 6)) < 0.5).astype(float)
+    rng = np.random.default_rng(0)
+    losses = {round(float(model.loss_and_grads(X, rng)[0]), 12) for _ in range(20)}
+    assert len(losses) > 10
+    model.mask_resampling = "fixed"
+    losses = {round(float(model.loss_and_grads(X, rng)[0]), 12) for _ in range(20)}
+    assert len(losses) <= 2
+
+
+def test_per_step_fit_is_deterministic_and_validation_uses_n_valid_masks():
+    rng = np.random.default_rng(0)
+    X = (rng.random((120, 7)) < 0.3).astype(np.float64)
+    fits = []
+    for _ in range(2):
+        model = MADE(7, hidden=(12,), n_masks=6, ordering="random", direct=True,
+                     mask_resampling="per_step", n_valid_masks=3, random_state=0)
+        model.fit(X[:100], epochs=3, batch_size=20, lr=1e-2, validation_data=X[100:],
+                  random_state=5)
+        fits.append(model)
+    for k in fits[0].params:
+        np.testing.assert_array_equal(fits[0].params[k], fits[1].params[k])
+    model = fits[0]
+    # validation: the ensemble of the first 3 stored masks; score: all 6
+    per_mask = np.stack([model.score_samples(X[100:], mask=m) for m in range(6)])
+    ens3 = np.log(np.mean(np.exp(per_mask[:3]), axis=0))
+    assert abs(model.validation_loss(X[100:]) + ens3.mean()) < 1e-4
+    assert abs(model.history_.val_loss[-1] + ens3.mean()) < 1e-4
+    ens6 = np.log(np.mean(np.exp(per_mask), axis=0))
+    assert abs(model.score(X[100:]) - ens6.mean()) < 1e-4
+    other = MADE(7, hidden=(12,), n_masks=6, ordering="random", direct=True,
+                 mask_resampling="per_step", n_valid_masks=3, random_state=0)
+    other.fit(X[:100], epochs=3, batch_size=20, lr=1e-2, random_state=6)
+    assert not np.array_equal(other.params["W0"], model.params["W0"])
+
+
+def test_per_step_save_load_roundtrip(tmp_path):
+    model = fresh_model(6, (9,), 4, "random", 8, direct=True, n_valid_masks=2)
+    path = tmp_path / "made_per_step.h5"
+    lvm_io.save(model, path)
+    loaded = lvm_io.load(path, expected_type=MADE)
+    assert loaded.mask_resampling == "per_step" and loaded.n_valid_masks == 2
+    X = all_binary(6)
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    assert loaded.validation_loss(X) == model.validation_loss(X)
+    np.testing.assert_array_equal(to_numpy(loaded.loss_and_grads(X, rng=3)[0]),
+                                  to_numpy(model.loss_and_grads(X, rng=3)[0]))
+
+
+def test_per_step_errors():
+    with pytest.raises(ValueError, match="mask_resampling"):
+        MADE(4, mask_resampling="sometimes")
+    with pytest.raises(ValueError, match="n_valid_masks"):
+        MADE(4, n_masks=3, n_valid_masks=4)
+    with pytest.raises(ValueError, match="n_valid_masks"):
+        MADE(4, n_masks=3, n_valid_masks=0)
+    model = MADE(4, hidden=(5,), n_masks=2, random_state=0, mask_resampling="per_step")
+    with pytest.raises(ValueError, match="mask must be an integer"):
+        model.score_samples(np.zeros((3, 4)), mask=2)
+
+
+def test_per_step_backends(backend):
+    """A fresh mask's loss and grads, and the stored masks' scores, on every backend
+    equal NumPy float64's."""
+    ref = fresh_model(5, (8, 6), 3, "random", 4, direct=True)
+    X = (np.random.default_rng(1).random((7, 5)) < 0.5).astype(np.float64)
+    loss_ref, grads_ref = ref.loss_and_grads(X, rng=9)
+    grads_ref = {k: np.array(v) for k, v in grads_ref.items()}
+    model = MADE(5, hidden=(8, 6), n_masks=3, ordering="random", direct=True,
+                 activation="tanh", dtype=backend.dtype_name, mask_resampling="per_step",
+                 random_state=4)
+    model.degrees_ = ref.degrees_
+    model.params = {k: backend.asarray(v) for k, v in ref.params.items()}
+    Xb = backend.asarray(X)
+    loss, grads = model.loss_and_grads(Xb, rng=9)
+    tol = 1e-4 if backend.dtype_name == "float32" else 1e-10
+    assert abs(float(to_numpy(loss)) - float(loss_ref)) < tol * (1 + abs(float(loss_ref)))
+    for k in grads_ref:
+        assert grads[k].dtype == model.params[k].dtype
+        assert relative_error(to_numpy(grads[k]), grads_ref[k]) < tol * 10, k
+    s = model.score_samples(Xb)
+    assert type(s) is type(Xb)
+    assert relative_error(to_numpy(s), ref.score_samples(X)) < tol
+
+
+def test_per_step_samples_match_exact_probabilities():
+    """Ancestral samples of the stored-mask ensemble of a per-step model (D = 4, 3 masks)
+    against its exact probabilities: chi-square at a fixed seed."""
+    stats = require("scipy.stats")
+    D = 4
+    model = fresh_model(D, (10,), 3, "random", 2, scale=1.5, direct=True)
+    p = np.exp(model.score_samples(all_binary(D)))
+    n = 20000
+    S = model.sample(n, rng=0)
+    codes = (S @ (2 ** np.arange(D - 1, -1, -1))).astype(int)
+    counts = np.bincount(codes, minlength=2 ** D)
+    _, pvalue = stats.chisquare(counts, n * p)
+    assert pvalue > 1e-3, (counts, n * p)

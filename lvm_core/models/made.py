@@ -24,9 +24,16 @@ is an exactly normalised autoregressive model for every mask.  The loss is
 the mean negative log-likelihood; its gradient is the backward of the masked
 layers (dW = (h^T da) * M).
 
-Connectivity- (and order-) agnostic training (sec. 4): the model keeps a
-fixed set of M masks (``n_masks``); every minibatch uses one of them, drawn
-uniformly.  At test time the masks form an ensemble, a uniform mixture of M
+Connectivity- (and order-) agnostic training (sec. 4), two ways:
+
+* ``mask_resampling="fixed"``: the model keeps a fixed set of M masks
+  (``n_masks``), drawn once; every minibatch uses one of them, drawn uniformly;
+* ``mask_resampling="per_step"``: every minibatch draws a fresh mask (degrees
+  m^0 .. m^L as above, from the training generator), so training sees an
+  unbounded number of masks, as Germain et al. ran their best dna result; the
+  M stored masks are then used for evaluation only.
+
+At test time the M stored masks form an ensemble, a uniform mixture of M
 normalised models:
 
     log p(x) = logsumexp_m log p_m(x) - log M,
@@ -34,7 +41,8 @@ normalised models:
 never the average of the masks' logits (which is not a likelihood).
 
 One code path: the model is a composition of :class:`lvm_core.nn.MaskedDense`
-layers (one stack per mask, all reading the same parameters) and
+layers (one stack per mask, all reading the same parameters; with per-step
+resampling the stack of a fresh or stored mask is built from its degrees on use) and
 :func:`lvm_core.ops.bernoulli_loglik`; training runs through
 :func:`lvm_core.train.fit_minibatch`.
 """
@@ -99,10 +107,21 @@ class MADE(ParamsMixin):
     ordering : {"natural", "random"}
         Natural order x_1, .., x_D for every mask, or a random order per mask
         (order-agnostic training).
+    direct : bool
+        Add a masked direct connection x -> logits (M^D[j, d] = 1[m^0(j) < m^0(d)]).
     init : {"torch", "glorot", "he"}
     dtype : {"float32", "float64"}
     random_state : None, int or Generator
         Draws the masks, then the initial weights.
+    mask_resampling : {"fixed", "per_step"}
+        "fixed": training draws one of the M stored masks per minibatch.
+        "per_step": training draws a fresh mask (ordering as ``ordering`` says,
+        and connectivity) per minibatch from the generator ``fit`` passes; the M
+        stored masks serve evaluation (score_samples, score, sample).
+    n_valid_masks : None or int
+        :meth:`validation_loss` (early stopping) scores the ensemble of the first
+        ``n_valid_masks`` stored masks (a cheaper estimate when M is large);
+        None: all M.  Must not exceed ``n_masks``.
 
     Attributes
     ----------
@@ -119,7 +138,7 @@ class MADE(ParamsMixin):
 
     def __init__(self, n_features, hidden=(500,), activation="relu", n_masks=1,
                  ordering="natural", direct=False, init="torch", dtype="float32",
-                 random_state=None):
+                 random_state=None, mask_resampling="fixed", n_valid_masks=None):
         self.n_features = n_features
         self.hidden = hidden
         self.activation = activation
@@ -129,6 +148,8 @@ class MADE(ParamsMixin):
         self.init = init
         self.dtype = dtype
         self.random_state = random_state
+        self.mask_resampling = mask_resampling
+        self.n_valid_masks = n_valid_masks
         self._validate_hyperparameters()
         self.params = None
 
@@ -150,6 +171,15 @@ class MADE(ParamsMixin):
             raise TypeError(f"direct must be True or False; got {self.direct!r}.")
         check_choice(self.init, "init", ("torch", "glorot", "he"))
         check_choice(self.dtype, "dtype", ("float32", "float64"))
+        check_choice(self.mask_resampling, "mask_resampling", ("fixed", "per_step"))
+        if self.n_valid_masks is not None:
+            check_positive_int(self.n_valid_masks, "n_valid_masks")
+            if int(self.n_valid_masks) > int(self.n_masks):
+                raise ValueError(
+                    f"n_valid_masks must be at most n_masks={int(self.n_masks)} (validation "
+                    f"uses the first n_valid_masks stored masks); got {self.n_valid_masks!r}. "
+                    "Lower n_valid_masks, raise n_masks, or pass None to use all masks."
+                )
 
     def initialize(self, like=None, random_state=None):
         """Draw the M masks' degrees (:func:`made_degrees`), then the weights
@@ -171,30 +201,40 @@ class MADE(ParamsMixin):
         return self._stack(m)[0]
 
     def _stack(self, m):
-        """(MaskedDense stack, direct layer or None) of mask m, built once; the stacks of
-        all masks read the same parameter keys."""
+        """(MaskedDense stack, direct layer or None) of stored mask m; the stacks of all
+        masks read the same parameter keys.  With fixed masks each stack is built once;
+        with per-step resampling (M evaluation masks, possibly hundreds) it is built from
+        the stored degrees on every use."""
         check_is_fitted(self, ["degrees_"])
+        if self.mask_resampling == "per_step":
+            return self._stack_from_degrees(
+                [to_numpy(d)[m].astype(np.int64) for d in self.degrees_])
         key = (self.activation, self.init, tuple(int(h) for h in self.hidden), bool(self.direct))
         cache = getattr(self, "_stacks", None)
         if cache is None or cache[0] is not self.degrees_ or cache[1] != key:
             cache = self._stacks = (self.degrees_, key, {})
         stacks = cache[2]
         if m not in stacks:
-            degrees = [to_numpy(d)[m].astype(np.int64) for d in self.degrees_]
-            masks = made_masks(degrees)
-            sizes = [int(self.n_features)] + [int(h) for h in self.hidden]
-            layers = [MaskedDense(sizes[i], sizes[i + 1], masks[i], activation=self.activation,
-                                  suffix=str(i), init=self.init) for i in range(len(sizes) - 1)]
-            layers.append(MaskedDense(sizes[-1], sizes[0], masks[-1], activation=None,
-                                      suffix="_out", init=self.init))
-            direct = None
-            if self.direct:  # x -> logits, M^D[j, d] = 1[m^0(j) < m^0(d)]
-                m0 = degrees[0]
-                direct = MaskedDense(sizes[0], sizes[0],
-                                     (m0[:, None] < m0[None, :]).astype(np.float64),
-                                     activation=None, suffix="_direct", init=self.init)
-            stacks[m] = (layers, direct)
+            stacks[m] = self._stack_from_degrees(
+                [to_numpy(d)[m].astype(np.int64) for d in self.degrees_])
         return stacks[m]
+
+    def _stack_from_degrees(self, degrees):
+        """(MaskedDense stack, direct layer or None) of the mask with degrees
+        [m^0, m^1, .., m^L] (:func:`made_masks`)."""
+        masks = made_masks(degrees)
+        sizes = [int(self.n_features)] + [int(h) for h in self.hidden]
+        layers = [MaskedDense(sizes[i], sizes[i + 1], masks[i], activation=self.activation,
+                              suffix=str(i), init=self.init) for i in range(len(sizes) - 1)]
+        layers.append(MaskedDense(sizes[-1], sizes[0], masks[-1], activation=None,
+                                  suffix="_out", init=self.init))
+        direct = None
+        if self.direct:  # x -> logits, M^D[j, d] = 1[m^0(j) < m^0(d)]
+            m0 = degrees[0]
+            direct = MaskedDense(sizes[0], sizes[0],
+                                 (m0[:, None] < m0[None, :]).astype(np.float64),
+                                 activation=None, suffix="_direct", init=self.init)
+        return layers, direct
 
     def _check_mask(self, mask):
         M = int(self.n_masks)
@@ -229,9 +269,10 @@ class MADE(ParamsMixin):
 
     # ---------------------------------------------------------------- forward
     def _logits(self, X, params, m, ws=None):
-        """logit (N, D) of p(x_d = 1 | x_<d) under mask m, and the layer caches
-        (with ``direct``: logit = out(h^L) + x (U * M^D) + u)."""
-        layers, direct = self._stack(m)
+        """logit (N, D) of p(x_d = 1 | x_<d) under mask m, and the layer caches (with
+        ``direct``: logit = out(h^L) + x (U * M^D) + u).  ``m``: the index of a stored
+        mask, or the (layers, direct) stack of any mask (:meth:`_stack_from_degrees`)."""
+        layers, direct = m if isinstance(m, tuple) else self._stack(m)
         logits, caches = stack_forward(layers, params, X, ws)
         if direct is None:
             return logits, (caches, None)
@@ -245,24 +286,30 @@ class MADE(ParamsMixin):
                        mask=None):
         """Mean negative log-likelihood -1/N sum_n log p_m(x_n) and its gradients.
 
-        The mask index m is ``mask`` when given, else drawn uniformly from
-        {0, .., M-1} with ``rng`` (connectivity-agnostic training: one mask per
-        minibatch).  Gradient: dlogit = -(x - sigmoid(logit)) / N through the
+        The mask is stored mask ``mask`` when given; else, with fixed masks, stored
+        mask m drawn uniformly from {0, .., M-1} with ``rng``, and with per-step
+        resampling a fresh mask drawn with ``rng`` (:func:`made_degrees`)
+        (connectivity-agnostic training: one mask per minibatch).  Gradient: dlogit = -(x - sigmoid(logit)) / N through the
         masked layers.  Returns (loss as a 0-d array, grads keyed like params).
         """
         xp, X = self._prepare(X, validate=check_input)
         params = self.params if params is None else params
-        if mask is None:
-            M = int(self.n_masks)
-            m = 0 if M == 1 else int(as_generator(rng).integers(M))
+        if mask is not None:
+            stack = self._stack(self._check_mask(mask))
+        elif self.mask_resampling == "per_step":
+            check_is_fitted(self, ["degrees_"])
+            stack = self._stack_from_degrees(made_degrees(
+                as_generator(rng), int(self.n_features), [int(h) for h in self.hidden],
+                self.ordering))
         else:
-            m = self._check_mask(mask)
+            M = int(self.n_masks)
+            stack = self._stack(0 if M == 1 else int(as_generator(rng).integers(M)))
         if getattr(self, "_ws", None) is None:
             self._ws = ops.Workspace()
         ws = self._ws
         N = X.shape[0]
-        layers, direct = self._stack(m)
-        logits, (caches, c_direct) = self._logits(X, params, m, ws)
+        layers, direct = stack
+        logits, (caches, c_direct) = self._logits(X, params, stack, ws)
         ll, dlogits = ops.bernoulli_loglik(logits, X, -1.0 / N, ws=ws, name="made")
         loss = -xp.sum(ll) / float(N)
         grads = {} if grads_out is None else grads_out
@@ -276,11 +323,11 @@ class MADE(ParamsMixin):
     def log_conditionals(self, X, mask=0):
         """log p(x_d | x_{o < o(d)}) for every d under mask m: (N, D), row sums = log p_m(x)."""
         xp, X = self._prepare(X)
-        logits, _ = self._logits(X, self.params, self._check_mask(mask))
+        logits, _ = self._logits(X, self.params, self._stack(self._check_mask(mask)))
         return X * logits - F.softplus(logits)
 
     def _log_prob_mask(self, X, m):
-        logits, _ = self._logits(X, self.params, m)
+        logits, _ = self._logits(X, self.params, self._stack(m))
         ll, _ = ops.bernoulli_loglik(logits, X)
         return ll
 
@@ -293,7 +340,10 @@ class MADE(ParamsMixin):
         xp, X = self._prepare(X)
         if mask is not None:
             return self._log_prob_mask(X, self._check_mask(mask))
-        M = int(self.n_masks)
+        return self._log_prob_ensemble(xp, X, int(self.n_masks))
+
+    def _log_prob_ensemble(self, xp, X, M):
+        """logsumexp_m log p_m(x) - log M over the first M stored masks (N,)."""
         if M == 1:
             return self._log_prob_mask(X, 0)
         log_p = xp.stack([self._log_prob_mask(X, m) for m in range(M)])  # (M, N)
@@ -305,8 +355,12 @@ class MADE(ParamsMixin):
         return item(get_namespace(s).mean(s))
 
     def validation_loss(self, X):
-        """Mean negative log-likelihood of the ensemble (of the single mask when M = 1)."""
-        return -self.score(X)
+        """Mean negative log-likelihood of the ensemble of the first ``n_valid_masks``
+        stored masks (all M when None; the single mask when M = 1)."""
+        xp, X = self._prepare(X)
+        M = int(self.n_masks) if self.n_valid_masks is None else int(self.n_valid_masks)
+        s = self._log_prob_ensemble(xp, X, M)
+        return -item(xp.mean(s))
 
     def sample(self, n, rng=None, mask=None, like=None):
         """n draws x (n, D) by ancestral sampling: D passes, x_{o^-1(i)} ~
@@ -335,9 +389,10 @@ class MADE(ParamsMixin):
     def _sample_mask(self, xp, W, n, m, rng):
         D = int(self.n_features)
         order = np.argsort(to_numpy(self.degrees_[0])[m])  # variables in the order of mask m
+        stack = self._stack(m)
         X = xp.zeros((n, D), dtype=W.dtype, device=device_of(W))
         for d in order:
-            logits, _ = self._logits(X, self.params, m)
+            logits, _ = self._logits(X, self.params, stack)
             p = F.sigmoid(logits[:, int(d)])
             u = uniform(rng, (n,), like=W)
             X[:, int(d)] = xp.astype(u < p, W.dtype)
@@ -348,9 +403,11 @@ class MADE(ParamsMixin):
             optimizer_kwargs=None, validation_data=None, early_stopping_patience=None,
             random_state=None, progress=False, callbacks=None, **fit_kwargs):
         """Train with :func:`lvm_core.train.fit_minibatch` (Adam by default); the loss is the
-        mean negative log-likelihood of one mask per minibatch.  With ``validation_data``
-        and ``early_stopping_patience`` the parameters of the best validation epoch (the
-        ensemble's mean NLL) are kept.  Returns self."""
+        mean negative log-likelihood of one mask per minibatch (a stored mask, or a fresh
+        one with ``mask_resampling="per_step"``, drawn with the generator of
+        ``random_state``).  With ``validation_data`` and ``early_stopping_patience`` the
+        parameters of the best validation epoch (:meth:`validation_loss`, the ensemble's
+        mean NLL) are kept.  Returns self."""
         from ..train import fit_minibatch
 
         _, X = self._prepare(X)
