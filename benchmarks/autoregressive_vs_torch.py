@@ -20,6 +20,13 @@ Models (a registry, ``MODELS``: another model's twin is added with
   with --quick).  The twin: ``x @ (W * M) + b`` layers in torch with the
   same masks, BCE-with-logits summed over pixels.  Test NLL in nats per image.
   Target: |nll_diff| <= 0.5 and ratio >= 1.2.
+* ``nade``: NADE (Larochelle & Murray 2011) on the same data, 200 hidden units,
+  natural order, batch 100, lr 1e-3, 1 epoch (an epoch of the twin takes
+  2-3 minutes).  Ours: the running pre-activation, O(N D H), with the
+  handwritten backward.  The twin: the form PyTorch code usually takes, all D
+  pre-activations at once as an exclusive cumulative sum of x_j W_j over an
+  (N, D, H) tensor, sigmoid, a per-dimension dot product with V, autograd.
+  Target: |nll_diff| <= 0.5 and ratio >= 1.2.
 * ``char_rnn``: a GRU char-RNN (embedding 32, 128 hidden units) on The
   Devil's Dictionary (data_tools' embedded text; first 90% of the characters
   for training, the last 10% held out), windows of 64 + 1 symbols, batch 64,
@@ -37,13 +44,16 @@ Usage::
     python benchmarks/autoregressive_vs_torch.py --quick
     python benchmarks/autoregressive_vs_torch.py --models made
 
-Measured here (2026-11-30, full run, every other process paused, NumPy's
-OpenBLAS choosing its kernels): made ratio 2.33 (ours 1.15 s/epoch, torch 2.68
-s), test NLL 136.46 vs 136.45 (diff +0.012); char_rnn ratio 1.64 (1.17 vs 1.92
-s/epoch), held-out 1.9482 nats per character on both sides (diff 0.0000).
-With OPENBLAS_CORETYPE=Haswell: made 1.52, char_rnn 1.00.
+Measured here (2026-11-30, ``python benchmarks/autoregressive_vs_torch.py``, every
+other process paused, NumPy's OpenBLAS choosing its kernels, 4.6 min): made
+ratio 2.37 (ours 1.05 s/epoch, torch 2.48 s), test NLL 136.458 vs 136.446 (diff
++0.012); nade ratio 3.46 (44.2 vs 153.1 s/epoch), test NLL 164.4477 on both
+sides (diff 0.0000); char_rnn ratio 2.01 (1.02 vs 2.06 s/epoch), held-out
+1.9482 nats per character on both sides (diff 0.0000).  With
+OPENBLAS_CORETYPE=Haswell: made 1.52, char_rnn 1.00.
 
-Ends with ``RESULT made ratio=R nll_ours=X nll_torch=X nll_diff=X`` and
+Ends with ``RESULT made ratio=R nll_ours=X nll_torch=X nll_diff=X``, the same for
+``nade``, and
 ``RESULT char_rnn ratio=R nats_per_char_ours=X nats_per_char_torch=X
 nats_per_char_diff=X`` (diff = ours - torch).
 """
@@ -68,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_tools.mnist import load_mnist_like  # noqa: E402
 from data_tools.text import Vocabulary, load_embedded_text  # noqa: E402
 from lvm_core.models.char_rnn import CharRNN, make_windows  # noqa: E402
+from lvm_core.models.autoregressive.nade import NADE  # noqa: E402
 from lvm_core.models.made import MADE, made_masks  # noqa: E402
 
 SEED = 0
@@ -156,6 +167,70 @@ def run_made(torch, args, tmp):
     with torch.no_grad():
         nll_torch = torch.nn.functional.binary_cross_entropy_with_logits(
             twin(Xt_t), Xt_t, reduction="sum").item() / Xt.shape[0]
+    return dict(ratio=_median_ratio(t_ours, t_torch), s_per_epoch_ours=float(np.median(t_ours)),
+                s_per_epoch_torch=float(np.median(t_torch)), nll_ours=nll_ours,
+                nll_torch=nll_torch, nll_diff=nll_ours - nll_torch)
+
+
+# ------------------------------------------------------------------------ NADE
+@register("nade")
+def run_nade(torch, args, tmp):
+    X, Xt, src = _fashion_binary(args.quick)
+    N, D = X.shape
+    epochs = args.epochs or 1
+    H, batch, lr = 200, 100, 1e-3
+    print(f"[nade] data: {src}; train {X.shape}, test {Xt.shape}; H = {H}, batch {batch}, "
+          f"{epochs} epoch(s)")
+    ours = NADE(D, n_hidden=H, random_state=SEED)
+
+    class Twin(torch.nn.Module):
+        """The same model in PyTorch's usual vectorised form: the pre-activations
+        a_d = c + sum_{j<d} x_j W_j of all conditionals at once, as an exclusive
+        cumulative sum over d of x_j W_j (an (N, D, H) tensor); autograd does the rest."""
+
+        def __init__(self):
+            super().__init__()
+            for k in ("W", "c", "V", "b"):
+                setattr(self, k, torch.nn.Parameter(torch.tensor(np.array(ours.params[k]))))
+
+        def forward(self, x):
+            xw = x[:, :, None] * self.W[None]  # (N, D, H)
+            h = torch.sigmoid(torch.cumsum(xw, dim=1) - xw + self.c)
+            return torch.einsum("ndh,dh->nd", h, self.V) + self.b  # (N, D) logits
+
+    twin = Twin()
+    opt = torch.optim.Adam(twin.parameters(), lr=lr)
+    X_t, Xt_t = torch.from_numpy(X), torch.from_numpy(Xt)
+    ours.loss_and_grads(X[:batch], 0)  # warm-up outside the timings, no update
+    torch.nn.functional.binary_cross_entropy_with_logits(twin(X_t[:batch]), X_t[:batch]).backward()
+    opt.zero_grad(set_to_none=False)
+    rng = np.random.default_rng(SEED)
+    ck = os.path.join(tmp, "nade.h5")
+    t_ours, t_torch = [], []
+    for e in range(1, epochs + 1):
+        ours.fit(X, epochs=e, batch_size=batch, lr=lr, random_state=SEED, checkpoint=ck,
+                 resume=True)
+        t_ours.append(ours.history_.seconds_per_epoch[-1])
+        perm = torch.from_numpy(rng.permutation(N))
+        start = time.perf_counter()
+        for s in range(0, N, batch):
+            xb = X_t[perm[s:s + batch]]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                twin(xb), xb, reduction="sum") / xb.shape[0]
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            opt.step()
+        t_torch.append(time.perf_counter() - start)
+        print(f"[nade] epoch {e}: ours {t_ours[-1]:.2f} s (train NLL "
+              f"{ours.history_.train_loss[-1]:.3f}), torch {t_torch[-1]:.2f} s")
+    nll_ours = -ours.score(Xt)
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, Xt.shape[0], 500):  # chunks: the (N, D, H) tensor of all 10k is 6 GB
+            xb = Xt_t[s:s + 500]
+            total += torch.nn.functional.binary_cross_entropy_with_logits(
+                twin(xb), xb, reduction="sum").item()
+    nll_torch = total / Xt.shape[0]
     return dict(ratio=_median_ratio(t_ours, t_torch), s_per_epoch_ours=float(np.median(t_ours)),
                 s_per_epoch_torch=float(np.median(t_torch)), nll_ours=nll_ours,
                 nll_torch=nll_torch, nll_diff=nll_ours - nll_torch)
