@@ -91,6 +91,11 @@ def test_config_b_quick(tmp_path):
     assert abs(res["bound_diff"]) < 0.05 and abs(res["nelbo_diff"]) < 0.05, log
     # IWAE k = 5 is at least the ELBO on average (Burda et al. 2016, Theorem 1)
     assert res["bound_ours"] > -res["nelbo_ours"] - 1.0, log
+    # the float64 twins (same start, batches, eps) end together after a short run, and
+    # the nudged rerun reports how far a 1e-6 change moves our bound
+    f64 = _result(stdout, "vae_b_float64")
+    assert abs(f64["bound_diff"]) < 0.01 and f64["bound_ours"] > 0.0, log
+    assert "bound_shift" in _result(stdout, "vae_b_sensitivity"), log
 
 
 @pytest.mark.slow
