@@ -144,8 +144,17 @@ def run_made(torch, args, tmp):
     ours.loss_and_grads(X[:batch], 0)
     torch.nn.functional.binary_cross_entropy_with_logits(twin(X_t[:batch]), X_t[:batch]).backward()
     opt.zero_grad(set_to_none=False)
+    return _side_by_side(torch, "made", ours, twin, opt, X_t, Xt_t, batch, lr, epochs, tmp)
+
+
+def _side_by_side(torch, name, ours, twin, opt, X_t, Xt_t, batch, lr, epochs, tmp,
+                  eval_chunk=10000):
+    """Train ours (``fit`` resumed one epoch further each time) and the binary twin
+    (Bernoulli logits, mean summed BCE, the same shuffles) epoch by epoch; test NLLs."""
+    N = X_t.shape[0]
+    X, Xt = X_t.numpy(), Xt_t.numpy()
     rng = np.random.default_rng(SEED)
-    ck = os.path.join(tmp, "made.h5")
+    ck = os.path.join(tmp, f"{name}.h5")
     t_ours, t_torch = [], []
     for e in range(1, epochs + 1):
         ours.fit(X, epochs=e, batch_size=batch, lr=lr, random_state=SEED, checkpoint=ck,
@@ -161,12 +170,16 @@ def run_made(torch, args, tmp):
             loss.backward()
             opt.step()
         t_torch.append(time.perf_counter() - start)
-        print(f"[made] epoch {e}: ours {t_ours[-1]:.2f} s (train NLL "
+        print(f"[{name}] epoch {e}: ours {t_ours[-1]:.2f} s (train NLL "
               f"{ours.history_.train_loss[-1]:.3f}), torch {t_torch[-1]:.2f} s")
     nll_ours = -ours.score(Xt)
+    total = 0.0
     with torch.no_grad():
-        nll_torch = torch.nn.functional.binary_cross_entropy_with_logits(
-            twin(Xt_t), Xt_t, reduction="sum").item() / Xt.shape[0]
+        for s in range(0, Xt.shape[0], eval_chunk):
+            xb = Xt_t[s:s + eval_chunk]
+            total += torch.nn.functional.binary_cross_entropy_with_logits(
+                twin(xb), xb, reduction="sum").item()
+    nll_torch = total / Xt.shape[0]
     return dict(ratio=_median_ratio(t_ours, t_torch), s_per_epoch_ours=float(np.median(t_ours)),
                 s_per_epoch_torch=float(np.median(t_torch)), nll_ours=nll_ours,
                 nll_torch=nll_torch, nll_diff=nll_ours - nll_torch)
@@ -204,36 +217,9 @@ def run_nade(torch, args, tmp):
     ours.loss_and_grads(X[:batch], 0)  # warm-up outside the timings, no update
     torch.nn.functional.binary_cross_entropy_with_logits(twin(X_t[:batch]), X_t[:batch]).backward()
     opt.zero_grad(set_to_none=False)
-    rng = np.random.default_rng(SEED)
-    ck = os.path.join(tmp, "nade.h5")
-    t_ours, t_torch = [], []
-    for e in range(1, epochs + 1):
-        ours.fit(X, epochs=e, batch_size=batch, lr=lr, random_state=SEED, checkpoint=ck,
-                 resume=True)
-        t_ours.append(ours.history_.seconds_per_epoch[-1])
-        perm = torch.from_numpy(rng.permutation(N))
-        start = time.perf_counter()
-        for s in range(0, N, batch):
-            xb = X_t[perm[s:s + batch]]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                twin(xb), xb, reduction="sum") / xb.shape[0]
-            opt.zero_grad(set_to_none=False)
-            loss.backward()
-            opt.step()
-        t_torch.append(time.perf_counter() - start)
-        print(f"[nade] epoch {e}: ours {t_ours[-1]:.2f} s (train NLL "
-              f"{ours.history_.train_loss[-1]:.3f}), torch {t_torch[-1]:.2f} s")
-    nll_ours = -ours.score(Xt)
-    total = 0.0
-    with torch.no_grad():
-        for s in range(0, Xt.shape[0], 500):  # chunks: the (N, D, H) tensor of all 10k is 6 GB
-            xb = Xt_t[s:s + 500]
-            total += torch.nn.functional.binary_cross_entropy_with_logits(
-                twin(xb), xb, reduction="sum").item()
-    nll_torch = total / Xt.shape[0]
-    return dict(ratio=_median_ratio(t_ours, t_torch), s_per_epoch_ours=float(np.median(t_ours)),
-                s_per_epoch_torch=float(np.median(t_torch)), nll_ours=nll_ours,
-                nll_torch=nll_torch, nll_diff=nll_ours - nll_torch)
+    # evaluated in chunks: the (N, D, H) tensor of all 10,000 test images is 6 GB
+    return _side_by_side(torch, "nade", ours, twin, opt, X_t, Xt_t, batch, lr, epochs, tmp,
+                         eval_chunk=500)
 
 
 # ------------------------------------------------------------------------ char-RNN

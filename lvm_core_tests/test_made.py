@@ -232,6 +232,20 @@ def test_training_lowers_the_nll_and_early_stopping_keeps_the_best():
 
 
 # ---------------------------------------------------------------- backends, io, errors
+
+
+def _check_against_numpy(backend, model, ref, X, Xb, loss, grads, loss_ref, grads_ref):
+    """The model on ``backend`` gives the NumPy float64 reference's loss, gradients
+    (same dtype as the parameters) and scores, to the dtype's tolerance."""
+    tol = 1e-4 if backend.dtype_name == "float32" else 1e-10
+    assert abs(float(to_numpy(loss)) - float(loss_ref)) < tol * (1 + abs(float(loss_ref)))
+    for k in grads_ref:
+        assert grads[k].dtype == model.params[k].dtype
+        assert relative_error(to_numpy(grads[k]), grads_ref[k]) < tol * 10, k
+    s = model.score_samples(Xb)
+    assert type(s) is type(Xb) and s.dtype == Xb.dtype
+    assert relative_error(to_numpy(s), ref.score_samples(X)) < tol
+
 def test_backends(backend):
     """loss, grads, scores and samples on every backend equal NumPy float64's."""
     ref = random_model(5, (8, 6), 2, "random", 4, dtype="float64")
@@ -244,14 +258,7 @@ def test_backends(backend):
     model.params = {k: backend.asarray(v) for k, v in ref.params.items()}
     Xb = backend.asarray(X)
     loss, grads = model.loss_and_grads(Xb, mask=1)
-    tol = 1e-4 if backend.dtype_name == "float32" else 1e-10
-    assert abs(float(to_numpy(loss)) - float(loss_ref)) < tol * (1 + abs(float(loss_ref)))
-    for k in grads_ref:
-        assert grads[k].dtype == model.params[k].dtype
-        assert relative_error(to_numpy(grads[k]), grads_ref[k]) < tol * 10, k
-    s = model.score_samples(Xb)
-    assert type(s) is type(Xb) and s.dtype == Xb.dtype
-    assert relative_error(to_numpy(s), ref.score_samples(X)) < tol
+    _check_against_numpy(backend, model, ref, X, Xb, loss, grads, loss_ref, grads_ref)
     S = model.sample(3, rng=0)
     assert type(S) is type(Xb) and tuple(S.shape) == (3, 5)
 
@@ -499,14 +506,7 @@ def test_per_step_backends(backend):
     model.params = {k: backend.asarray(v) for k, v in ref.params.items()}
     Xb = backend.asarray(X)
     loss, grads = model.loss_and_grads(Xb, rng=9)
-    tol = 1e-4 if backend.dtype_name == "float32" else 1e-10
-    assert abs(float(to_numpy(loss)) - float(loss_ref)) < tol * (1 + abs(float(loss_ref)))
-    for k in grads_ref:
-        assert grads[k].dtype == model.params[k].dtype
-        assert relative_error(to_numpy(grads[k]), grads_ref[k]) < tol * 10, k
-    s = model.score_samples(Xb)
-    assert type(s) is type(Xb)
-    assert relative_error(to_numpy(s), ref.score_samples(X)) < tol
+    _check_against_numpy(backend, model, ref, X, Xb, loss, grads, loss_ref, grads_ref)
 
 
 def test_per_step_samples_match_exact_probabilities():
