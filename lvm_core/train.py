@@ -194,6 +194,7 @@ class _Optimizer:
     def __init__(self, optimizer, lr, optimizer_kwargs, groups):
         self.groups = groups  # list of (keys, lr, kwargs)
         self.checked = False  # the in-place updates check keys and shapes at the first step
+        self.caches = [{} for _ in groups]  # adam_'s grouped arrays, reused step to step
         if callable(optimizer):
             self.fn = optimizer
             self.name = getattr(optimizer, "__name__", type(optimizer).__name__)
@@ -217,11 +218,14 @@ class _Optimizer:
         from . import ops
 
         if self.fn is None:
-            update = ops.adam_ if self.name == "adam" else ops.sgd_
             # keys and shapes are checked at the first step; later steps pass the same dicts
             for i, (keys, lr, kwargs) in enumerate(self.groups):
-                state = update(params, grads, state, lr, keys=keys, advance=i == 0,
-                               check=not self.checked, **kwargs)
+                if self.name == "adam":
+                    state = ops.adam_(params, grads, state, lr, keys=keys, advance=i == 0,
+                                      check=not self.checked, cache=self.caches[i], **kwargs)
+                else:
+                    state = ops.sgd_(params, grads, state, lr, keys=keys, advance=i == 0,
+                                     check=not self.checked, **kwargs)
             self.checked = True
             return state
         states = state if len(self.groups) > 1 else [state]

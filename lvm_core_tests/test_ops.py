@@ -230,6 +230,40 @@ def test_adam_in_groups_equals_the_nn_function_for_every_parameter(n_params, see
         assert a[k].dtype == params[k].dtype
 
 
+@settings(max_examples=10)
+@given(n_params=st.integers(1, 12), seed=seeds)
+def test_adam_cache_follows_replaced_arrays(n_params, seed):
+    """With a ``cache`` kept between calls, adam_ reuses its groups only while params,
+    grads and state hold the same arrays: replacing a parameter, a gradient buffer or
+    the whole state (a restored snapshot) between steps is honoured, and every step
+    ends bit for bit where the uncached call puts it."""
+    rng = np.random.default_rng(seed)
+    params = {f"p{i}": rng.standard_normal((int(rng.integers(1, 4)), 3)).astype(
+        np.float32 if i % 2 else np.float64) for i in range(n_params)}
+    a = {k: v.copy() for k, v in params.items()}
+    b = {k: v.copy() for k, v in params.items()}
+    grads = {k: np.empty_like(v) for k, v in params.items()}  # one dict of buffers, as a loop
+    cache, sa, sb = {}, None, None
+    first = next(iter(params))
+    for step in range(6):
+        for k, g in grads.items():
+            g[...] = rng.standard_normal(g.shape)
+        if step == 2:  # a parameter array replaced (same shape): the cache must not write the old
+            a[first] = a[first].copy()
+        if step == 3:  # a new gradient buffer
+            grads[first] = grads[first].copy()
+        if step == 4:  # the state restored from a copy
+            sa = {"step": sa["step"], "m": {k: v.copy() for k, v in sa["m"].items()},
+                  "v": {k: v.copy() for k, v in sa["v"].items()}}
+        sa = ops.adam_(a, grads, sa, lr=1e-2, weight_decay=0.01, check=step == 0, cache=cache)
+        sb = ops.adam_(b, grads, sb, lr=1e-2, weight_decay=0.01)
+        assert cache["arrays"][0] is a[first]  # the groups were built from the current arrays
+        for k in params:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} at step {step}")
+            np.testing.assert_array_equal(sa["m"][k], sb["m"][k])
+            np.testing.assert_array_equal(sa["v"][k], sb["v"][k])
+
+
 def test_adam_check_false_still_checks_the_first_step():
     params = {"a": np.ones(3, np.float32)}
     with pytest.raises(ValueError, match="shape"):

@@ -85,7 +85,7 @@ def _zeros_like(x):
 
 
 def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-          keys=None, advance=True, check=True):
+          keys=None, advance=True, check=True, cache=None):
     """One Adam(W) step on ``params`` in place; returns ``state`` (updated in place).
 
     ``state`` None starts a run (m = v = 0, t = 0).  The step count t advances
@@ -95,6 +95,12 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
     check, for a training loop that checked its first step and then passes the
     same dicts every step.  The C-contiguous NumPy arrays of one dtype are updated
     :data:`GROUP` at a time by one numba call (every array in one pass).
+
+    ``cache``: a dict the caller keeps from step to step (a training loop keeps one
+    per parameter group).  When every updated array takes the grouped numba path,
+    the groups are stored in it and reused as long as ``params``, ``grads`` and
+    ``state`` hold the very same arrays (checked by identity at every call), which
+    saves rebuilding them each step; any replaced array rebuilds them.
     """
     if check or state is None:
         check_optimizer_inputs(params, grads, state, "adam", keys)
@@ -107,13 +113,19 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
     step_size = lr / (1.0 - beta1 ** t)
     sqrt_bc2 = math.sqrt(1.0 - beta2 ** t)
     m_all, v_all = state["m"], state["v"]
+    names = grads if keys is None else keys
+    if cache is not None and _same_arrays(cache, names, params, grads, m_all, v_all):
+        _adam_groups(cache["groups"], lr, weight_decay, beta1, beta2, sqrt_bc2, eps, step_size)
+        return state
     groups = {}  # dtype -> ([theta], [g], [m], [v]) flat views for the grouped kernel
-    for k in (grads if keys is None else keys):
+    arrays, grouped_only = [], True  # what the cache checks: (theta, g, m, v) per key
+    for k in names:
         theta, g = params[k], grads[k]
         m, v = m_all.get(k), v_all.get(k)
         if m is None:
             m = m_all[k] = _zeros_like(theta)
             v = v_all[k] = _zeros_like(theta)
+        arrays += (theta, g, m, v)
         if fusable(theta, g, m, v) and theta.flags.writeable and m.flags.writeable \
                 and v.flags.writeable:
             views = groups.get(theta.dtype)
@@ -122,23 +134,57 @@ def adam_(params, grads, state, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
             for lst, a in zip(views, (theta, g, m, v)):
                 lst.append(a.reshape(-1))
         elif _cupy.applies(theta, g, m, v) and theta.shape == g.shape:
+            grouped_only = False
             _cupy.adam_(theta, g, m, v, 1.0 - lr * weight_decay, beta1, beta2, sqrt_bc2, eps,
                         step_size)
         else:
+            grouped_only = False
             new_theta, new_m, new_v = ref.adam_step(theta, g, m, v, lr, beta1, beta2, eps,
                                                     weight_decay, t)
             theta[...] = new_theta
             m[...] = new_m
             v[...] = new_v
+    calls = []  # (dtype, (thetas, gs, ms, vs) of GROUP arrays each) per kernel call
     for dtype, views in groups.items():
-        dt = dtype.type
-        scalars = (dt(1.0 - lr * weight_decay), dt(beta1), dt(1.0 - beta1), dt(beta2),
-                   dt(1.0 - beta2), dt(sqrt_bc2), dt(eps), dt(step_size))
         for lst in views:  # pad to a multiple of GROUP with empty arrays (no work)
             lst.extend([_EMPTY[dtype]] * (-len(lst) % GROUP))
-        for i in range(0, len(views[0]), GROUP):
-            adam_inplace_group(*(tuple(lst[i:i + GROUP]) for lst in views), *scalars)
+        calls += [(dtype, tuple(tuple(lst[i:i + GROUP]) for lst in views))
+                  for i in range(0, len(views[0]), GROUP)]
+    _adam_groups(calls, lr, weight_decay, beta1, beta2, sqrt_bc2, eps, step_size)
+    if cache is not None:
+        cache.clear()
+        if grouped_only:
+            cache.update(state=state, names=tuple(names), arrays=tuple(arrays), groups=calls)
     return state
+
+
+def _adam_groups(calls, lr, weight_decay, beta1, beta2, sqrt_bc2, eps, step_size):
+    """The grouped numba calls of one Adam step (scalars cast to each group's dtype)."""
+    scalars = {}
+    for dtype, arrays in calls:
+        sc = scalars.get(dtype)
+        if sc is None:
+            dt = dtype.type
+            sc = scalars[dtype] = (dt(1.0 - lr * weight_decay), dt(beta1), dt(1.0 - beta1),
+                                   dt(beta2), dt(1.0 - beta2), dt(sqrt_bc2), dt(eps),
+                                   dt(step_size))
+        adam_inplace_group(*arrays, *sc)
+
+
+def _same_arrays(cache, names, params, grads, m_all, v_all):
+    """True when ``cache`` holds groups built from exactly these arrays (identity)."""
+    arrays = cache.get("arrays")
+    if arrays is None or cache["state"]["m"] is not m_all or cache["state"]["v"] is not v_all:
+        return False
+    if tuple(names) != cache["names"]:
+        return False
+    i = 0
+    for k in names:
+        if (arrays[i] is not params.get(k) or arrays[i + 1] is not grads.get(k)
+                or arrays[i + 2] is not m_all.get(k) or arrays[i + 3] is not v_all.get(k)):
+            return False
+        i += 4
+    return True
 
 
 #: the zero-length arrays that pad a group (read and written nowhere)
