@@ -352,7 +352,10 @@ class _Loop:
         self.batch_buffers = {}
 
     def batch(self, perm, s):
-        """Rows perm[s B:(s + 1) B] of X (into a reused buffer for NumPy data)."""
+        """Rows perm[s B:(s + 1) B] of X (into a reused buffer for NumPy data;
+        :func:`lvm_core.ops.take_rows` prefetches the rows ahead)."""
+        from . import ops
+
         stop = min((s + 1) * self.batch_size, self.n)  # in-bounds slices (array API)
         idx = perm[s * self.batch_size:stop]
         if type(self.X) is np.ndarray and type(idx) is np.ndarray:
@@ -360,7 +363,7 @@ class _Loop:
             out = self.batch_buffers.get(shape)
             if out is None:
                 out = self.batch_buffers[shape] = np.empty(shape, dtype=self.X.dtype)
-            return np.take(self.X, idx, axis=0, out=out)
+            return ops.take_rows(self.X, idx, out=out)
         return self.xp.take(self.X, idx, axis=0)
 
     def step(self, perm, s, check=False):

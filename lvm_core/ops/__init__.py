@@ -29,7 +29,8 @@ a general diagonal Gaussian prior (Kingma & Welling 2014; Sohn et al. 2015);
 in-place Adam (Kingma & Ba 2015) and SGD; the gate blocks of GRU and LSTM
 steps and their backward (:mod:`lvm_core.ops.recurrent`); the means,
 log-normalisers and samples of layers of binary stochastic units
-(:mod:`lvm_core.ops.units`, for Boltzmann machines and belief nets).
+(:mod:`lvm_core.ops.units`, for Boltzmann machines and belief nets); the
+minibatch row gather :func:`take_rows`, which prefetches the rows ahead.
 :mod:`lvm_core.ops.lasso` holds the ISTA/FISTA Lasso solvers behind sparse
 coding (Beck & Teboulle 2009).
 """
@@ -41,6 +42,7 @@ from .likelihood import (bernoulli_loglik, categorical_loglik, continuous_bernou
 from .optim import adam_, sgd_
 from . import gumbel, score_function
 from .recurrent import gru_gates, gru_gates_backward, lstm_gates, lstm_gates_backward
+from .rows import take_rows
 from .units import bernoulli_sample, bernoulli_units
 from .workspace import Workspace, scratch
 
@@ -49,4 +51,4 @@ __all__ = ["Workspace", "scratch", "reference", "ACTIVATIONS", "check_activation
            "gaussian_loglik", "categorical_loglik", "reparameterize", "reparameterize_backward",
            "kl_std_normal", "kl_normal", "adam_", "sgd_", "gru_gates", "gru_gates_backward",
            "lstm_gates", "lstm_gates_backward", "gumbel", "score_function", "bernoulli_units",
-           "bernoulli_sample"]
+           "bernoulli_sample", "take_rows"]
