@@ -318,6 +318,32 @@ def test_bernoulli_loglik_float32_kernel_over_the_whole_range():
         assert np.all(np.abs(ll1 - ll1_r) <= 3e-7 * (1.0 + np.abs(l1[:, 0]))), (j, ll1, ll1_r)
 
 
+def test_continuous_bernoulli_float32_kernel_over_the_whole_range():
+    """The float32 kernel (polynomial exp, log1p and log, the series below |l| = 0.5,
+    both branches computed and one selected) against float64 NumPy, entry by entry:
+    |l| from 0 through both sides of the cutoff and the exponent cap to 1e30."""
+    from lvm_core.ops._kernels import log_f32
+
+    a = np.concatenate([[0.0, 1e-30, 1e-7, 0.01, 0.4999, 0.5, 0.5001, 0.6931, 1.0, 10.0,
+                         16.6, 50.0, 87.5, 88.7, 104.0, 1e6, 1e30], np.linspace(0, 30, 301)])
+    logits = np.concatenate([a, -a])[None, :].repeat(3, axis=0).astype(np.float32)
+    x = np.random.default_rng(0).random(logits.shape).astype(np.float32)
+    x[0], x[1] = 0.0, 1.0
+    ll, dl = ops.continuous_bernoulli_loglik(logits, x, -0.5)
+    ll_r, dl_r = ref.continuous_bernoulli_loglik(logits.astype(np.float64),
+                                                 x.astype(np.float64), -0.5)
+    np.testing.assert_allclose(dl, dl_r, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(ll, ll_r, rtol=2e-6)
+    for j in range(logits.shape[1]):  # one column at a time: every value on its own
+        l1, x1 = logits[:, j:j + 1], x[:, j:j + 1]
+        ll1, _ = ops.continuous_bernoulli_loglik(l1, x1)
+        ll1_r, _ = ref.continuous_bernoulli_loglik(l1.astype(np.float64), x1.astype(np.float64))
+        assert np.all(np.abs(ll1 - ll1_r) <= 5e-7 * (1.0 + np.abs(l1[:, 0]))), (j, ll1, ll1_r)
+    q = np.float32(np.geomspace(1.2e-38, 3e38, 20001))
+    got = np.array([log_f32(v) for v in q[::50]])
+    np.testing.assert_allclose(got, np.log(q[::50].astype(np.float64)), rtol=2e-7, atol=2e-7)
+
+
 @settings(max_examples=25)
 @given(N=dims, D=dims, R=st.integers(1, 3), repeat=st.integers(1, 3), dtype=dtypes, seed=seeds,
        per_row=st.booleans(), kind=st.sampled_from(["bernoulli", "continuous_bernoulli"]))

@@ -142,8 +142,17 @@ def continuous_bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None,
         return _cupy.continuous_bernoulli_loglik(logits, x, scale, grad_out)
     if not fusable(logits, x, None if isinstance(scale, float) else scale):
         return ref.continuous_bernoulli_loglik(logits, *_expanded(logits, x, scale, repeat))
-    dl, ll, e, _ = _outs(ws, name, logits, grad_out)
     dt = logits.dtype.type
+    if logits.dtype == np.float32:
+        g = writable_out(grad_out, logits.shape, logits.dtype)
+        dl = scratch(ws, name + ".grad", logits.shape, logits) if g is None else g
+        ll = scratch(ws, name + ".ll", logits.shape[:1], logits)
+        p2 = scratch(ws, name + ".p2", logits.shape[1:], logits)
+        bits = scratch(ws, name + ".bits", logits.shape[1:], logits, dtype=np.int32)
+        K.continuous_bernoulli_f32(logits, x, _scale_vector(scale, logits.dtype), repeat,
+                                   dt(_CUTOFF), p2, bits, bits.view(np.float32), dl, ll)
+        return ll, dl
+    dl, ll, e, _ = _outs(ws, name, logits, grad_out)
     K.neg_abs(logits, e)
     np.exp(e, out=e)
     K.continuous_bernoulli_grad(logits, x, e, _scale_vector(scale, logits.dtype), repeat,
