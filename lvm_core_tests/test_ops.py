@@ -336,7 +336,7 @@ def test_continuous_bernoulli_float32_kernel_over_the_whole_range():
     np.testing.assert_allclose(dl, dl_r, rtol=2e-6, atol=1e-7)
     np.testing.assert_allclose(ll, ll_r, rtol=2e-6)
     for j in range(logits.shape[1]):  # one column at a time: every value on its own
-        l1, x1 = logits[:, j:j + 1], x[:, j:j + 1]
+        l1, x1 = np.ascontiguousarray(logits[:, j:j + 1]), np.ascontiguousarray(x[:, j:j + 1])
         ll1, _ = ops.continuous_bernoulli_loglik(l1, x1)
         with np.errstate(over="ignore", invalid="ignore"):
             ll1_r, _ = ref.continuous_bernoulli_loglik(l1.astype(np.float64),
