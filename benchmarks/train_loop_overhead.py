@@ -18,13 +18,20 @@ isolate the loop's own cost per step):
 
 Threads: BLAS 2 threads (set before NumPy is imported).
 
+A third part measures the batch gather on its own: :func:`lvm_core.ops.take_rows`
+(which prefetches the rows ahead) against ``np.take``, once on the batches of
+an epoch with two matrix products between batches (so that the data is not
+left in the caches, as in training), once as whole ``fit_minibatch`` epochs
+with the loop's gather swapped for ``np.take``.
+
 Usage::
 
     python benchmarks/train_loop_overhead.py [--n 12800] [--repeats 5]
 
 Ends with ``RESULT train_loop fast_ratio=R generic_ratio=R tiny_...=us`` where
 ratio = bare seconds / fit_minibatch seconds (1.0 = no overhead; bigger is
-better) and the tiny figures are microseconds per step.
+better) and the tiny figures are microseconds per step, and ``RESULT take_rows
+gather_ratio=R epoch_ratio=R ...`` (np.take time over ours).
 """
 from __future__ import annotations
 
@@ -106,6 +113,61 @@ def tiny_overhead(repeats):
     return out
 
 
+def gather_comparison(repeats, n_rows=60000, batch=128, D=784, H=400):
+    """take_rows against np.take: the batches of an epoch (two matmuls between batches)
+    and whole fit_minibatch epochs with the loop's gather swapped.  Returns a dict."""
+    import lvm_core.ops as lvm_ops
+
+    rng = np.random.default_rng(0)
+    X = rng.random((n_rows, D), dtype=np.float32)
+    A, W = rng.random((batch, D), dtype=np.float32), rng.random((D, H), dtype=np.float32)
+    C = np.empty((batch, H), np.float32)
+    out = np.empty((batch, D), np.float32)
+    ops.take_rows(X, np.arange(4), out=out[:4].copy())  # compile
+
+    def one_epoch(take):
+        perm, total = rng.permutation(n_rows), 0.0
+        for s in range(0, n_rows - batch + 1, batch):
+            start = time.perf_counter()
+            take(perm[s:s + batch])
+            total += time.perf_counter() - start
+            np.matmul(A, W, out=C)
+            np.matmul(A, W, out=C)
+        return 1e6 * total / (n_rows // batch)
+
+    def ours(idx):
+        return ops.take_rows(X, idx, out=out)
+
+    def numpy_take(idx):
+        return np.take(X, idx, axis=0, out=out)
+
+    us = {"ours": [], "numpy": []}
+    for _ in range(repeats):
+        us["ours"].append(one_epoch(ours))
+        us["numpy"].append(one_epoch(numpy_take))
+    real = lvm_ops.take_rows
+    epoch = {"ours": [], "numpy": []}
+    Xf = X[:12800]
+    try:
+        for r in range(repeats):
+            for side in ("ours", "numpy"):
+                lvm_ops.take_rows = real if side == "ours" else (
+                    lambda X_, idx, out=None: np.take(X_, idx, axis=0, out=out))
+                model = VAE(D, 20, (H,), random_state=0).initialize()
+                hist = fit_minibatch(model, Xf, epochs=1, batch_size=batch, random_state=r,
+                                     progress=False)
+                epoch[side].append(hist.seconds_per_epoch[-1])
+    finally:
+        lvm_ops.take_rows = real
+    res = {k: float(np.median(v)) for k, v in us.items()}
+    res.update({"epoch_" + k: float(np.median(v)) for k, v in epoch.items()})
+    print(f"gather of {batch} rows of {D} float32 from {n_rows}: take_rows {res['ours']:.1f} us, "
+          f"np.take {res['numpy']:.1f} us (median of {repeats} epochs of batches); "
+          f"fit_minibatch epoch on {Xf.shape[0]} rows: {res['epoch_ours']:.3f} s with take_rows, "
+          f"{res['epoch_numpy']:.3f} s with np.take")
+    return res
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=12800)
@@ -149,6 +211,11 @@ def main():
           f"tiny_generic_us_per_step_ours={tiny['generic'][0]:.1f} "
           f"tiny_generic_us_per_step_bare={tiny['generic'][1]:.1f} "
           f"n={args.n} repeats={args.repeats}")
+    g = gather_comparison(args.repeats)
+    print(f"RESULT take_rows gather_ratio={g['numpy'] / g['ours']:.3f} "
+          f"epoch_ratio={g['epoch_numpy'] / g['epoch_ours']:.3f} us_ours={g['ours']:.1f} "
+          f"us_numpy={g['numpy']:.1f} s_epoch_ours={g['epoch_ours']:.3f} "
+          f"s_epoch_numpy={g['epoch_numpy']:.3f}")
 
 
 if __name__ == "__main__":
