@@ -318,6 +318,24 @@ def test_bernoulli_loglik_float32_kernel_over_the_whole_range():
         assert np.all(np.abs(ll1 - ll1_r) <= 3e-7 * (1.0 + np.abs(l1[:, 0]))), (j, ll1, ll1_r)
 
 
+def test_elu_float32_kernel_over_the_whole_range():
+    """The one-pass float32 ELU (polynomial exp) against float64, in place and not:
+    exp(v) - 1 within float32's absolute resolution near 0, relative 1e-6 elsewhere,
+    -1 far below 0 (through the exponent cap), +inf kept, NaN propagated."""
+    v = np.concatenate([[-1e30, -200.0, -88.0, -87.0, -20.0, -1e-3, -1e-8, 0.0, 1e-8, 5.0,
+                         1e30, np.inf, -np.inf], np.linspace(-30, 30, 601)]).astype(np.float32)
+    a = v[None, :].repeat(2, axis=0)
+    b = np.zeros(a.shape[1], np.float32)
+    want = ref.bias_act(a.astype(np.float64), b.astype(np.float64), "elu")
+    for inplace in (False, True):
+        x = a.copy()
+        y = ops.bias_act(x, b, "elu", out=x if inplace else None)
+        assert (y is x) == inplace and y.dtype == np.float32
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1.2e-7)
+    nan = ops.bias_act(np.array([[np.nan, -1.0]], np.float32), np.zeros(2, np.float32), "elu")
+    assert np.isnan(nan[0, 0]) and nan[0, 1] == pytest.approx(np.expm1(-1.0), rel=1e-6)
+
+
 def test_continuous_bernoulli_float32_kernel_over_the_whole_range():
     """The float32 kernel (polynomial exp, log1p and log, the series below |l| = 0.5,
     both branches computed and one selected) against float64 NumPy, entry by entry:

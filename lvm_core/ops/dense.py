@@ -87,6 +87,11 @@ def bias_act(a, b, activation, out=None, ws=None, name="bias_act"):
             K.bias_leaky_relu_(y, b, slope)
         else:
             K.bias_leaky_relu(a, b, slope, y)
+    elif activation == "elu" and a.dtype == np.float32:  # one pass, polynomial exp
+        if inplace:
+            K.bias_elu_f32_(y, b, dt(ref.ACTIVATIONS["elu"]))
+        else:
+            K.bias_elu_f32(a, b, dt(ref.ACTIVATIONS["elu"]), y)
     elif activation == "elu":
         t = scratch(ws, name + ".t", a.shape, a)
         if inplace:
