@@ -71,6 +71,11 @@ def test_take_rows_other_layouts_and_unusable_out():
     assert got is not wrong and got.dtype == X.dtype
     np.testing.assert_array_equal(got, X[idx])
     np.testing.assert_array_equal(ops.take_rows(X, np.array([], dtype=np.int64)), X[:0])
+    Y = X.copy()
+    got = ops.take_rows(Y, idx, out=Y[:3])  # an ``out`` inside X: not written over X
+    assert not np.shares_memory(got, Y)
+    np.testing.assert_array_equal(got, X[idx])
+    np.testing.assert_array_equal(Y, X)
 
 
 def test_take_rows_on_every_backend(backend):

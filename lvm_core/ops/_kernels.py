@@ -468,6 +468,7 @@ _C32 = tuple(np.float32(c) for c in (_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7))
 _G32 = tuple(np.float32(c) for c in (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7))
 _LOG2_32 = np.float32(_LOG2)
 _SQRT2_32 = np.float32(1.4142135623730951)
+_FLT_MAX = np.float32(np.finfo(np.float32).max)
 # log(1 + t) = t - t^2/2 + t^3 R(t) for t in [sqrt(1/2) - 1, sqrt(2) - 1]: R of degree 7,
 # a least-squares fit of the relative error (4000 Chebyshev nodes, float64); evaluated
 # in float32 the result is within 1.3e-7 relative of log1p
@@ -478,7 +479,8 @@ _R32 = tuple(np.float32(c) for c in (
 
 @_jit
 def log_f32(q):
-    """log(q) for a positive normal float32 q without a division, vectorisable:
+    """log(q) for a positive normal float32 q (inf and NaN returned as they are)
+    without a division, vectorisable:
     q = m 2^k with m in [sqrt(1/2), sqrt(2)) from the bits, t = m - 1,
     log q = k log 2 + t - t^2/2 + t^3 R(t)."""
     b = np.float32(q).view(np.int32)
@@ -498,7 +500,8 @@ def log_f32(q):
     r = r * t + r1
     r = r * t + r0
     t2 = t * t
-    return np.float32(k) * _LOG2_32 + (t - _HALF * t2 + t2 * t * r)
+    out = np.float32(k) * _LOG2_32 + (t - _HALF * t2 + t2 * t * r)
+    return out if q <= _FLT_MAX else q  # inf and NaN pass through
 
 
 @_jit_poly

@@ -27,15 +27,17 @@ AHEAD_BYTES = 24576
 def take_rows(X, idx, out=None):
     """X[idx] along the first axis, written into ``out`` when it fits.
 
-    ``out``: a C-contiguous array of shape (len(idx),) + X.shape[1:] and X's dtype
-    (NumPy; ignored otherwise).  Always use the returned array.
+    ``out``: a C-contiguous array of shape (len(idx),) + X.shape[1:] and X's dtype,
+    not overlapping X (NumPy; otherwise a fresh array is returned).  Always use the
+    returned array.
     """
     if (type(X) is np.ndarray and type(idx) is np.ndarray and X.ndim >= 2 and X.size
             and X.dtype.kind in "biufc" and X.flags.c_contiguous and idx.ndim == 1
             and idx.dtype.kind in "iu"):
         shape = (idx.shape[0],) + X.shape[1:]
         if (out is None or type(out) is not np.ndarray or out.shape != shape
-                or out.dtype != X.dtype or not out.flags.c_contiguous or not out.flags.writeable):
+                or out.dtype != X.dtype or not out.flags.c_contiguous or not out.flags.writeable
+                or np.may_share_memory(out, X)):
             out = np.empty(shape, dtype=X.dtype)
         if not idx.size:
             return out
