@@ -403,6 +403,31 @@ _G0, _G1, _G2, _G3 = 1 / 6, -7 / 360, 31 / 15120, -127 / 604800
 _G4, _G5, _G6, _G7 = 73 / 3421440, -1414477 / 653837184000, 8191 / 37362124800, \
     -16931177 / 762187345920000
 _LOG2 = 0.6931471805599453
+_C64 = (_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7)
+_G64 = (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7)
+
+
+@_jit
+def cb_series(u, c, g):
+    """(P(u), G(u)) by Horner for u = l^2, coefficients lowest power first: log C(l) =
+    log 2 + u P(u) and d log C/dl = l G(u) below the cutoff."""
+    p = c[7]
+    p = p * u + c[6]
+    p = p * u + c[5]
+    p = p * u + c[4]
+    p = p * u + c[3]
+    p = p * u + c[2]
+    p = p * u + c[1]
+    p = p * u + c[0]
+    q = g[7]
+    q = q * u + g[6]
+    q = q * u + g[5]
+    q = q * u + g[4]
+    q = q * u + g[3]
+    q = q * u + g[2]
+    q = q * u + g[1]
+    q = q * u + g[0]
+    return p, q
 
 
 @_jit_rows
@@ -434,22 +459,7 @@ def continuous_bernoulli_grad(l, x, e, scale, repeat, cutoff, dl, ll):
             a = abs(lv)
             if a < cutoff:
                 u = lv * lv
-                p = _C7
-                p = p * u + _C6
-                p = p * u + _C5
-                p = p * u + _C4
-                p = p * u + _C3
-                p = p * u + _C2
-                p = p * u + _C1
-                p = p * u + _C0
-                g = _G7
-                g = g * u + _G6
-                g = g * u + _G5
-                g = g * u + _G4
-                g = g * u + _G3
-                g = g * u + _G2
-                g = g * u + _G1
-                g = g * u + _G0
+                p, g = cb_series(u, _C64, _G64)
                 r += _LOG2 + u * p
                 dlogc = lv * g
                 e[n, j] = inv
@@ -464,8 +474,8 @@ def continuous_bernoulli_grad(l, x, e, scale, repeat, cutoff, dl, ll):
 
 
 # float32 copies of the series coefficients (for the float32 kernel below)
-_C32 = tuple(np.float32(c) for c in (_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7))
-_G32 = tuple(np.float32(c) for c in (_G0, _G1, _G2, _G3, _G4, _G5, _G6, _G7))
+_C32 = tuple(np.float32(c) for c in _C64)
+_G32 = tuple(np.float32(c) for c in _G64)
 _LOG2_32 = np.float32(_LOG2)
 _SQRT2_32 = np.float32(1.4142135623730951)
 _FLT_MAX = np.float32(np.finfo(np.float32).max)
@@ -517,8 +527,6 @@ def continuous_bernoulli_f32(l, x, scale, repeat, cutoff, p2, bits, fbits, dl, l
     M, D = l.shape
     N = x.shape[0]
     step = 1 if scale.shape[0] == M else 0
-    c0, c1, c2, c3, c4, c5, c6, c7 = _C32
-    g0, g1, g2, g3, g4, g5, g6, g7 = _G32
     for n in range(M):
         i = (n // repeat) % N
         sc = scale[n * step]
@@ -535,22 +543,7 @@ def continuous_bernoulli_f32(l, x, scale, repeat, cutoff, p2, bits, fbits, dl, l
             r = xv * lv - (lv if lv > _ZERO else _ZERO)
             # |l| < cutoff: log C = log 2 + u P(u), dlogC = l G(u), u = l^2
             u = lv * lv
-            p = c7
-            p = p * u + c6
-            p = p * u + c5
-            p = p * u + c4
-            p = p * u + c3
-            p = p * u + c2
-            p = p * u + c1
-            p = p * u + c0
-            g = g7
-            g = g * u + g6
-            g = g * u + g5
-            g = g * u + g4
-            g = g * u + g3
-            g = g * u + g2
-            g = g * u + g1
-            g = g * u + g0
+            p, g = cb_series(u, _C32, _G32)
             small_r = _LOG2_32 + u * p - log1p_unit(ev)
             # |l| >= cutoff: log C - log(1 + e) = log|l| - log(1 - e) = log q, q = |l| / (1 - e);
             # dlogC = 1/|l| - 2e / ((1 - e)(1 + e)), with one division for 1/|l| and 1/(1 - e)

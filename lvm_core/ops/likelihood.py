@@ -86,6 +86,17 @@ def _expanded(logits, x, scale, repeat):
     return x, scale
 
 
+def _f32_outs(ws, name, logits, grad_out):
+    """Outputs and scratch of the one-pass float32 kernels: dl (M, D) (``grad_out`` when it
+    fits), ll (M,), and the (D,) rows p2 (float32) and bits (int32) of exp(-|l|)'s parts."""
+    g = writable_out(grad_out, logits.shape, logits.dtype)
+    dl = scratch(ws, name + ".grad", logits.shape, logits) if g is None else g
+    ll = scratch(ws, name + ".ll", logits.shape[:1], logits)
+    p2 = scratch(ws, name + ".p2", logits.shape[1:], logits)
+    bits = scratch(ws, name + ".bits", logits.shape[1:], logits, dtype=np.int32)
+    return dl, ll, p2, bits
+
+
 def _scale_vector(scale, dtype):
     if isinstance(scale, float):
         return np.full(1, scale, dtype=dtype)
@@ -110,11 +121,7 @@ def bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None, name="bernoul
     if not fusable(logits, x, None if isinstance(scale, float) else scale):
         return ref.bernoulli_loglik(logits, *_expanded(logits, x, scale, repeat))
     if logits.dtype == np.float32:
-        g = writable_out(grad_out, logits.shape, logits.dtype)
-        dl = scratch(ws, name + ".grad", logits.shape, logits) if g is None else g
-        ll = scratch(ws, name + ".ll", logits.shape[:1], logits)
-        p2 = scratch(ws, name + ".p2", logits.shape[1:], logits)
-        bits = scratch(ws, name + ".bits", logits.shape[1:], logits, dtype=np.int32)
+        dl, ll, p2, bits = _f32_outs(ws, name, logits, grad_out)
         K.bernoulli_loglik_f32(logits, x, _scale_vector(scale, logits.dtype), repeat, p2, bits,
                                bits.view(np.float32), dl, ll)
         return ll, dl
@@ -144,11 +151,7 @@ def continuous_bernoulli_loglik(logits, x, scale=1.0, grad_out=None, ws=None,
         return ref.continuous_bernoulli_loglik(logits, *_expanded(logits, x, scale, repeat))
     dt = logits.dtype.type
     if logits.dtype == np.float32:
-        g = writable_out(grad_out, logits.shape, logits.dtype)
-        dl = scratch(ws, name + ".grad", logits.shape, logits) if g is None else g
-        ll = scratch(ws, name + ".ll", logits.shape[:1], logits)
-        p2 = scratch(ws, name + ".p2", logits.shape[1:], logits)
-        bits = scratch(ws, name + ".bits", logits.shape[1:], logits, dtype=np.int32)
+        dl, ll, p2, bits = _f32_outs(ws, name, logits, grad_out)
         K.continuous_bernoulli_f32(logits, x, _scale_vector(scale, logits.dtype), repeat,
                                    dt(_CUTOFF), p2, bits, bits.view(np.float32), dl, ll)
         return ll, dl
