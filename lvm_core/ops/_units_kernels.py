@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import njit
-from ._kernels import _ONE, _ZERO, exp_neg_parts, log1p_unit
+from ._kernels import _ONE, _ZERO, exp_neg_parts, log1p_unit, sigmoid_from_exp
 
 _jit = njit(error_model="numpy", nogil=True)
 _jit_rows = njit(error_model="numpy", nogil=True, fastmath={"reassoc"})
@@ -86,8 +86,7 @@ def bernoulli_units_f32(a, b, p2, bits, fbits, y, lse):
         for j in range(H):
             x = a[n, j] + b[j]
             e = p2[j] * fbits[j]
-            inv = _ONE / (_ONE + e)
-            y[n, j] = inv if x >= _ZERO else e * inv
+            y[n, j] = sigmoid_from_exp(x, e)[1]
             acc += (x if x > _ZERO else _ZERO) + log1p_unit(e)
         lse[n] = acc
 
@@ -103,8 +102,7 @@ def bernoulli_units_f32_(y, b, p2, bits, fbits, lse):
         for j in range(H):
             x = y[n, j] + b[j]
             e = p2[j] * fbits[j]
-            inv = _ONE / (_ONE + e)
-            y[n, j] = inv if x >= _ZERO else e * inv
+            y[n, j] = sigmoid_from_exp(x, e)[1]
             acc += (x if x > _ZERO else _ZERO) + log1p_unit(e)
         lse[n] = acc
 
@@ -118,8 +116,7 @@ def bernoulli_units_f64(a, b, y, lse):
         for j in range(H):
             x = a[n, j] + b[j]
             e = np.exp(-abs(x))
-            inv = 1.0 / (1.0 + e)
-            y[n, j] = inv if x >= 0.0 else e * inv
+            y[n, j] = sigmoid_from_exp(x, e)[1]
             acc += (x if x > 0.0 else 0.0) + np.log1p(e)
         lse[n] = acc
 
@@ -133,7 +130,6 @@ def bernoulli_units_f64_(y, b, lse):
         for j in range(H):
             x = y[n, j] + b[j]
             e = np.exp(-abs(x))
-            inv = 1.0 / (1.0 + e)
-            y[n, j] = inv if x >= 0.0 else e * inv
+            y[n, j] = sigmoid_from_exp(x, e)[1]
             acc += (x if x > 0.0 else 0.0) + np.log1p(e)
         lse[n] = acc
